@@ -1,0 +1,49 @@
+"""Sessions: ``tests`` (the whole suite), ``lint`` (ruff), ``typecheck`` (mypy, strict), ``bench``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+# What each system tool the tests use is packaged as on Debian/Ubuntu.
+SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg"}
+
+
+def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
+    """Install missing tools with apt-get when we are root; otherwise say what to install."""
+    missing = sorted({package for tool, package in tools.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
+                    external=True, env=env)
+        return
+    session.error(f"the tests need these system packages: {' '.join(missing)} (apt-get install)")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    ensure_system_tools(session, SYSTEM_TOOLS)
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[typecheck]")
+    session.run("mypy")

@@ -1,0 +1,190 @@
+"""The HTTP layer: translate requests into registry calls and back. No upstream I/O happens here.
+
+Segments, the hot path, are answered by a small ASGI dispatcher in front of the Quart app;
+everything else goes to Quart.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+import trio
+from hypercorn.typing import (
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPScope,
+    Scope,
+)
+from quart import Quart, Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .asgi import send_response
+from .channel import Channel
+from .config import Config
+from .engine import KeyType
+from .errors import Forbidden, NotFound, ProxyError, Unauthorized
+from .ids import client_identity, is_channel_name, parse_stream_key
+from .registry import Registry
+from .window import Segment
+
+__all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length"}
+_CORS_RAW = [(k.lower().encode(), v.encode()) for k, v in CORS.items()]
+_IMMUTABLE = b"public, max-age=3600, immutable"
+_SEGMENT_PATH = re.compile(r"/ace/hls/([0-9a-f]{40})/([0-9a-f]{8})/([0-9]{1,15})\.ts")
+
+
+def segment_path(root_path: str, channel: Channel, segment: Segment) -> str:
+    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/{segment.sequence}.ts"
+
+
+def error_response(error: ProxyError) -> Response:
+    response = Response(
+        json.dumps(error.body()), status=error.status, content_type="application/json"
+    )
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    response.headers.update(CORS)
+    return response
+
+
+def create_app(registry: Registry, config: Config) -> Quart:
+    app = QuartTrio(__name__)
+    # Quart would cut off any response body still being sent after 60 s; our waits have their
+    # own deadlines instead.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 30
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+
+    @app.errorhandler(ProxyError)
+    async def proxy_error(error: ProxyError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        response = Response(
+            json.dumps({"error": code, "message": error.description or error.name}),
+            status=status,
+            content_type="application/json",
+        )
+        response.headers.update(CORS)
+        return response
+
+    @app.route("/healthz", methods=["GET", "HEAD"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.route("/proxy/status")
+    async def status() -> dict[str, Any]:
+        return registry.snapshot()
+
+    @app.route("/proxy/channels/<name>", methods=["DELETE"])
+    async def delete_channel(name: str) -> Response:
+        _require_key(config)
+        if not is_channel_name(name) or not registry.stop_channel(name, "stopped by request"):
+            raise NotFound(f"no running channel {name[:64]!r}")
+        return Response(
+            json.dumps({"channel": name, "status": "stopping"}),
+            status=202,
+            content_type="application/json",
+        )
+
+    @app.route("/ace/getstream", methods=["GET", "HEAD"])
+    @app.route("/ace/manifest.m3u8", methods=["GET", "HEAD"])
+    async def getstream() -> Response:
+        key_type, key = parse_stream_key(request.args)
+        if request.method == "HEAD":
+            # A HEAD probes the URL: it must not open an engine session.
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        registry.get_or_start(key_type, key)
+        location = (
+            f"{request.root_path}/ace/hls/{key}/index.m3u8?client={secrets.token_urlsafe(12)}"
+        )
+        if key_type == "infohash":
+            location += "&kind=infohash"
+        return Response("", status=302, headers={"Location": location, **CORS})
+
+    @app.route("/ace/hls/<name>/index.m3u8", methods=["GET", "HEAD"])
+    async def playlist(name: str) -> Response:
+        if not is_channel_name(name):
+            raise NotFound("unknown channel")
+        channel = registry.get(name)
+        if request.method == "HEAD":
+            if channel is None:
+                raise NotFound(f"no running channel {name}")
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        if channel is None:
+            kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
+            channel = registry.get_or_start(kind, name)
+        client = client_identity(
+            request.args.get("client"),
+            request.headers.get("X-Playback-Session-Id"),
+            request.remote_addr or "",
+            request.headers.get("User-Agent", ""),
+        )
+        channel.touch(client)
+        if not channel.ready.is_set():
+            with trio.move_on_after(config.hls_buffer_ready_timeout):
+                await channel.wait_ready()
+        channel.check_servable()
+        channel.touch(client)
+        root = request.root_path
+        body = channel.render_playlist(lambda segment: segment_path(root, channel, segment))
+        return Response(
+            body, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
+        )
+
+    return app
+
+
+def _require_key(config: Config) -> None:
+    if not config.api_key:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, supplied = header.partition(" ")
+    if scheme.lower() != "bearer" or not supplied:
+        raise Unauthorized("this endpoint needs Authorization: Bearer <API_KEY>")
+    if not hmac.compare_digest(supplied.strip().encode(), config.api_key.encode()):
+        raise Forbidden("wrong API key")
+
+
+class ProxyApp:
+    """The ASGI entry point: segments answered here from memory, everything else by Quart."""
+
+    def __init__(self, registry: Registry, config: Config) -> None:
+        self.registry = registry
+        self.quart = create_app(registry, config)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            match = _SEGMENT_PATH.fullmatch(scope["path"])
+            if match is not None:
+                await self._segment(scope, send, *match.groups())
+                return
+        await self.quart(scope, receive, send)
+
+    async def _segment(
+        self, scope: HTTPScope, send: ASGISendCallable, name: str, incarnation: str, sequence: str
+    ) -> None:
+        head = scope["method"] == "HEAD"
+        channel = self.registry.find(name, incarnation)
+        segment = channel.window.get(int(sequence)) if channel is not None else None
+        if segment is None:
+            body = json.dumps(NotFound(f"no segment {quote(scope['path'])}").body()).encode()
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            await send_response(send, 404, [*headers, *_CORS_RAW], body, head=head)
+            return
+        headers = [(b"content-type", b"video/mp2t"), (b"cache-control", _IMMUTABLE)]
+        await send_response(send, 200, [*headers, *_CORS_RAW], segment.data, head=head)

@@ -1,0 +1,516 @@
+"""A channel: one engine session, its fetch loop, its event sender and its idle watchdog.
+
+``Channel.run`` is the channel's whole life. Its task tree::
+
+    run
+    ├─ event sender            (outlives the life scope; bounded by a deadline set at teardown)
+    └─ life scope              (cancelled by stop(): DELETE, idle watchdog, shutdown, failure)
+       ├─ open session         (shielded, bounded: a session we asked for is always stopped)
+       ├─ fetch loop
+       │  ├─ poller            playlist reloads at the RFC 8216 §6.3.4 pace → jobs
+       │  ├─ dispatcher        starts up to N downloads at once
+       │  └─ committer         appends finished downloads to the window, in order
+       └─ idle watchdog
+    teardown (shielded, bounded): method=stop to the engine, stream_ended queued, send side closed
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .clients import ClientTracker
+from .config import Config
+from .engine import Engine, EngineClient, KeyType, Session
+from .errors import BufferTimeout, ChannelFailed, EngineError, ProxyError
+from .events import Event, EventKind, EventSender, Orchestrator
+from .playlist import (
+    PlaylistError,
+    UpstreamPlaylist,
+    UpstreamSegment,
+    parse_media_playlist,
+    render_media_playlist,
+)
+from .window import Segment, SegmentWindow
+
+__all__ = ["Channel", "ChannelState"]
+
+log = logging.getLogger(__name__)
+
+PLAYLIST_TIMEOUT = 10.0
+"""Seconds one playlist reload may take."""
+SEGMENT_ATTEMPTS = 3
+EMPTY_POLL_INTERVAL = 1.0
+"""Reload pace while the engine lists no segments yet (it has no target duration to go by)."""
+
+
+class ChannelState(enum.Enum):
+    OPENING = "opening"
+    BUFFERING = "buffering"
+    READY = "ready"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """One upstream segment on its way into the window."""
+
+    segment: UpstreamSegment
+    discontinuity: bool
+    data: bytes | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+def backoff(attempt: int, first: float = 0.5, cap: float = 8.0) -> float:
+    """Exponential backoff with jitter: never zero, never above ``cap``."""
+    return float(min(cap, first * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+class Channel:
+    def __init__(
+        self,
+        *,
+        name: str,
+        key_type: KeyType,
+        key: str,
+        engine: Engine,
+        config: Config,
+        engines: EngineClient,
+        orchestrator: Orchestrator | None,
+        on_stop: Callable[[Channel], None] = lambda channel: None,
+        on_closed: Callable[[Channel], None] = lambda channel: None,
+    ) -> None:
+        self.name = name
+        self.key_type = key_type
+        self.key = key
+        self.engine = engine
+        self.config = config
+        self.incarnation = secrets.token_hex(4)
+        self.window = SegmentWindow(config.hls_max_segments)
+        self.clients = ClientTracker(config.hls_client_idle_timeout)
+        self.session: Session | None = None
+        self.stream_id: str | None = None
+        self.end_reason: str | None = None
+        self.failure: ProxyError | None = None
+        self.endlist = False
+        self.created_at = trio.current_time()
+        self.ready = trio.Event()
+        """Set once the first playlist can be answered, or the channel ended: waiters wake."""
+        self.closed = trio.Event()
+        """Set when nothing of the channel runs any more."""
+        self._engines = engines
+        self._orchestrator = orchestrator
+        self._on_stop = on_stop
+        self._on_closed = on_closed
+        self._life = trio.CancelScope()
+        self._open_scope = trio.CancelScope(shield=True)
+        self._hurry_deadline = math.inf
+        self._sender: EventSender | None = None
+        self._waiters = 0
+        self._waiters_left_at = self.created_at
+        self._waiters_gone = trio.Event()
+        self._last_good_segment_at = self.created_at
+        self._state = ChannelState.OPENING
+
+    # ---- life -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ChannelState:
+        return self._state
+
+    @property
+    def stopping(self) -> bool:
+        return self.end_reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Ask the channel to end. Returns at once; the teardown runs in the channel's own task."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            log.info("channel %s: stopping (%s)", self.name, reason)
+        if self._state is not ChannelState.CLOSED:
+            self._state = ChannelState.STOPPING
+        self._life.cancel()
+        self.ready.set()
+        self._on_stop(self)
+
+    def fail(self, error: ProxyError, reason: str) -> None:
+        if self.failure is None and self.end_reason is None:
+            self.failure = error
+        self.stop(reason)
+
+    def hurry(self, deadline: float) -> None:
+        """At process shutdown: finish opening, stopping and event delivery by ``deadline``."""
+        self._hurry_deadline = min(self._hurry_deadline, deadline)
+        self._open_scope.deadline = min(self._open_scope.deadline, deadline)
+        if self._sender is not None:
+            self._sender.give_up_by(deadline)
+
+    async def run(self) -> None:
+        """The channel's whole life; returns when nothing of it runs any more."""
+        try:
+            await self._run()
+        finally:
+            self._state = ChannelState.CLOSED
+            self.ready.set()
+            self.closed.set()
+            self._on_closed(self)
+            log.info("channel %s: closed", self.name)
+
+    async def _run(self) -> None:
+        send, receive = trio.open_memory_channel[Event](4)
+        async with trio.open_nursery() as nursery:
+            if self._orchestrator is not None:
+                self._sender = EventSender(self._orchestrator, self.name)
+                nursery.start_soon(self._sender.run, receive)
+            else:
+                receive.close()
+            with send:
+                try:
+                    with self._life:
+                        await self._live(send)
+                except Exception as exc:  # a bug: end this channel only, never its siblings
+                    log.exception("channel %s: internal error", self.name)
+                    self.fail(ProxyError(f"internal error: {exc!r}"), "internal error")
+                finally:
+                    await self._teardown(send)
+
+    async def _live(self, send: trio.MemorySendChannel[Event]) -> None:
+        self._open_scope.deadline = min(
+            self._hurry_deadline, trio.current_time() + self.config.session_timeout
+        )
+        with self._open_scope:
+            try:
+                self.session = await self._engines.open_session(
+                    self.engine, self.key_type, self.key
+                )
+            except EngineError as exc:
+                self.fail(exc, f"engine session failed: {exc.message}")
+                return
+        if self._open_scope.cancelled_caught:
+            error = EngineError(
+                f"engine did not open a session in {self.config.session_timeout:g} s"
+            )
+            self.fail(error, "engine session timed out")
+            return
+        session = self.session
+        assert session is not None
+        log.info(
+            "channel %s: session %s open on %s",
+            self.name,
+            session.playback_session_id,
+            self.engine.base_url,
+        )
+        await trio.lowlevel.checkpoint()  # a stop that came while opening takes effect here
+        self.stream_id = f"{self.key}|{session.playback_session_id}"
+        self._state = ChannelState.BUFFERING
+        self._emit(send, "stream_started", self._started_payload(session))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._fetch, session)
+            nursery.start_soon(self._watchdog)
+
+    async def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
+        """Stop the engine session and queue ``stream_ended``: shielded and bounded."""
+        if self.end_reason is None:
+            self.end_reason = "ended"
+        self._state = ChannelState.STOPPING
+        self.ready.set()
+        with trio.CancelScope(shield=True):
+            if self.session is not None:
+                with trio.move_on_at(
+                    min(self._hurry_deadline, trio.current_time() + self.config.stop_timeout)
+                ):
+                    try:
+                        await self._engines.stop_session(self.session)
+                        log.info("channel %s: engine session stopped", self.name)
+                    except EngineError as exc:
+                        log.warning("channel %s: engine stop failed: %s", self.name, exc.message)
+            if self.stream_id is not None and self._sender is not None:
+                self._emit(
+                    send,
+                    "stream_ended",
+                    {
+                        "container_id": self.engine.container_id,
+                        "stream_id": self.stream_id,
+                        "reason": self.end_reason,
+                    },
+                )
+        if self._sender is not None:
+            self._sender.give_up_by(
+                min(self._hurry_deadline, trio.current_time() + self.config.event_drain_timeout)
+            )
+
+    def _emit(
+        self, send: trio.MemorySendChannel[Event], kind: EventKind, payload: dict[str, Any]
+    ) -> None:
+        if self._sender is None or self.stream_id is None:
+            return
+        # Two events per channel on a channel of four: this never blocks.
+        send.send_nowait(Event(kind, self.stream_id, payload))
+        self._sender.pending += 1
+
+    def _started_payload(self, session: Session) -> dict[str, Any]:
+        return {
+            "container_id": self.engine.container_id,
+            "engine": {"host": self.engine.host, "port": self.engine.port},
+            "stream": {"key_type": self.key_type, "key": self.key},
+            "session": {
+                "playback_session_id": session.playback_session_id,
+                "stat_url": session.stat_url,
+                "command_url": session.command_url,
+                "is_live": session.is_live,
+            },
+            "labels": {"source": "trioproxy", "stream_mode": "HLS", "stream_id": self.stream_id},
+        }
+
+    # ---- players ----------------------------------------------------------------------------
+
+    def touch(self, client: str) -> None:
+        self.clients.touch(client, trio.current_time())
+
+    async def wait_ready(self) -> None:
+        """Wait, counted as a player, until the first playlist can be served or the channel ends.
+
+        The caller bounds the wait (``HLS_BUFFER_READY_TIMEOUT``), then calls
+        :meth:`check_servable`.
+        """
+        self._waiters += 1
+        if self._waiters == 1:
+            self._waiters_gone = trio.Event()
+        try:
+            await self.ready.wait()
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0:
+                self._waiters_left_at = trio.current_time()
+                self._waiters_gone.set()
+
+    def check_servable(self) -> None:
+        if self.failure is not None:
+            raise ChannelFailed(self.failure.message, retry_after=self.config.failure_backoff or 1)
+        if not self.ready.is_set():
+            raise BufferTimeout(
+                f"channel {self.name}: no segments within "
+                f"{self.config.hls_buffer_ready_timeout:g} s; retry shortly",
+                retry_after=5,
+            )
+        if len(self.window) == 0:
+            raise BufferTimeout(f"channel {self.name} has ended", retry_after=1)
+
+    def render_playlist(self, segment_uri: Callable[[Segment], str]) -> str:
+        segments = self.window.latest(self.config.hls_window_size)
+        return render_media_playlist(
+            segments,
+            target_duration=self.window.target_duration,
+            segment_uri=segment_uri,
+            endlist=self.endlist and self._state is not ChannelState.OPENING,
+        )
+
+    async def _watchdog(self) -> None:
+        """Stop the channel once nobody watched it for the grace period. Waiters are players."""
+        grace = self.config.proxy_grace_period
+        while True:
+            if self._waiters:
+                await self._waiters_gone.wait()
+                continue
+            idle_from = max(self.clients.idle_since(), self._waiters_left_at)
+            stop_at = idle_from + grace
+            if trio.current_time() >= stop_at:
+                self.stop("no players")
+                return
+            await trio.sleep_until(stop_at)
+
+    # ---- fetching ---------------------------------------------------------------------------
+
+    async def _fetch(self, session: Session) -> None:
+        jobs_send, jobs_receive = trio.open_memory_channel[_Job](self.config.hls_max_segments)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._download_in_order, jobs_receive)
+            await self._poll(session.playback_url, jobs_send)
+
+    async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> None:
+        """Reload the engine's playlist and queue every segment it lists that we have not seen."""
+        last_sequence: int | None = None
+        previous_last: int | None = None
+        failing_since: float | None = None
+        attempt = 0
+        with jobs:
+            while True:
+                began = trio.current_time()
+                try:
+                    with trio.fail_after(PLAYLIST_TIMEOUT):
+                        text, final_url = await self._engines.get_text(url)
+                    playlist = parse_media_playlist(text, final_url)
+                except (EngineError, PlaylistError, trio.TooSlowError) as exc:
+                    failing_since = began if failing_since is None else failing_since
+                    reason = _describe(exc)
+                    if began - failing_since >= self.config.upstream_timeout:
+                        self.fail(
+                            EngineError(f"engine playlist failing: {reason}"),
+                            f"engine playlist failing: {reason}",
+                        )
+                        return
+                    log.warning("channel %s: playlist reload failed (%s)", self.name, reason)
+                    await trio.sleep(backoff(attempt))
+                    attempt += 1
+                    continue
+                failing_since, attempt = None, 0
+                if playlist.target_duration:
+                    self.window.raise_target_duration(playlist.target_duration)
+                for job in self._new_jobs(playlist, last_sequence):
+                    await jobs.send(job)
+                    last_sequence = job.segment.sequence
+                if playlist.endlist:
+                    self.endlist = True
+                    log.info("channel %s: upstream playlist ended", self.name)
+                    return
+                changed = playlist.last_sequence != previous_last
+                previous_last = playlist.last_sequence
+                if playlist.target_duration is None or not playlist.segments:
+                    pause = EMPTY_POLL_INTERVAL
+                else:
+                    pause = playlist.target_duration if changed else playlist.target_duration / 2
+                await trio.sleep_until(began + pause)
+
+    def _new_jobs(self, playlist: UpstreamPlaylist, last: int | None) -> list[_Job]:
+        """The segments of ``playlist`` after ``last``; a gap or a restart flags a discontinuity."""
+        segments = playlist.segments
+        if not segments:
+            return []
+        live_edge = max(1, self.config.hls_initial_segments)
+        gap = False
+        if last is None:
+            fresh = segments[-live_edge:] if not playlist.endlist else segments
+        elif segments[-1].sequence < last:
+            log.warning(
+                "channel %s: upstream media sequence went back from %d to %d; restarted",
+                self.name,
+                last,
+                segments[-1].sequence,
+            )
+            fresh, gap = segments[-live_edge:], True
+        else:
+            fresh = tuple(s for s in segments if s.sequence > last)
+            if fresh and fresh[0].sequence > last + 1:
+                log.warning(
+                    "channel %s: upstream dropped segments %d..%d before we saw them",
+                    self.name,
+                    last + 1,
+                    fresh[0].sequence - 1,
+                )
+                gap = True
+        jobs = []
+        for index, segment in enumerate(fresh):
+            jobs.append(_Job(segment, segment.discontinuity or (gap and index == 0)))
+        return jobs
+
+    async def _download_in_order(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
+        limiter = trio.CapacityLimiter(self.config.segment_concurrency)
+        commit_send, commit_receive = trio.open_memory_channel[_Job](self.config.hls_max_segments)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._commit, commit_receive)
+            with jobs, commit_send:
+                async for job in jobs:
+                    await limiter.acquire_on_behalf_of(job)
+                    nursery.start_soon(self._download, job, limiter)
+                    await commit_send.send(job)
+
+    async def _download(self, job: _Job, limiter: trio.CapacityLimiter) -> None:
+        try:
+            timeout = max(PLAYLIST_TIMEOUT, 3 * job.segment.duration)
+            for attempt in range(SEGMENT_ATTEMPTS):
+                try:
+                    with trio.fail_after(timeout):
+                        job.data = await self._engines.get_bytes(job.segment.uri)
+                    return
+                except (EngineError, trio.TooSlowError) as exc:
+                    log.warning(
+                        "channel %s: segment %d download failed (%s)",
+                        self.name,
+                        job.segment.sequence,
+                        _describe(exc),
+                    )
+                    if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
+                        return  # the engine no longer has it: retrying cannot help
+                    if attempt + 1 < SEGMENT_ATTEMPTS:
+                        await trio.sleep(backoff(attempt))
+        finally:
+            limiter.release_on_behalf_of(job)
+            job.done.set()
+
+    async def _commit(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
+        with jobs:
+            async for job in jobs:
+                await job.done.wait()
+                now = trio.current_time()
+                if job.data is None:
+                    self.window.mark_gap()
+                    if now - self._last_good_segment_at >= self.config.upstream_timeout:
+                        error = EngineError("engine segments failing")
+                        self.fail(error, "engine segments failing")
+                        return
+                    continue
+                self._last_good_segment_at = now
+                self.window.append(
+                    job.data,
+                    job.segment.duration,
+                    discontinuity=job.discontinuity,
+                    upstream_sequence=job.segment.sequence,
+                    title=job.segment.title,
+                )
+                if not self.ready.is_set() and len(self.window) >= self._ready_count():
+                    self._state = ChannelState.READY
+                    log.info("channel %s: ready after %.2f s", self.name, now - self.created_at)
+                    self.ready.set()
+        if self.endlist and len(self.window) and not self.ready.is_set():
+            self._state = ChannelState.READY
+            self.ready.set()
+
+    def _ready_count(self) -> int:
+        return max(1, self.config.hls_initial_segments)
+
+    # ---- status -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        now = trio.current_time()
+        segments = list(self.window)
+        return {
+            "channel": self.name,
+            "incarnation": self.incarnation,
+            "key_type": self.key_type,
+            "key": self.key,
+            "state": self._state.value,
+            "end_reason": self.end_reason,
+            "age_seconds": round(now - self.created_at, 3),
+            "engine": {"url": self.engine.base_url, "container_id": self.engine.container_id},
+            "stream_id": self.stream_id,
+            "playback_session_id": self.session.playback_session_id if self.session else None,
+            "clients": self.clients.count(now),
+            "waiting": self._waiters,
+            "buffer": {
+                "segments": len(segments),
+                "bytes": self.window.total_bytes,
+                "first_sequence": segments[0].sequence if segments else None,
+                "last_sequence": segments[-1].sequence if segments else None,
+                "seconds": round(math.fsum(s.duration for s in segments), 3),
+                "gaps": self.window.gaps,
+                "target_duration": self.window.target_duration,
+            },
+            "events": self._sender.snapshot() if self._sender else None,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ProxyError):
+        return exc.message
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,74 @@
+"""The ``trioproxy`` command: ``serve`` runs the proxy, ``demo`` runs it with a simulated engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from . import __version__
+from .config import ConfigError, add_arguments, load_config
+from .server import serve
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trioproxy",
+        description="A streaming proxy for AceStream engines. Every setting is also read from "
+        "the environment variable shown with it.",
+    )
+    parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve_parser = commands.add_parser("serve", help="run the proxy")
+    add_arguments(serve_parser)
+    demo_parser = commands.add_parser(
+        "demo", help="run the proxy with a built-in simulated engine and print a URL to play"
+    )
+    add_arguments(demo_parser)
+    demo_parser.add_argument(
+        "--engine-port",
+        type=int,
+        default=0,
+        help="port of the simulated engine (default: any free port)",
+    )
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    try:
+        config = load_config(os.environ, args if args.command else None)
+    except ConfigError as exc:
+        print(f"trioproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        if command == "demo":
+            from .demo.run import run_demo
+
+            trio.run(run_demo, config, args.engine_port)
+        else:
+            trio.run(serve, config)
+    except OSError as exc:
+        print(f"trioproxy: cannot serve on {config.bind}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

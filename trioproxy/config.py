@@ -1,0 +1,299 @@
+"""Configuration: one table of settings, read from the environment and overridden by CLI flags.
+
+Every setting has an environment variable and a ``--flag``. A bad value stops start-up with a
+:class:`ConfigError` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "add_arguments", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value trioproxy cannot use."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a whole number ≥ 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number of seconds ≥ 0")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise ValueError("must be a number of seconds > 0")
+    return value
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return text.strip().rstrip("/")
+
+
+def _optional_url(text: str) -> str | None:
+    return _http_url(text) if text.strip() else None
+
+
+def _optional_str(text: str) -> str | None:
+    return text if text else None
+
+
+def _url_list(text: str) -> tuple[str, ...]:
+    return tuple(_http_url(item) for item in text.split(",") if item.strip())
+
+
+def _bind(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000")
+    return text.strip()
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bind", "TRIOPROXY_BIND", _bind, "127.0.0.1:8000", "address to serve on"),
+    Setting(
+        "orchestrator_url",
+        "ORCHESTRATOR_URL",
+        _optional_url,
+        "",
+        "orchestrator base URL for events and the engine list (unset: no events)",
+    ),
+    Setting(
+        "api_key",
+        "API_KEY",
+        _optional_str,
+        "",
+        "Bearer key for the orchestrator and for trioproxy's control endpoints",
+    ),
+    Setting(
+        "engines",
+        "TRIOPROXY_ENGINES",
+        _url_list,
+        "",
+        "comma-separated engine base URLs (unset: the orchestrator's /engines)",
+    ),
+    Setting(
+        "max_streams_per_engine",
+        "ACEXY_MAX_STREAMS_PER_ENGINE",
+        _positive_int,
+        "3",
+        "channels one engine may carry",
+    ),
+    Setting(
+        "hls_window_size",
+        "HLS_WINDOW_SIZE",
+        _positive_int,
+        "6",
+        "segments listed in a served playlist",
+    ),
+    Setting(
+        "hls_max_segments",
+        "HLS_MAX_SEGMENTS",
+        _positive_int,
+        "20",
+        "segments kept in memory per channel",
+    ),
+    Setting(
+        "hls_initial_segments",
+        "HLS_INITIAL_SEGMENTS",
+        _positive_int,
+        "2",
+        "segments buffered before the first playlist is answered",
+    ),
+    Setting(
+        "hls_buffer_ready_timeout",
+        "HLS_BUFFER_READY_TIMEOUT",
+        _positive_seconds,
+        "30",
+        "seconds a first request waits for the initial segments (then 503)",
+    ),
+    Setting(
+        "hls_client_idle_timeout",
+        "HLS_CLIENT_IDLE_TIMEOUT",
+        _positive_seconds,
+        "30",
+        "seconds without a request after which a player counts as gone",
+    ),
+    Setting(
+        "proxy_grace_period",
+        "PROXY_GRACE_PERIOD",
+        _seconds,
+        "10",
+        "seconds a channel without players lingers before it stops",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "TRIOPROXY_SHUTDOWN_TIMEOUT",
+        _positive_seconds,
+        "10",
+        "seconds to stop every channel on SIGTERM/SIGINT",
+    ),
+    Setting(
+        "stop_timeout",
+        "TRIOPROXY_STOP_TIMEOUT",
+        _positive_seconds,
+        "10",
+        "seconds a channel's teardown may spend stopping its engine session",
+    ),
+    Setting(
+        "event_drain_timeout",
+        "TRIOPROXY_EVENT_DRAIN_TIMEOUT",
+        _positive_seconds,
+        "300",
+        "seconds a stopped channel keeps retrying its undelivered events",
+    ),
+    Setting(
+        "session_timeout",
+        "TRIOPROXY_SESSION_TIMEOUT",
+        _positive_seconds,
+        "30",
+        "seconds to wait for an engine to open a session",
+    ),
+    Setting(
+        "upstream_timeout",
+        "TRIOPROXY_UPSTREAM_TIMEOUT",
+        _positive_seconds,
+        "30",
+        "seconds an engine may keep failing before its channel ends",
+    ),
+    Setting(
+        "segment_concurrency",
+        "TRIOPROXY_SEGMENT_CONCURRENCY",
+        _positive_int,
+        "3",
+        "segment downloads in flight per channel",
+    ),
+    Setting(
+        "failure_backoff",
+        "TRIOPROXY_FAILURE_BACKOFF",
+        _seconds,
+        "10",
+        "seconds an id is refused after its channel failed upstream",
+    ),
+    Setting(
+        "engine_refresh_interval",
+        "TRIOPROXY_ENGINE_REFRESH",
+        _positive_seconds,
+        "30",
+        "seconds between reads of the orchestrator's /engines",
+    ),
+    Setting("log_level", "TRIOPROXY_LOG_LEVEL", _log_level, "INFO", "logging level"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    bind: str = "127.0.0.1:8000"
+    orchestrator_url: str | None = None
+    api_key: str | None = None
+    engines: tuple[str, ...] = ()
+    max_streams_per_engine: int = 3
+    hls_window_size: int = 6
+    hls_max_segments: int = 20
+    hls_initial_segments: int = 2
+    hls_buffer_ready_timeout: float = 30.0
+    hls_client_idle_timeout: float = 30.0
+    proxy_grace_period: float = 10.0
+    shutdown_timeout: float = 10.0
+    stop_timeout: float = 10.0
+    event_drain_timeout: float = 300.0
+    session_timeout: float = 30.0
+    upstream_timeout: float = 30.0
+    segment_concurrency: int = 3
+    failure_backoff: float = 10.0
+    engine_refresh_interval: float = 30.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.hls_window_size > self.hls_max_segments:
+            raise ConfigError(
+                f"HLS_WINDOW_SIZE ({self.hls_window_size}) must not exceed "
+                f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
+            )
+        if self.hls_initial_segments > self.hls_max_segments:
+            raise ConfigError(
+                f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
+                f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
+            )
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting; an absent flag leaves the environment's value."""
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.field,
+            default=None,
+            metavar=setting.env,
+            help=f"{setting.help} [env {setting.env}, default {setting.default or 'unset'}]",
+        )
+
+
+def load_config(
+    environ: Mapping[str, str],
+    args: argparse.Namespace | None = None,
+    overrides: Sequence[tuple[str, str]] = (),
+) -> Config:
+    """Build a :class:`Config`: defaults < environment < CLI flags < ``overrides``."""
+    values: dict[str, Any] = {}
+    forced = dict(overrides)
+    for setting in SETTINGS:
+        source, text = setting.env, environ.get(setting.env)
+        flag_value = getattr(args, setting.field, None) if args is not None else None
+        if flag_value is not None:
+            source, text = setting.flag, flag_value
+        if setting.field in forced:
+            source, text = setting.flag, forced[setting.field]
+        if text is None:
+            text = setting.default
+        try:
+            values[setting.field] = setting.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={text!r}: {exc}") from None
+    return Config(**values)

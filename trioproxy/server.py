@@ -1,0 +1,78 @@
+"""Run the service: the HTTP client, the registry and Hypercorn, torn down in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from . import __version__
+from .app import ProxyApp
+from .config import Config
+from .registry import Registry
+
+__all__ = ["hypercorn_config", "serve", "signal_trigger"]
+
+log = logging.getLogger(__name__)
+
+
+def hypercorn_config(bind: str) -> HypercornConfig:
+    hconfig = HypercornConfig()
+    hconfig.bind = [bind]
+    hconfig.accesslog = None
+    hconfig.errorlog = logging.getLogger("hypercorn.error")  # through our handlers, once
+    hconfig.graceful_timeout = 3.0
+    hconfig.keep_alive_timeout = 75.0
+    hconfig.h11_max_incomplete_size = 16 * 1024
+    hconfig.h2_max_header_list_size = 16 * 1024
+    hconfig.include_server_header = False
+    return hconfig
+
+
+async def signal_trigger() -> None:
+    """Return on the first SIGINT or SIGTERM: Hypercorn then shuts down gracefully."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            return
+
+
+def http_client() -> httpx.AsyncClient:
+    # No httpx timeouts: every call runs under a Trio deadline set by its caller. One pool serves
+    # every channel's downloads and every event post; size it for many channels at once.
+    return httpx.AsyncClient(
+        timeout=None,
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+        headers={"User-Agent": f"trioproxy/{__version__}"},
+    )
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = signal_trigger,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown_trigger`` returns, then stop every channel in the shutdown timeout.
+
+    ``task_status.started`` gets the bound addresses (``http://host:port``).
+    """
+    async with http_client() as http:
+        registry = Registry(config, http)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(registry.run)
+            try:
+                await hypercorn_serve(
+                    ProxyApp(registry, config),
+                    hypercorn_config(config.bind),
+                    shutdown_trigger=shutdown_trigger,
+                    task_status=task_status,
+                )
+            finally:
+                registry.shutdown()
+    log.info("stopped")

@@ -1,0 +1,122 @@
+"""A channel's segment window: the buffered segments, in order. Pure data, no I/O, no Trio."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Segment", "SegmentWindow", "rounded_duration"]
+
+
+def rounded_duration(seconds: float) -> int:
+    """A duration rounded to the nearest integer, halves up, as RFC 8216 §4.3.3.1 compares them."""
+    return math.floor(seconds + 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One immutable media segment, as a player gets it."""
+
+    sequence: int
+    """Our media sequence number: unique within the channel, never reused."""
+    data: bytes
+    duration: float
+    discontinuity: bool
+    """An ``#EXT-X-DISCONTINUITY`` precedes this segment."""
+    discontinuity_count: int
+    """Discontinuities up to and including this segment, since the channel began."""
+    upstream_sequence: int | None = None
+    title: str = ""
+
+
+class SegmentWindow:
+    """The last ``max_segments`` segments of a channel, numbered from ``first_sequence``.
+
+    A gap upstream (a segment that could not be had) is recorded with :meth:`mark_gap`; the next
+    segment appended then carries the discontinuity flag, so a gap is never silent.
+    """
+
+    def __init__(self, max_segments: int, *, first_sequence: int = 0) -> None:
+        if max_segments < 1:
+            raise ValueError("max_segments must be ≥ 1")
+        self._segments: deque[Segment] = deque(maxlen=max_segments)
+        self._next_sequence = first_sequence
+        self._discontinuities = 0
+        self._gap_pending = False
+        self._appended = False
+        self._target_duration = 1
+        self.total_bytes = 0
+        self.gaps = 0
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments)
+
+    @property
+    def target_duration(self) -> int:
+        """Never decreases: ≥ every rounded duration this window has ever held (RFC 8216 §6.2.1)."""
+        return self._target_duration
+
+    @property
+    def next_sequence(self) -> int:
+        return self._next_sequence
+
+    def raise_target_duration(self, seconds: float) -> None:
+        self._target_duration = max(self._target_duration, math.ceil(seconds))
+
+    def mark_gap(self) -> None:
+        """Something between the last segment and the next one is missing."""
+        if not self._gap_pending:
+            self.gaps += 1
+        self._gap_pending = True
+
+    def append(
+        self,
+        data: bytes,
+        duration: float,
+        *,
+        discontinuity: bool = False,
+        upstream_sequence: int | None = None,
+        title: str = "",
+    ) -> Segment:
+        if not math.isfinite(duration) or duration < 0:
+            raise ValueError(f"invalid segment duration {duration!r}")
+        flagged = discontinuity or (self._gap_pending and self._appended)
+        if flagged:
+            self._discontinuities += 1
+        segment = Segment(
+            sequence=self._next_sequence,
+            data=data,
+            duration=duration,
+            discontinuity=flagged,
+            discontinuity_count=self._discontinuities,
+            upstream_sequence=upstream_sequence,
+            title=title,
+        )
+        self._gap_pending = False
+        self._appended = True
+        self._next_sequence += 1
+        if len(self._segments) == self._segments.maxlen:
+            self.total_bytes -= len(self._segments[0].data)
+        self._segments.append(segment)
+        self.total_bytes += len(data)
+        self._target_duration = max(self._target_duration, rounded_duration(duration))
+        return segment
+
+    def get(self, sequence: int) -> Segment | None:
+        if not self._segments:
+            return None
+        index = sequence - self._segments[0].sequence
+        if 0 <= index < len(self._segments):
+            return self._segments[index]
+        return None
+
+    def latest(self, count: int) -> list[Segment]:
+        """The newest ``count`` segments, oldest first."""
+        if count <= 0:
+            return []
+        return list(self._segments)[-count:]
