@@ -6,7 +6,6 @@ everything else goes to Quart.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import secrets
@@ -28,9 +27,10 @@ from .asgi import send_response
 from .channel import Channel
 from .config import Config
 from .engine import KeyType
-from .errors import Forbidden, NotFound, ProxyError, Unauthorized
+from .errors import NotFound, ProxyError
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
+from .security import check_bearer, client_address
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -79,6 +79,12 @@ def create_app(registry: Registry, config: Config) -> Quart:
         )
         response.headers.update(CORS)
         return response
+
+    @app.before_request
+    async def guard_state_changes() -> None:
+        # Anything that can change state needs the key; GET, HEAD and OPTIONS only read.
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            _require_key(config)
 
     @app.route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
@@ -129,9 +135,14 @@ def create_app(registry: Registry, config: Config) -> Quart:
         client = client_identity(
             request.args.get("client"),
             request.headers.get("X-Playback-Session-Id"),
-            request.remote_addr or "",
+            client_address(
+                request.remote_addr or "",
+                request.headers.get("X-Forwarded-For"),
+                config.trusted_proxies,
+            ),
             request.headers.get("User-Agent", ""),
         )
+        registry.admission.check_player(channel, client, trio.current_time())
         channel.touch(client)
         if not channel.ready.is_set():
             with trio.move_on_after(config.hls_buffer_ready_timeout):
@@ -148,14 +159,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
 
 def _require_key(config: Config) -> None:
-    if not config.api_key:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, supplied = header.partition(" ")
-    if scheme.lower() != "bearer" or not supplied:
-        raise Unauthorized("this endpoint needs Authorization: Bearer <API_KEY>")
-    if not hmac.compare_digest(supplied.strip().encode(), config.api_key.encode()):
-        raise Forbidden("wrong API key")
+    check_bearer(request.headers.get("Authorization"), config.api_key)
 
 
 class ProxyApp:

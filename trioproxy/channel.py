@@ -32,6 +32,7 @@ from .config import Config
 from .engine import Engine, EngineClient, KeyType, Session
 from .errors import BufferTimeout, ChannelFailed, EngineError, ProxyError
 from .events import Event, EventKind, EventSender, Orchestrator
+from .health import watch_session
 from .playlist import (
     PlaylistError,
     UpstreamPlaylist,
@@ -102,6 +103,9 @@ class Channel:
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
         self.endlist = False
+        self.report_end = True
+        """False when the orchestrator ended the stream itself: no ``stream_ended`` from us."""
+        self._segment_error = ""
         self.created_at = trio.current_time()
         self.ready = trio.Event()
         """Set once the first playlist can be answered, or the channel ended: waiters wake."""
@@ -130,6 +134,11 @@ class Channel:
     @property
     def stopping(self) -> bool:
         return self.end_reason is not None
+
+    @property
+    def stream_established(self) -> bool:
+        """The orchestrator accepted this channel's ``stream_started``."""
+        return self._sender is not None and self.stream_id in self._sender.established
 
     def stop(self, reason: str) -> None:
         """Ask the channel to end. Returns at once; the teardown runs in the channel's own task."""
@@ -216,6 +225,16 @@ class Channel:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._fetch, session)
             nursery.start_soon(self._watchdog)
+            nursery.start_soon(self._health, session)
+
+    async def _health(self, session: Session) -> None:
+        await watch_session(
+            self,
+            self._engines,
+            session,
+            stat_interval=self.config.stat_interval,
+            stall_timeout=self.config.stall_timeout,
+        )
 
     async def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
         """Stop the engine session and queue ``stream_ended``: shielded and bounded."""
@@ -233,7 +252,7 @@ class Channel:
                         log.info("channel %s: engine session stopped", self.name)
                     except EngineError as exc:
                         log.warning("channel %s: engine stop failed: %s", self.name, exc.message)
-            if self.stream_id is not None and self._sender is not None:
+            if self.stream_id is not None and self._sender is not None and self.report_end:
                 self._emit(
                     send,
                     "stream_ended",
@@ -432,11 +451,12 @@ class Channel:
                         job.data = await self._engines.get_bytes(job.segment.uri)
                     return
                 except (EngineError, trio.TooSlowError) as exc:
+                    self._segment_error = _describe(exc)
                     log.warning(
                         "channel %s: segment %d download failed (%s)",
                         self.name,
                         job.segment.sequence,
-                        _describe(exc),
+                        self._segment_error,
                     )
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
@@ -454,8 +474,8 @@ class Channel:
                 if job.data is None:
                     self.window.mark_gap()
                     if now - self._last_good_segment_at >= self.config.upstream_timeout:
-                        error = EngineError("engine segments failing")
-                        self.fail(error, "engine segments failing")
+                        message = f"engine segments failing: {self._segment_error}"
+                        self.fail(EngineError(message), message)
                         return
                     continue
                 self._last_good_segment_at = now

@@ -22,6 +22,9 @@ class ClientTracker:
         self._last_seen[client] = now
         self.last_request = now
 
+    def __contains__(self, client: object) -> bool:
+        return client in self._last_seen
+
     def count(self, now: float) -> int:
         self._prune(now)
         return len(self._last_seen)

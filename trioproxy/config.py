@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["SETTINGS", "Config", "ConfigError", "add_arguments", "load_config"]
+__all__ = ["SETTINGS", "Config", "ConfigError", "IPNetwork", "add_arguments", "load_config"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -63,6 +66,30 @@ def _optional_str(text: str) -> str | None:
 
 def _url_list(text: str) -> tuple[str, ...]:
     return tuple(_http_url(item) for item in text.split(",") if item.strip())
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    """``host``, ``host:port``, ``[v6]:port`` or ``*``, comma-separated, lower-cased."""
+    hosts = []
+    for item in (part.strip().lower() for part in text.split(",")):
+        if not item:
+            continue
+        if item != "*" and (any(c in item for c in "/@?# ") or item.startswith(":")):
+            raise ValueError(f"{item!r} is not a host or host:port")
+        hosts.append(item)
+    return tuple(hosts)
+
+
+def _network_list(text: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 def _bind(text: str) -> str:
@@ -221,6 +248,62 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds between reads of the orchestrator's /engines",
     ),
     Setting("log_level", "TRIOPROXY_LOG_LEVEL", _log_level, "INFO", "logging level"),
+    Setting(
+        "max_channels",
+        "TRIOPROXY_MAX_CHANNELS",
+        _positive_int,
+        "100",
+        "channels running at once (then 503)",
+    ),
+    Setting(
+        "max_players_per_channel",
+        "TRIOPROXY_MAX_PLAYERS_PER_CHANNEL",
+        _positive_int,
+        "100",
+        "players one channel serves at once (then 503)",
+    ),
+    Setting(
+        "max_opening_per_engine",
+        "TRIOPROXY_MAX_OPENING_PER_ENGINE",
+        _positive_int,
+        "2",
+        "engine sessions being opened at once on one engine (then 503)",
+    ),
+    Setting(
+        "allow_upstream_hosts",
+        "TRIOPROXY_ALLOW_UPSTREAM_HOSTS",
+        _host_list,
+        "",
+        "hosts (host or host:port, * for any) besides known engines the proxy may fetch from",
+    ),
+    Setting(
+        "trusted_proxies",
+        "TRIOPROXY_TRUSTED_PROXIES",
+        _network_list,
+        "",
+        "addresses or networks whose X-Forwarded-For is believed",
+    ),
+    Setting(
+        "stall_timeout",
+        "TRIOPROXY_STALL_TIMEOUT",
+        _positive_seconds,
+        "60",
+        "seconds without a new segment from the engine before its channel ends",
+    ),
+    Setting(
+        "stat_interval",
+        "TRIOPROXY_STAT_INTERVAL",
+        _positive_seconds,
+        "10",
+        "seconds between checks of an engine session's stat_url",
+    ),
+    Setting(
+        "watch_interval",
+        "TRIOPROXY_WATCH_INTERVAL",
+        _positive_seconds,
+        "15",
+        "seconds between reads of the orchestrator's running and looping streams",
+    ),
 )
 
 
@@ -228,7 +311,7 @@ SETTINGS: tuple[Setting, ...] = (
 class Config:
     bind: str = "127.0.0.1:8000"
     orchestrator_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
     engines: tuple[str, ...] = ()
     max_streams_per_engine: int = 3
     hls_window_size: int = 6
@@ -246,6 +329,14 @@ class Config:
     failure_backoff: float = 10.0
     engine_refresh_interval: float = 30.0
     log_level: str = "INFO"
+    max_channels: int = 100
+    max_players_per_channel: int = 100
+    max_opening_per_engine: int = 2
+    allow_upstream_hosts: tuple[str, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    stall_timeout: float = 60.0
+    stat_interval: float = 10.0
+    watch_interval: float = 15.0
 
     def __post_init__(self) -> None:
         if self.hls_window_size > self.hls_max_segments:

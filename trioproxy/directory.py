@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -76,7 +77,20 @@ class EngineDirectory:
 
     def acquire(self) -> Engine:
         """Pick an engine for a new channel and count it as loaded at once."""
+        engine = self.acquire_if(None)
+        assert engine is not None
+        return engine
+
+    def acquire_if(self, accept: Callable[[Engine], bool] | None) -> Engine | None:
+        """:meth:`acquire`, with ``accept`` narrowing the choice (admission control).
+
+        None when ``accept`` refuses every engine that has room; no room at all raises.
+        """
         candidates = [e for e in self._engines if self._load[e.base_url] < self._max]
+        if candidates and accept is not None:
+            candidates = [e for e in candidates if accept(e)]
+            if not candidates:
+                return None
         if not candidates:
             if not self._engines:
                 message = "no engine is known"

@@ -8,10 +8,13 @@ __all__ = [
     "ChannelFailed",
     "EngineError",
     "Forbidden",
+    "LoopingStream",
     "NoEngineAvailable",
     "NotFound",
+    "OverCapacity",
     "ProxyError",
     "Unauthorized",
+    "UpstreamRefused",
 ]
 
 
@@ -78,3 +81,23 @@ class NoEngineAvailable(ProxyError):
 class BufferTimeout(ProxyError):
     status = 503
     code = "buffer_timeout"
+
+
+class OverCapacity(ProxyError):
+    """A configured cap (channels, players, session opens) is reached; retry later."""
+
+    status = 503
+    code = "over_capacity"
+
+
+class LoopingStream(ProxyError):
+    """The orchestrator lists this content as looping: it is not played."""
+
+    status = 422
+    code = "looping_stream"
+
+
+class UpstreamRefused(EngineError):
+    """An engine pointed us at a host we do not fetch from (``TRIOPROXY_ALLOW_UPSTREAM_HOSTS``)."""
+
+    code = "upstream_refused"

@@ -50,6 +50,10 @@ class Orchestrator:
             f"{self.base_url}/events/{event.kind}", json=event.payload, headers=self._headers
         )
 
+    async def get(self, path: str) -> httpx.Response:
+        """GET ``path`` (e.g. ``/streams``) with our credentials."""
+        return await self._http.get(self.base_url + path, headers=self._headers)
+
     def auth_failed(self, status: int) -> None:
         """Log a rejected key once per process, at error level; later ones at debug."""
         if self._auth_error_logged:
@@ -58,7 +62,7 @@ class Orchestrator:
         self._auth_error_logged = True
         hint = "API_KEY is not set" if not self._headers else "API_KEY is wrong"
         log.error(
-            "configuration error: the orchestrator rejected an event with HTTP %d (%s); "
+            "configuration error: the orchestrator rejected our request with HTTP %d (%s); "
             "events are dropped until API_KEY matches the orchestrator's",
             status,
             hint,

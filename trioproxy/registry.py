@@ -8,12 +8,15 @@ from typing import Any
 import httpx
 import trio
 
+from .admission import Admission, opening_counts
 from .channel import Channel
 from .config import Config
 from .directory import EngineDirectory
-from .engine import EngineClient, KeyType
+from .engine import Engine, KeyType
 from .errors import ChannelFailed, NoEngineAvailable
 from .events import Orchestrator
+from .security import GuardedEngineClient, UpstreamPolicy
+from .watcher import StreamWatcher
 
 __all__ = ["Registry"]
 
@@ -38,10 +41,19 @@ class Registry:
             http=http,
             refresh_interval=config.engine_refresh_interval,
         )
-        self.engines = EngineClient(http)
+        self.policy = UpstreamPolicy(self._known_engines, config.allow_upstream_hosts)
+        self.engines = GuardedEngineClient(http, self.policy)
+        self.admission = Admission(config)
         self.orchestrator = (
             Orchestrator(http, config.orchestrator_url, config.api_key)
             if config.orchestrator_url
+            else None
+        )
+        self.watcher = (
+            StreamWatcher(
+                self.orchestrator, config.watch_interval, lambda: list(self._channels.values())
+            )
+            if self.orchestrator is not None
             else None
         )
         self._channels: dict[str, Channel] = {}
@@ -61,9 +73,13 @@ class Registry:
             self._nursery = nursery
             directory_scope = trio.CancelScope()
             nursery.start_soon(self._run_directory, directory_scope)
+            watcher_scope = trio.CancelScope()
+            if self.watcher is not None:
+                nursery.start_soon(self._run_watcher, watcher_scope)
             task_status.started(self)
             await self._shutdown.wait()
             directory_scope.cancel()
+            watcher_scope.cancel()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:
                 channel.hurry(deadline)
@@ -75,6 +91,19 @@ class Registry:
     async def _run_directory(self, scope: trio.CancelScope) -> None:
         with scope:
             await self.directory.run()
+
+    async def _run_watcher(self, scope: trio.CancelScope) -> None:
+        assert self.watcher is not None
+        with scope:
+            await self.watcher.run()
+
+    def _known_engines(self) -> list[Engine]:
+        """Engines we may fetch from: the directory's, and any a running channel still uses."""
+        return [
+            *self.directory.engines,
+            *(c.engine for c in self._channels.values()),
+            *(c.engine for c in self._closing),
+        ]
 
     def shutdown(self) -> None:
         self._shutdown.set()
@@ -111,7 +140,13 @@ class Registry:
                     retry_after=until - now,
                 )
             del self._failed_until[name]
-        engine = self.directory.acquire()
+        if self.watcher is not None:
+            self.watcher.check(key)
+        self.admission.check_channel(len(self._channels))
+        opening = opening_counts([*self._channels.values(), *self._closing])
+        engine = self.directory.acquire_if(self.admission.engine_free(opening))
+        if engine is None:
+            raise self.admission.refuse_opening()
         channel = Channel(
             name=name,
             key_type=key_type,
@@ -175,6 +210,10 @@ class Registry:
                 "dropped": orchestrator.dropped,
             },
             "channels_started": self.started_total,
+            "limits": self.admission.snapshot(
+                len(self._channels), opening_counts([*self._channels.values(), *self._closing])
+            ),
+            "orchestrator_streams": self.watcher.snapshot() if self.watcher else None,
             "config": {
                 "max_streams_per_engine": self.config.max_streams_per_engine,
                 "hls_window_size": self.config.hls_window_size,
