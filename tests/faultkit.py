@@ -151,3 +151,20 @@ async def fault_harness(
                     client,
                 )
             registry.shutdown()
+
+
+def no_jitter(monkeypatch: Any) -> None:
+    """Backoff without jitter (the longest delay), so retry times are exact."""
+    import random
+
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+
+
+async def play(h: FaultHarness, url: str, until: float, period: float = 2.0) -> list[int]:
+    """A player reloading ``url`` every ``period`` s until virtual time ``until``: the statuses."""
+    statuses = []
+    while trio.current_time() < until:
+        response = await h.client.get(url)
+        statuses.append(response.status_code)
+        await trio.sleep(period)
+    return statuses

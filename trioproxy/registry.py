@@ -59,6 +59,7 @@ class Registry:
         self._channels: dict[str, Channel] = {}
         self._closing: set[Channel] = set()
         self._failed_until: dict[str, float] = {}
+        self._failed_why: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self.started_total = 0
@@ -135,11 +136,13 @@ class Registry:
         until = self._failed_until.get(name)
         if until is not None:
             if now < until:
+                why = self._failed_why.get(name, "upstream failure")
                 raise ChannelFailed(
-                    f"channel {name} failed upstream moments ago; retry in {until - now:.0f} s",
+                    f"channel {name} ended moments ago ({why}); retry in {until - now:.0f} s",
                     retry_after=until - now,
                 )
             del self._failed_until[name]
+            self._failed_why.pop(name, None)
         if self.watcher is not None:
             self.watcher.check(key)
         self.admission.check_channel(len(self._channels))
@@ -175,6 +178,9 @@ class Registry:
     def _forget(self, channel: Channel) -> None:
         if self._channels.get(channel.name) is channel:
             del self._channels[channel.name]
+            # Back off from the moment the channel fails, not when its teardown ends: a player
+            # reloading in between would otherwise open a new engine session at once.
+            self._back_off(channel)
         if not channel.closed.is_set():
             self._closing.add(channel)
 
@@ -182,12 +188,17 @@ class Registry:
         self._forget(channel)
         self._closing.discard(channel)
         self.directory.release(channel.engine)
-        if channel.failure is not None and self.config.failure_backoff > 0:
-            now = trio.current_time()
-            for name, until in list(self._failed_until.items()):
-                if until <= now:
-                    del self._failed_until[name]
-            self._failed_until[channel.name] = now + self.config.failure_backoff
+
+    def _back_off(self, channel: Channel) -> None:
+        if channel.failure is None or self.config.failure_backoff <= 0:
+            return
+        now = trio.current_time()
+        for name, until in list(self._failed_until.items()):
+            if until <= now:
+                del self._failed_until[name]
+                self._failed_why.pop(name, None)
+        self._failed_until[channel.name] = now + self.config.failure_backoff
+        self._failed_why[channel.name] = channel.end_reason or "upstream failure"
 
     # ---- status -----------------------------------------------------------------------------
 
