@@ -41,7 +41,8 @@ async def _until_closed(h: FaultHarness, url: str, key: str = CONTENT_A) -> list
 
 def _assert_clean_end(h: FaultHarness, reason_part: str) -> None:
     reasons = h.ended_reasons()
-    assert len(reasons) == 1 and reason_part in reasons[0], reasons
+    assert len(reasons) == 1, reasons
+    assert reason_part in reasons[0], reasons
     assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
     assert h.sim.open_sessions == []  # the engine session was stopped (or ended by the engine)
     assert channel_tasks(h.registry) == []
@@ -200,7 +201,8 @@ async def test_engine_disappearing_mid_stream(autojump_clock: trio.testing.MockC
         await _until_closed(h, url)
         assert trio.current_time() - gone_at <= 2.0 + 31.5
         reasons = h.ended_reasons()
-        assert len(reasons) == 1 and "ConnectError" in reasons[0]
+        assert len(reasons) == 1
+        assert "ConnectError" in reasons[0]
         # The stop could not reach the engine: tried once, bounded; stream_ended still sent.
         assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
         assert channel_tasks(h.registry) == []
