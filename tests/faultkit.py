@@ -126,6 +126,7 @@ async def fault_harness(
     config: Config | None = None,
     engine: SimulatedEngine | None = None,
     orchestrator: StreamsOrchestrator | None = None,
+    extra_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[FaultHarness]:
     config = config or default_config()
     faulty = FaultyEngine(engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0))
@@ -134,7 +135,11 @@ async def fault_harness(
     orchestrator_transport = RefusingTransport(
         _Garbling(httpx.ASGITransport(orchestrator), orchestrator)  # type: ignore[arg-type]
     )
-    mounts = {ENGINE_URL: engine_transport, ORCHESTRATOR_URL: orchestrator_transport}
+    mounts: dict[str, httpx.AsyncBaseTransport] = {
+        ENGINE_URL: engine_transport,
+        ORCHESTRATOR_URL: orchestrator_transport,
+    }
+    mounts.update(extra_mounts or {})
     async with httpx.AsyncClient(mounts=mounts, timeout=None) as http:
         registry = Registry(config, http)
         async with trio.open_nursery() as nursery:
