@@ -198,13 +198,16 @@ class Injector:
     proxy: str
     api_key: str
     rng: random.Random
+    began: float = 0.0
     done: Counter[str] = field(default_factory=Counter)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     async def run(self, http: httpx.AsyncClient, every: float) -> None:
-        while True:
-            await trio.sleep(self.rng.uniform(0.5 * every, 1.5 * every))
-            await self.one(http)
+        """A fault every ``every`` seconds on average; several may overlap."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(self.rng.uniform(0.5 * every, 1.5 * every))
+                nursery.start_soon(self.one, http)
 
     async def one(self, http: httpx.AsyncClient) -> None:
         choice = self.rng.choice(
@@ -279,5 +282,7 @@ class Injector:
             )
             detail = f"{name[:8]} → {response.status_code}"
         self.done[choice] += 1
-        self.timeline.append({"at": started, "fault": choice, "detail": detail})
+        self.timeline.append(
+            {"at": round(started - self.began, 1), "fault": choice, "detail": detail}
+        )
         log.info("fault: %s %s", choice, detail)

@@ -208,14 +208,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         began = trio.current_time()
         wall_began = time.time()
         players = Players(base, keys, random.Random(rng.random()))
-        injector = Injector(engines, orchestrator, base, API_KEY, random.Random(rng.random()))
-        async with trio.open_nursery() as load:
+        injector = Injector(
+            engines, orchestrator, base, API_KEY, random.Random(rng.random()), began
+        )
+        async with (
+            httpx.AsyncClient(timeout=30.0, limits=limits) as player_http,
+            trio.open_nursery() as load,
+        ):
             load.start_soon(_sampler, http, base, proxy.pid, began, args.sample, players, samples)
-            load.start_soon(_spawn_players, http, players, args.players, rng)
+            load.start_soon(_spawn_players, player_http, players, args.players, rng)
             load.start_soon(injector.run, http, args.fault_every)
             await trio.sleep(args.minutes * 60.0)
             log.info("load phase over: stopping players and faults")
             load.cancel_scope.cancel()
+        # The players' connections are closed now: the last samples count the proxy's own.
         for engine in engines:
             engine.faults.clear()
             engine.open_non_json = False
@@ -226,11 +232,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         settled = False
         with trio.move_on_after(SETTLE_TIMEOUT):
             while True:
+                await _sample(http, base, proxy.pid, began, players, samples)
                 status = await _status(http, base)
                 if status is not None and not status["channels"] and not status["closing"]:
                     settled = True
                     break
                 await trio.sleep(1.0)
+        await trio.sleep(args.sample)
         await _sample(http, base, proxy.pid, began, players, samples)
         settle_seconds = round(trio.current_time() - began - args.minutes * 60.0, 1)
         final_status = await _status(http, base)
@@ -362,7 +370,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     bottom.plot(t, [s["channels"] or 0 for s in samples], label="channels", color="tab:purple")
     for fault in report["fault_timeline"]:
         bottom.axvline(fault["at"] / 60.0, color="tab:red", alpha=0.15, linewidth=1)
-    bottom.set_xlabel("minutes (red lines: injected faults)")
+    top.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
+    bottom.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
+    bottom.set_xlabel("minutes (red lines: injected faults; dashed: players stop, channels drain)")
     bottom.set_ylabel("count")
     bottom.legend(loc="upper right")
     fig.tight_layout()

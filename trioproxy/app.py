@@ -30,7 +30,7 @@ from .engine import KeyType
 from .errors import NotFound, ProxyError
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
-from .security import check_bearer, client_address
+from .security import check_bearer, check_request_size, client_address
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -172,6 +172,14 @@ class ProxyApp:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        if scope["type"] == "http":
+            refused = check_request_size(scope["path"], scope["query_string"], scope["headers"])
+            if refused is not None:
+                status, code, message = refused
+                body = json.dumps({"error": code, "message": message}).encode()
+                headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+                await send_response(send, status, [*headers, *_CORS_RAW], body)
+                return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             match = _SEGMENT_PATH.fullmatch(scope["path"])
             if match is not None:

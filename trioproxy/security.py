@@ -25,15 +25,25 @@ from .engine import Engine, EngineClient, KeyType, Session
 from .errors import EngineError, Forbidden, Unauthorized, UpstreamRefused
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_TARGET_BYTES",
     "GuardedEngineClient",
     "UpstreamPolicy",
     "check_bearer",
+    "check_request_size",
     "client_address",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+MAX_HEADER_BYTES = 16 * 1024
+"""All request headers together (Hypercorn caps what it buffers; this caps what it accepts)."""
+MAX_TARGET_BYTES = 8 * 1024
+"""Path and query string."""
+MAX_BODY_BYTES = 64 * 1024
+"""A declared request body; Quart's ``MAX_CONTENT_LENGTH`` caps bodies read without one."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -47,6 +57,24 @@ def check_bearer(authorization: str | None, api_key: str | None) -> None:
         raise Unauthorized("this endpoint needs Authorization: Bearer <API_KEY>")
     if not hmac.compare_digest(supplied.strip().encode(), api_key.encode()):
         raise Forbidden("wrong API key")
+
+
+def check_request_size(
+    path: str, query: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[int, str, str] | None:
+    """Status, code and message for a request over a size limit, else None."""
+    if len(path.encode("utf-8", "surrogateescape")) + len(query) > MAX_TARGET_BYTES:
+        return 414, "uri_too_long", f"the request target exceeds {MAX_TARGET_BYTES} bytes"
+    total = 0
+    for name, value in headers:
+        total += len(name) + len(value) + 4
+        if name == b"content-length":
+            declared = value.strip()
+            if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+                return 413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} B"
+    if total > MAX_HEADER_BYTES:
+        return 431, "headers_too_large", f"request headers exceed {MAX_HEADER_BYTES} bytes"
+    return None
 
 
 def _parse_ip(text: str) -> IPAddress | None:
