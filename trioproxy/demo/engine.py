@@ -61,6 +61,7 @@ class SimulatedEngine:
     backlog: float = 0.0
     """Seconds of stream that already exist when a session opens (a channel already on air)."""
     segment_delay: float = 0.0
+    stop_delay: float = 0.0
     session_error: str | None = None
     hidden: set[int] = field(default_factory=set)
     """Sequence numbers never listed: the engine's window slides past them at once."""
@@ -158,6 +159,8 @@ class SimulatedEngine:
             session = self.sessions.get(parts[3])
             if session is None or session.stopped:
                 return _json({"response": None, "error": "unknown playback session id"})
+            if self.stop_delay:
+                await trio.sleep(self.stop_delay)
             session.stopped = True
             self.stops.append(session.session_id)
             return _json({"response": "ok", "error": None})
