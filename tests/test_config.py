@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,9 @@ def test_every_setting_has_a_flag_and_a_field() -> None:
     fields = set(Config.__dataclass_fields__)
     assert {s.field for s in SETTINGS} == fields
     assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        assert f"| `{setting.env}` | `{setting.flag}` |" in readme, setting.env
