@@ -41,7 +41,7 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
 def tests(session: nox.Session) -> None:
     ensure_system_tools(session, SYSTEM_TOOLS)
     session.install(".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, env={"TRIOPROXY_TEST_REQUIRE_TOOLS": "1"})
 
 
 @nox.session

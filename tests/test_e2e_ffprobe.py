@@ -4,14 +4,12 @@ and ffprobe/ffmpeg reading our playlist URL as a player would."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import pytest
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
@@ -19,10 +17,9 @@ from trioproxy.config import Config
 from trioproxy.demo.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 from trioproxy.server import hypercorn_config, serve
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None,
-    reason="needs ffmpeg and ffprobe (nox -s tests installs them)",
-)
+from .tools import require_tools
+
+pytestmark = require_tools("ffmpeg", "ffprobe")
 
 
 @asynccontextmanager
