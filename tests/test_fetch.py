@@ -119,3 +119,59 @@ async def test_playlist_reloads_follow_the_target_duration(
     assert gaps
     assert set(gaps) <= {4.0, 2.0}
     assert len(reloads) <= 30 / 2 + 2
+
+
+async def test_failing_playlist_backs_off_then_ends_the_channel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(), durations=[2.0], backlog=6.0)
+    original = engine.handle
+    failing = False
+    reloads: list[float] = []
+
+    async def flaky(path, query, scope):  # type: ignore[no-untyped-def]
+        if path.startswith("/ace/m/") and failing:
+            reloads.append(trio.current_time())
+            return 500, "text/plain", b"engine error"
+        return await original(path, query, scope)
+
+    engine.handle = flaky  # type: ignore[method-assign]
+    config = default_config(upstream_timeout=30.0, hls_client_idle_timeout=600.0)
+    async with harness(config, engine) as h:
+        assert (await h.open_playlist(CONTENT_A)).status_code == 200
+        channel = h.registry.get(CONTENT_A)
+        assert channel is not None
+        failing = True
+        began = trio.current_time()
+        await channel.closed.wait()
+        # Bounded retries with growing, jittered pauses (never a busy loop), then a clean end.
+        assert 30.0 <= trio.current_time() - began <= 40.0
+        assert 5 <= len(reloads) <= 15
+        pauses = [b - a for a, b in itertools.pairwise(reloads)]
+        assert min(pauses) > 0.2
+        assert channel.end_reason is not None
+        assert "playlist failing" in channel.end_reason
+        assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
+        assert h.orchestrator.events[1].payload["reason"] == channel.end_reason
+        assert h.engine.open_sessions == []
+        # Players are told, and the id is refused for a while rather than reopened at once.
+        response = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert response.status_code == 502
+        assert len(h.engine.sessions) == 1
+
+
+async def test_segments_are_served_from_memory_with_their_length(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        playlist = await h.open_playlist(CONTENT_A)
+        uris = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
+        (session,) = h.engine.sessions.values()
+        requested = dict(session.segment_requests)
+        for uri in uris:
+            response = await h.client.get(uri)
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "video/mp2t"
+            assert int(response.headers["content-length"]) == len(response.content) == 1000
+            assert "immutable" in response.headers["cache-control"]
+        assert session.segment_requests == requested  # served without asking the engine again
