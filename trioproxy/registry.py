@@ -58,8 +58,8 @@ class Registry:
         )
         self._channels: dict[str, Channel] = {}
         self._closing: set[Channel] = set()
-        self._failed_until: dict[str, float] = {}
-        self._failed_why: dict[str, str] = {}
+        self._failed_until: dict[str, tuple[float, str]] = {}
+        """Ids whose channel failed upstream: refused until then, with the failure's message."""
         self._nursery: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self.started_total = 0
@@ -133,16 +133,14 @@ class Registry:
         if self._nursery is None or self._shutdown.is_set():
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
-        until = self._failed_until.get(name)
-        if until is not None:
+        failed = self._failed_until.get(name)
+        if failed is not None:
+            until, message = failed
             if now < until:
-                why = self._failed_why.get(name, "upstream failure")
                 raise ChannelFailed(
-                    f"channel {name} ended moments ago ({why}); retry in {until - now:.0f} s",
-                    retry_after=until - now,
+                    f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
-            self._failed_why.pop(name, None)
         if self.watcher is not None:
             self.watcher.check(key)
         self.admission.check_channel(len(self._channels))
@@ -193,12 +191,11 @@ class Registry:
         if channel.failure is None or self.config.failure_backoff <= 0:
             return
         now = trio.current_time()
-        for name, until in list(self._failed_until.items()):
+        for name, (until, _) in list(self._failed_until.items()):
             if until <= now:
                 del self._failed_until[name]
-                self._failed_why.pop(name, None)
-        self._failed_until[channel.name] = now + self.config.failure_backoff
-        self._failed_why[channel.name] = channel.end_reason or "upstream failure"
+        until = now + self.config.failure_backoff
+        self._failed_until[channel.name] = (until, channel.failure.message)
 
     # ---- status -----------------------------------------------------------------------------
 
