@@ -30,7 +30,7 @@ from .engine import KeyType
 from .errors import NotFound, ProxyError
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
-from .security import check_bearer, check_request_size, client_address
+from .security import check_bearer, check_request, client_address
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -177,7 +177,7 @@ class ProxyApp:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http":
-            refused = check_request_size(scope["path"], scope["query_string"], scope["headers"])
+            refused = check_request(scope["path"], scope["query_string"], scope["headers"])
             if refused is not None:
                 status, code, message = refused
                 body = json.dumps({"error": code, "message": message}).encode()

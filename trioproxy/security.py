@@ -31,7 +31,7 @@ __all__ = [
     "GuardedEngineClient",
     "UpstreamPolicy",
     "check_bearer",
-    "check_request_size",
+    "check_request",
     "client_address",
 ]
 
@@ -59,12 +59,17 @@ def check_bearer(authorization: str | None, api_key: str | None) -> None:
         raise Forbidden("wrong API key")
 
 
-def check_request_size(
+def check_request(
     path: str, query: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> tuple[int, str, str] | None:
-    """Status, code and message for a request over a size limit, else None."""
-    if len(path.encode("utf-8", "surrogateescape")) + len(query) > MAX_TARGET_BYTES:
+    """Status, code and message for a request refused before routing, else None: over a size
+    limit, or a query string that is not UTF-8 (the router would fail on it)."""
+    if len(path.encode("utf-8", "replace")) + len(query) > MAX_TARGET_BYTES:
         return 414, "uri_too_long", f"the request target exceeds {MAX_TARGET_BYTES} bytes"
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, "bad_request", "the query string is not UTF-8"
     total = 0
     for name, value in headers:
         total += len(name) + len(value) + 4
