@@ -18,7 +18,7 @@ import hypothesis.strategies as st
 import pytest
 import trio
 import trio.testing
-from hypercorn.typing import HTTPScope
+from hypercorn.typing import ConnectionState, HTTPScope
 from hypothesis import HealthCheck, given, settings
 
 from trioproxy.app import ProxyApp
@@ -153,7 +153,7 @@ async def _asgi(app: ProxyApp, method: str, path: str, query: bytes) -> int:
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 80),
         "extensions": {},
-        "state": {},
+        "state": ConnectionState({}),
     }
     statuses: list[int] = []
 

@@ -15,7 +15,7 @@ from hypercorn.typing import HTTPScope
 
 from trioproxy.config import ConfigError, load_config
 from trioproxy.demo.engine import SimulatedEngine
-from trioproxy.engine import Engine
+from trioproxy.engine import Engine, Session
 from trioproxy.errors import Forbidden, Unauthorized, UpstreamRefused
 from trioproxy.security import GuardedEngineClient, UpstreamPolicy, check_bearer, client_address
 
@@ -205,3 +205,15 @@ async def test_forwarded_for_tells_players_apart_only_when_trusted(
             response = await h.client.get(playlist, headers={"X-Forwarded-For": forwarded})
             assert response.status_code == 200
         assert h.channel().clients.count(trio.current_time()) == clients
+
+
+async def test_unparseable_upstream_urls_are_refused_not_raised() -> None:
+    policy = UpstreamPolicy(lambda: [Engine(ENGINE_URL)])
+    assert not policy.permits(ENGINE_URL + "/ace/c/s/1.ts\x1b")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(httpx.Response)) as http:
+        client = GuardedEngineClient(http, policy)
+        with pytest.raises(UpstreamRefused):
+            await client.get_bytes(ENGINE_URL + "/ace/c/s/1.ts\x1b")
+        session = Session(ENGINE_URL + "/m.m3u8", "", ENGINE_URL + "/cmd\x00", "s", 1, "p")
+        with pytest.raises(UpstreamRefused):
+            await client.stop_session(session)

@@ -124,9 +124,10 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwor
 
 def _host_port(url: str) -> tuple[str, int] | None:
     try:
+        httpx.URL(url)  # what httpx cannot parse (control characters, ...) is no URL to fetch
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+    except (ValueError, httpx.InvalidURL):
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
@@ -225,7 +226,7 @@ class GuardedEngineClient(EngineClient):
                 raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
             try:
                 response = await self._client.get(url, follow_redirects=False)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise EngineError(f"{url}: {type(exc).__name__}: {exc}") from exc
             if response.is_redirect and "location" in response.headers:
                 url = str(response.url.join(response.headers["location"]))
