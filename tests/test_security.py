@@ -210,7 +210,8 @@ async def test_forwarded_for_tells_players_apart_only_when_trusted(
 async def test_unparseable_upstream_urls_are_refused_not_raised() -> None:
     policy = UpstreamPolicy(lambda: [Engine(ENGINE_URL)])
     assert not policy.permits(ENGINE_URL + "/ace/c/s/1.ts\x1b")
-    async with httpx.AsyncClient(transport=httpx.MockTransport(httpx.Response)) as http:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as http:
         client = GuardedEngineClient(http, policy)
         with pytest.raises(UpstreamRefused):
             await client.get_bytes(ENGINE_URL + "/ace/c/s/1.ts\x1b")
