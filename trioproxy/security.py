@@ -219,19 +219,23 @@ class GuardedEngineClient(EngineClient):
             raise UpstreamRefused(f"command_url on {_shown(session.command_url)} refused")
         await super().stop_session(session)
 
-    async def _get(self, url: str) -> httpx.Response:
+    async def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
             if not self._policy.permits(url):
                 self.refused += 1
                 raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
             try:
-                response = await self._client.get(url, follow_redirects=False)
+                response = await self._client.get(url, headers=headers, follow_redirects=False)
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise EngineError(f"{url}: {type(exc).__name__}: {exc}") from exc
             if response.is_redirect and "location" in response.headers:
-                url = str(response.url.join(response.headers["location"]))
+                try:
+                    url = str(response.url.join(response.headers["location"]))
+                except httpx.InvalidURL as exc:
+                    raise EngineError(f"{url}: redirected to an invalid URL") from exc
                 continue
-            if response.status_code != 200:
+            # A partial answer is what a request with a Range header asks for.
+            if response.status_code != 200 and not (headers and response.status_code == 206):
                 raise EngineError(
                     f"{url}: HTTP {response.status_code}", upstream_status=response.status_code
                 )
