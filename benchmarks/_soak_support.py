@@ -148,7 +148,9 @@ class Players:
             self.active -= 1
 
     async def _play(self, http: httpx.AsyncClient) -> None:
-        key = self.rng.choice(self.keys)
+        # A few popular channels stay up; the rest come and go with their few players.
+        weights = [1.0 / (rank + 1) for rank in range(len(self.keys))]
+        key = self.rng.choices(self.keys, weights)[0]
         response = await http.get(f"{self.proxy}/ace/getstream", params={"id": key})
         self._count("getstream", response.status_code)
         if response.status_code != 302:

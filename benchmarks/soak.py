@@ -203,51 +203,57 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 stdout=log_file,
                 stderr=log_file,
             )
-        await _wait_healthy(http, base)
-        log.info("proxy pid %d at %s; engines %s", proxy.pid, base, engine_urls)
-        began = trio.current_time()
-        wall_began = time.time()
-        players = Players(base, keys, random.Random(rng.random()))
-        injector = Injector(
-            engines, orchestrator, base, API_KEY, random.Random(rng.random()), began
-        )
-        async with (
-            httpx.AsyncClient(timeout=30.0, limits=limits) as player_http,
-            trio.open_nursery() as load,
-        ):
-            load.start_soon(_sampler, http, base, proxy.pid, began, args.sample, players, samples)
-            load.start_soon(_spawn_players, player_http, players, args.players, rng)
-            load.start_soon(injector.run, http, args.fault_every)
-            await trio.sleep(args.minutes * 60.0)
-            log.info("load phase over: stopping players and faults")
-            load.cancel_scope.cancel()
-        # The players' connections are closed now: the last samples count the proxy's own.
-        for engine in engines:
-            engine.faults.clear()
-            engine.open_non_json = False
-            engine.inner.session_error = None
-            engine.inner.open_delay = 0.0
-        orchestrator.status, orchestrator.delay, orchestrator.garbage_lists = 200, 0.0, False
-        # Every channel closes on its own (no players → grace period) and drains its events.
-        settled = False
-        with trio.move_on_after(SETTLE_TIMEOUT):
-            while True:
-                await _sample(http, base, proxy.pid, began, players, samples)
-                status = await _status(http, base)
-                if status is not None and not status["channels"] and not status["closing"]:
-                    settled = True
-                    break
-                await trio.sleep(1.0)
-        await trio.sleep(args.sample)
-        await _sample(http, base, proxy.pid, began, players, samples)
-        settle_seconds = round(trio.current_time() - began - args.minutes * 60.0, 1)
-        final_status = await _status(http, base)
-        proxy.send_signal(signal.SIGTERM)
-        with trio.move_on_after(60):
-            await proxy.wait()
-        if proxy.returncode is None:
-            proxy.kill()
-            await proxy.wait()
+        try:
+            await _wait_healthy(http, base)
+            log.info("proxy pid %d at %s; engines %s", proxy.pid, base, engine_urls)
+            began = trio.current_time()
+            wall_began = time.time()
+            players = Players(base, keys, random.Random(rng.random()))
+            injector = Injector(
+                engines, orchestrator, base, API_KEY, random.Random(rng.random()), began
+            )
+            async with (
+                httpx.AsyncClient(timeout=30.0, limits=limits) as player_http,
+                trio.open_nursery() as load,
+            ):
+                load.start_soon(
+                    _sampler, http, base, proxy.pid, began, args.sample, players, samples
+                )
+                load.start_soon(_spawn_players, player_http, players, args.players, rng)
+                load.start_soon(injector.run, http, args.fault_every)
+                await trio.sleep(args.minutes * 60.0)
+                log.info("load phase over: stopping players and faults")
+                load.cancel_scope.cancel()
+            # The players' connections are closed now: the last samples count the proxy's own.
+            for engine in engines:
+                engine.faults.clear()
+                engine.open_non_json = False
+                engine.inner.session_error = None
+                engine.inner.open_delay = 0.0
+            orchestrator.status, orchestrator.delay, orchestrator.garbage_lists = 200, 0.0, False
+            # Every channel closes on its own (no players → grace period) and drains its events.
+            settled = False
+            with trio.move_on_after(SETTLE_TIMEOUT):
+                while True:
+                    await _sample(http, base, proxy.pid, began, players, samples)
+                    status = await _status(http, base)
+                    if status is not None and not status["channels"] and not status["closing"]:
+                        settled = True
+                        break
+                    await trio.sleep(1.0)
+            await trio.sleep(args.sample)
+            await _sample(http, base, proxy.pid, began, players, samples)
+            settle_seconds = round(trio.current_time() - began - args.minutes * 60.0, 1)
+            final_status = await _status(http, base)
+            proxy.send_signal(signal.SIGTERM)
+            with trio.move_on_after(60):
+                await proxy.wait()
+            if proxy.returncode is None:
+                proxy.kill()
+                await proxy.wait()
+        finally:
+            if proxy.returncode is None:  # the soak itself was interrupted
+                proxy.kill()
         servers.cancel_scope.cancel()
     text = proxy_log.read_text(errors="replace")
     return _report(
@@ -383,7 +389,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="load phase length")
-    parser.add_argument("--channels", type=int, default=16, help="distinct content ids")
+    parser.add_argument("--channels", type=int, default=40, help="distinct content ids")
     parser.add_argument("--players", type=int, default=40, help="players at once, at most")
     parser.add_argument("--engines", type=int, default=3, help="simulated engines")
     parser.add_argument("--fault-every", type=float, default=20.0, help="mean s between faults")
