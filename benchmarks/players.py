@@ -19,6 +19,7 @@ class PlayerLog:
     segments: list[tuple[float, float]] = field(default_factory=list)
     playlists: list[tuple[float, float]] = field(default_factory=list)
     errors: list[tuple[float, str]] = field(default_factory=list)
+    first_segment: trio.Event = field(default_factory=trio.Event)
 
     def window(self, start: float, end: float) -> tuple[list[float], list[float], int]:
         """Segment and playlist latencies of requests started in [start, end), and errors."""
@@ -80,6 +81,7 @@ async def play(base_url: str, content_id: str, until: float, log: PlayerLog) -> 
                         log.errors.append((asked, f"segment {segment.status}"))
                     else:
                         log.segments.append((asked, trio.current_time() - asked))
+                        log.first_segment.set()
                     last = _sequence(uri)
             await trio.sleep_until(min(until, began + target))
     except (OSError, EOFError, trio.BrokenResourceError) as exc:
