@@ -65,7 +65,8 @@ class _Job:
     """One upstream segment on its way into the window."""
 
     segment: UpstreamSegment
-    discontinuity: bool
+    gap_before: bool
+    """Upstream segments before this one were never seen: a discontinuity we must add."""
     data: bytes | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -253,8 +254,14 @@ class Channel:
     ) -> None:
         if self._sender is None or self.stream_id is None:
             return
-        # Two events per channel on a channel of four: this never blocks.
-        send.send_nowait(Event(kind, self.stream_id, payload))
+        try:
+            # Two events per channel on a channel of four: this never blocks.
+            send.send_nowait(Event(kind, self.stream_id, payload))
+        except (trio.BrokenResourceError, trio.WouldBlock):
+            # The sender is gone: it was cancelled from outside (a hard stop of the process).
+            log.warning("channel %s: %s lost: the event sender has stopped", self.name, kind)
+            self._sender.dropped += 1
+            return
         self._sender.pending += 1
 
     def _started_payload(self, session: Session) -> dict[str, Any]:
@@ -407,10 +414,7 @@ class Channel:
                     fresh[0].sequence - 1,
                 )
                 gap = True
-        jobs = []
-        for index, segment in enumerate(fresh):
-            jobs.append(_Job(segment, segment.discontinuity or (gap and index == 0)))
-        return jobs
+        return [_Job(segment, gap and index == 0) for index, segment in enumerate(fresh)]
 
     async def _download_in_order(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
         limiter = trio.CapacityLimiter(self.config.segment_concurrency)
@@ -451,6 +455,8 @@ class Channel:
             async for job in jobs:
                 await job.done.wait()
                 now = trio.current_time()
+                if job.gap_before:
+                    self.window.mark_gap()
                 if job.data is None:
                     self.window.mark_gap()
                     if now - self._last_good_segment_at >= self.config.upstream_timeout:
@@ -462,7 +468,7 @@ class Channel:
                 self.window.append(
                     job.data,
                     job.segment.duration,
-                    discontinuity=job.discontinuity,
+                    discontinuity=job.segment.discontinuity,
                     upstream_sequence=job.segment.sequence,
                     title=job.segment.title,
                 )

@@ -64,13 +64,23 @@ async def serve(
     """
     async with http_client() as http:
         registry = Registry(config, http)
+
+        async def stop_channels_then_server() -> None:
+            # Channels stop first: players still waiting on one are answered at once, so
+            # Hypercorn's graceful shutdown has nothing left to wait for.
+            if shutdown_trigger is None:
+                await trio.sleep_forever()
+            else:
+                await shutdown_trigger()
+            registry.shutdown()
+
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.run)
             try:
                 await hypercorn_serve(
                     ProxyApp(registry, config),
                     hypercorn_config(config.bind),
-                    shutdown_trigger=shutdown_trigger,
+                    shutdown_trigger=stop_channels_then_server,
                     task_status=task_status,
                 )
             finally:
