@@ -12,6 +12,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -22,7 +23,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from trioproxy.asgi import send_response
 from trioproxy.demo.faults import FAULTS, FaultyEngine
 
-__all__ = ["Injector", "Players", "SoakOrchestrator"]
+__all__ = ["Injector", "Players", "SoakOrchestrator", "plot"]
 
 log = logging.getLogger("soak")
 
@@ -288,3 +289,40 @@ class Injector:
             {"at": round(started - self.began, 1), "fault": choice, "detail": detail}
         )
         log.info("fault: %s %s", choice, detail)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """RSS and open fds over time; players and channels below, with the injected faults."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    t = [s["t"] / 60.0 for s in samples]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    top.plot(t, [s["rss_kib"] / 1024.0 for s in samples], color="tab:blue", label="RSS (MiB)")
+    top.set_ylabel("proxy RSS (MiB)", color="tab:blue")
+    top.set_ylim(bottom=0)
+    fd_axis = top.twinx()
+    fd_axis.plot(t, [s["fds"] for s in samples], color="tab:orange", label="open fds")
+    fd_axis.set_ylabel("open file descriptors", color="tab:orange")
+    fd_axis.set_ylim(bottom=0)
+    top.set_title(
+        f"trioproxy soak, {report['duration_minutes']:g} min: "
+        f"events {report['events']['sent']}/{report['events']['expected']}, "
+        f"sessions opened {report['sessions']['opened']} / stopped "
+        f"{report['sessions']['stopped_by_proxy'] + report['sessions']['ended_by_engine']}"
+    )
+    bottom.plot(t, [s["players"] for s in samples], label="players", color="tab:green")
+    bottom.plot(t, [s["channels"] or 0 for s in samples], label="channels", color="tab:purple")
+    for fault in report["fault_timeline"]:
+        bottom.axvline(fault["at"] / 60.0, color="tab:red", alpha=0.15, linewidth=1)
+    top.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
+    bottom.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
+    bottom.set_xlabel("minutes (red lines: injected faults; dashed: players stop, channels drain)")
+    bottom.set_ylabel("count")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -41,7 +41,7 @@ from trioproxy.demo.engine import SimulatedEngine, demo_media
 from trioproxy.demo.faults import FaultyEngine
 from trioproxy.server import hypercorn_config
 
-from ._soak_support import Injector, Players, SoakOrchestrator
+from ._soak_support import Injector, Players, SoakOrchestrator, plot
 
 __all__ = ["main"]
 
@@ -350,42 +350,6 @@ def _report(
     }
 
 
-def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples = report["samples"]
-    t = [s["t"] / 60.0 for s in samples]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    top.plot(t, [s["rss_kib"] / 1024.0 for s in samples], color="tab:blue", label="RSS (MiB)")
-    top.set_ylabel("proxy RSS (MiB)", color="tab:blue")
-    top.set_ylim(bottom=0)
-    fd_axis = top.twinx()
-    fd_axis.plot(t, [s["fds"] for s in samples], color="tab:orange", label="open fds")
-    fd_axis.set_ylabel("open file descriptors", color="tab:orange")
-    fd_axis.set_ylim(bottom=0)
-    top.set_title(
-        f"trioproxy soak, {report['duration_minutes']:g} min: "
-        f"events {report['events']['sent']}/{report['events']['expected']}, "
-        f"sessions opened {report['sessions']['opened']} / stopped "
-        f"{report['sessions']['stopped_by_proxy'] + report['sessions']['ended_by_engine']}"
-    )
-    bottom.plot(t, [s["players"] for s in samples], label="players", color="tab:green")
-    bottom.plot(t, [s["channels"] or 0 for s in samples], label="channels", color="tab:purple")
-    for fault in report["fault_timeline"]:
-        bottom.axvline(fault["at"] / 60.0, color="tab:red", alpha=0.15, linewidth=1)
-    top.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
-    bottom.axvline(report["duration_minutes"], color="grey", linestyle="--", linewidth=1)
-    bottom.set_xlabel("minutes (red lines: injected faults; dashed: players stop, channels drain)")
-    bottom.set_ylabel("count")
-    bottom.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="load phase length")
@@ -406,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n")
-    _plot(report, output.with_suffix(".png"))
+    plot(report, output.with_suffix(".png"))
     summary = {k: report[k] for k in ("ok", "rss_kib", "fds", "events", "sessions")}
     summary["events"] = {k: v for k, v in summary["events"].items() if k != "attempts"}
     print(json.dumps(summary, indent=1))
