@@ -23,6 +23,8 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from trioproxy.asgi import send_response
 from trioproxy.demo.faults import FAULTS, FaultyEngine
 
+from .report import pyplot
+
 __all__ = ["Injector", "Players", "SoakOrchestrator", "plot"]
 
 log = logging.getLogger("soak")
@@ -293,11 +295,7 @@ class Injector:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """RSS and open fds over time; players and channels below, with the injected faults."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     samples = report["samples"]
     t = [s["t"] / 60.0 for s in samples]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
