@@ -233,3 +233,13 @@ async def test_one_failing_channel_does_not_disturb_another(
         assert set(statuses_b) == {200}
         assert h.registry.get(CONTENT_A) is None
         assert h.channel(CONTENT_B).state.value == "ready"
+
+
+async def test_health_checks_are_paced(autojump_clock: trio.testing.MockClock) -> None:
+    """A healthy channel costs the engine one stat_url read per interval, nothing more."""
+    async with fault_harness(default_config(stat_interval=5.0)) as h:
+        url = await _open_ready(h)
+        opened_at = trio.current_time()
+        await play(h, url, until=opened_at + 61.0)
+        assert h.engine.requests["stat"] == 12  # at 5, 10, ..., 60 s after the session opened
+        assert h.channel().state.value == "ready"

@@ -218,3 +218,11 @@ async def test_unparseable_upstream_urls_are_refused_not_raised() -> None:
         session = Session(ENGINE_URL + "/m.m3u8", "", ENGINE_URL + "/cmd\x00", "s", 1, "p")
         with pytest.raises(UpstreamRefused):
             await client.stop_session(session)
+
+
+def test_hypercorn_buffers_little_of_an_incomplete_request() -> None:
+    from trioproxy.server import hypercorn_config
+
+    config = hypercorn_config("127.0.0.1:0")
+    assert config.h11_max_incomplete_size <= 16 * 1024
+    assert config.h2_max_header_list_size <= 16 * 1024
