@@ -137,7 +137,7 @@ async def test_playlist_failing_ends_channel_after_bounded_retries(
 async def test_stalled_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
     async with fault_harness(default_config(stall_timeout=40.0, stat_interval=5.0)) as h:
         url = await _open_ready(h)
-        h.engine.faults["*"] = "stall"
+        h.engine.faults[h.session_id()] = "stall"
         stalled_from = trio.current_time()
         before = h.engine.requests["playlist"]
         await _until_closed(h, url)
@@ -180,7 +180,7 @@ async def test_failing_segments_end_channel(
 ) -> None:
     async with fault_harness() as h:
         url = await _open_ready(h)
-        h.engine.faults["*"] = fault
+        h.engine.faults[h.session_id()] = fault
         failing_from = trio.current_time()
         before = h.engine.requests["segment"]
         statuses = await _until_closed(h, url)

@@ -53,8 +53,12 @@ def request_kind(path: str) -> str:
 
 
 def _session_of(path: str) -> str:
-    name = path.strip("/").split("/")[-1]
-    return name.split(".")[0]
+    """The session a request is for: ``/ace/c/<session>/<n>.ts``, ``/ace/m/<key>/<session>.m3u8``,
+    ``/ace/stat/<key>/<session>``."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[1] == "c":
+        return parts[2]
+    return parts[-1].split(".")[0]
 
 
 @dataclass
