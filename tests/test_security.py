@@ -114,6 +114,9 @@ def test_upstream_policy() -> None:
     assert not policy.permits("http://other.test/x")
     assert policy.permits("http://[::2]/x")
     assert UpstreamPolicy(lambda: [], ["*"]).permits("http://anything.test/x")
+    # An engine the directory dropped stays allowed while a channel still uses it.
+    in_use = UpstreamPolicy(lambda: [], also_known=lambda: [Engine("http://gone.test:6878")])
+    assert in_use.permits("http://gone.test:6878/ace/c/1.ts")
 
 
 @pytest.mark.parametrize("where", ["playback_url", "segments"])

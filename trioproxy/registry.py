@@ -41,7 +41,9 @@ class Registry:
             http=http,
             refresh_interval=config.engine_refresh_interval,
         )
-        self.policy = UpstreamPolicy(self._known_engines, config.allow_upstream_hosts)
+        self.policy = UpstreamPolicy(
+            lambda: self.directory.engines, config.allow_upstream_hosts, self._engines_in_use
+        )
         self.engines = GuardedEngineClient(http, self.policy)
         self.admission = Admission(config)
         self.orchestrator = (
@@ -98,13 +100,9 @@ class Registry:
         with scope:
             await self.watcher.run()
 
-    def _known_engines(self) -> list[Engine]:
-        """Engines we may fetch from: the directory's, and any a running channel still uses."""
-        return [
-            *self.directory.engines,
-            *(c.engine for c in self._channels.values()),
-            *(c.engine for c in self._closing),
-        ]
+    def _engines_in_use(self) -> list[Engine]:
+        """Engines running or closing channels use (one the directory dropped may be among them)."""
+        return [*(c.engine for c in self._channels.values()), *(c.engine for c in self._closing)]
 
     def shutdown(self) -> None:
         self._shutdown.set()

@@ -12,6 +12,7 @@ the upstream hosts it may reach.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -137,11 +138,19 @@ def _host_port(url: str) -> tuple[str, int] | None:
 class UpstreamPolicy:
     """Which URLs the proxy may fetch: known engines, plus ``allow`` (host, host:port or ``*``).
 
-    ``known`` is called on each check, so engines the directory learns later are allowed too.
+    ``known`` (the directory's engines: few) is called on each check, so engines learnt later
+    are allowed too; ``also_known`` (engines running channels still use: one per channel) only
+    when ``known`` has no match, which is rare.
     """
 
-    def __init__(self, known: Callable[[], Iterable[Engine]], allow: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        known: Callable[[], Iterable[Engine]],
+        allow: Iterable[str] = (),
+        also_known: Callable[[], Iterable[Engine]] = lambda: (),
+    ) -> None:
         self._known = known
+        self._also_known = also_known
         self._any = False
         self._hosts: set[str] = set()
         self._host_ports: set[tuple[str, int]] = set()
@@ -166,11 +175,19 @@ class UpstreamPolicy:
             return False
         if self._any or target[0] in self._hosts or target in self._host_ports:
             return True
-        return any(_host_port(engine.base_url) == target for engine in self._known())
+        return any(_engine_target(e.base_url) == target for e in self._known()) or any(
+            _engine_target(e.base_url) == target for e in self._also_known()
+        )
 
     def check(self, url: str) -> None:
         if not self.permits(url):
             raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
+
+
+@functools.lru_cache(maxsize=1024)
+def _engine_target(base_url: str) -> tuple[str, int] | None:
+    """:func:`_host_port` of an engine's base URL: few distinct values, asked about often."""
+    return _host_port(base_url)
 
 
 def _shown(url: str) -> str:
