@@ -127,6 +127,11 @@ async def test_channel_the_orchestrator_ends_is_stopped(
         assert h.orchestrator.kinds() == ["stream_started", "stream_started"]
         assert h.registry.get(CONTENT_B) is not None
         assert [t for t in channel_tasks(h.registry) if CONTENT_A in t] == []
+        # Its players are told, and do not restart it at once.
+        refused = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert refused.status_code == 502
+        assert "the orchestrator ended this stream" in refused.json()["message"]
+        assert len(h.sim.sessions) == 2
         nursery.cancel_scope.cancel()
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
-from .errors import LoopingStream
+from .errors import ChannelFailed, LoopingStream
 from .events import Orchestrator
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 10.0
 """Seconds one read of the orchestrator may take."""
+_ENDED = "ended by the orchestrator"
 
 
 def parse_running(payload: Any) -> set[str]:
@@ -105,7 +106,9 @@ class StreamWatcher:
                 )
                 self.stopped += 1
                 channel.report_end = False
-                channel.stop("ended by the orchestrator")
+                # As a failure: waiting players get a 502 saying so, and reloading players do not
+                # restart the stream at once (TRIOPROXY_FAILURE_BACKOFF).
+                channel.fail(ChannelFailed("the orchestrator ended this stream"), _ENDED)
 
     @property
     def last_error(self) -> str | None:
