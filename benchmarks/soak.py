@@ -178,8 +178,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     orchestrator = SoakOrchestrator(api_key=API_KEY)
     keys = [f"{rng.getrandbits(160):040x}" for _ in range(args.channels)]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    proxy_log = RESULTS / "soak-proxy.log.tmp"
+    output: Path = args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # The proxy's own log, beside the results; a name of its own per run (never shared).
+    proxy_log = output.with_name(f"{output.stem}-proxy-{os.getpid()}.log.tmp")
     samples: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=4 * args.players, max_keepalive_connections=args.players)
     async with (
