@@ -173,6 +173,7 @@ async def test_engine_that_never_lists_a_segment(autojump_clock: trio.testing.Mo
         ("segment_404", "HTTP 404"),
         ("segment_5xx", "HTTP 500"),
         ("segment_truncated", "truncated"),
+        ("segment_hang", "timed out"),
     ],
 )
 async def test_failing_segments_end_channel(
@@ -243,3 +244,17 @@ async def test_health_checks_are_paced(autojump_clock: trio.testing.MockClock) -
         await play(h, url, until=opened_at + 61.0)
         assert h.engine.requests["stat"] == 12  # at 5, 10, ..., 60 s after the session opened
         assert h.channel().state.value == "ready"
+
+
+async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
+    async with fault_harness() as h:
+        url = await _open_ready(h)
+        h.engine.faults[h.session_id()] = "playlist_hang"
+        hung_from = trio.current_time()
+        before = h.engine.requests["playlist"]
+        statuses = await _until_closed(h, url)
+        # Each reload gives up after 10 s, then backs off: the channel ends past 30 s of failing.
+        assert 30.0 <= trio.current_time() - hung_from <= 2.0 + 30.0 + 10.0 + 8.0
+        assert h.engine.requests["playlist"] - before <= 5
+        assert set(statuses) == {200}
+        _assert_clean_end(h, "engine playlist failing: timed out")

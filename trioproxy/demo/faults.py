@@ -23,19 +23,25 @@ __all__ = ["FAULTS", "Fault", "FaultyEngine", "request_kind"]
 Fault = Literal[
     "playlist_5xx",
     "playlist_garbage",
+    "playlist_hang",
     "stall",
     "segment_404",
     "segment_5xx",
     "segment_truncated",
+    "segment_hang",
 ]
 FAULTS: tuple[Fault, ...] = (
     "playlist_5xx",
     "playlist_garbage",
+    "playlist_hang",
     "stall",
     "segment_404",
     "segment_5xx",
     "segment_truncated",
+    "segment_hang",
 )
+HANG = 3600.0
+"""Seconds a hanging answer takes: longer than anything waits."""
 
 GARBAGE = b"<html><body>502 Bad Gateway</body></html>\n"
 
@@ -114,6 +120,8 @@ class FaultyEngine:
         if kind == "playlist" and fault == "playlist_5xx":
             await trio.lowlevel.checkpoint()
             return 503, "text/plain", b"busy", 4
+        if fault in ("playlist_hang", "segment_hang") and fault.startswith(kind):
+            await trio.sleep(HANG)
         if kind == "playlist" and fault == "playlist_garbage":
             await trio.lowlevel.checkpoint()
             return 200, "text/html", GARBAGE, len(GARBAGE)
