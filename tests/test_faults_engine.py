@@ -258,3 +258,13 @@ async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockCl
         assert h.engine.requests["playlist"] - before <= 5
         assert set(statuses) == {200}
         _assert_clean_end(h, "engine playlist failing: timed out")
+
+
+async def test_stat_reads_keep_their_own_pace(autojump_clock: trio.testing.MockClock) -> None:
+    """A stall check more often than stat reads does not read stat_url more often."""
+    config = default_config(stat_interval=30.0, stall_timeout=10.0)
+    async with fault_harness(config) as h:
+        url = await _open_ready(h)
+        opened_at = trio.current_time()
+        await play(h, url, until=opened_at + 61.0)
+        assert h.engine.requests["stat"] == 2  # at 30 and 60 s

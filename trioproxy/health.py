@@ -66,6 +66,7 @@ async def watch_session(
     progress_at = trio.current_time()
     tick = min(stat_interval, stall_timeout)
     deadline = progress_at
+    next_stat = progress_at + stat_interval
     while True:
         deadline += tick
         await trio.sleep_until(deadline)
@@ -77,7 +78,8 @@ async def watch_session(
             message = f"engine stream stalled: no new segment in {stall_timeout:g} s"
             channel.fail(EngineError(message), message)
             return
-        if session.stat_url:
+        if session.stat_url and now >= next_stat:
+            next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)
             ended = session_ended_error(payload)
             if ended is not None:
