@@ -31,6 +31,7 @@ from .engine import KeyType
 from .errors import Forbidden, NotFound, ProxyError, Unauthorized
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
+from .resources import CONTENT_TYPES
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -38,12 +39,29 @@ __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length"}
 _CORS_RAW = [(k.lower().encode(), v.encode()) for k, v in CORS.items()]
+_PREFLIGHT = [
+    *_CORS_RAW,
+    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+    (b"access-control-allow-headers", b"*"),
+    (b"access-control-max-age", b"86400"),
+]
 _IMMUTABLE = b"public, max-age=3600, immutable"
-_SEGMENT_PATH = re.compile(r"/ace/hls/([0-9a-f]{40})/([0-9a-f]{8})/([0-9]{1,15})\.ts")
+_MEDIA_PATH = re.compile(
+    r"/ace/hls/([0-9a-f]{40})/([0-9a-f]{8})/(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
+)
+
+
+def channel_base(root_path: str, channel: Channel) -> str:
+    """The URL path every segment, init section and key of this channel incarnation lives under."""
+    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/"
 
 
 def segment_path(root_path: str, channel: Channel, segment: Segment) -> str:
-    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/{segment.sequence}.ts"
+    return f"{channel_base(root_path, channel)}{segment.sequence}.{segment.meta.extension}"
+
+
+def resource_path(root_path: str, channel: Channel, number: int) -> str:
+    return f"{channel_base(root_path, channel)}r/{channel.resources.filename(number)}"
 
 
 def error_response(error: ProxyError) -> Response:
@@ -139,7 +157,10 @@ def create_app(registry: Registry, config: Config) -> Quart:
         channel.check_servable()
         channel.touch(client)
         root = request.root_path
-        body = channel.render_playlist(lambda segment: segment_path(root, channel, segment))
+        body = channel.render_playlist(
+            lambda segment: segment_path(root, channel, segment),
+            lambda number: resource_path(root, channel, number),
+        )
         return Response(
             body, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
         )
@@ -168,23 +189,44 @@ class ProxyApp:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            match = _SEGMENT_PATH.fullmatch(scope["path"])
-            if match is not None:
-                await self._segment(scope, send, *match.groups())
+        if scope["type"] == "http":
+            if scope["method"] == "OPTIONS":  # a CORS preflight, whatever the path
+                await send_response(send, 204, _PREFLIGHT, b"")
                 return
+            if scope["method"] in ("GET", "HEAD"):
+                match = _MEDIA_PATH.fullmatch(scope["path"])
+                if match is not None:
+                    await self._media(scope, send, *match.groups())
+                    return
         await self.quart(scope, receive, send)
 
-    async def _segment(
-        self, scope: HTTPScope, send: ASGISendCallable, name: str, incarnation: str, sequence: str
+    async def _media(
+        self,
+        scope: HTTPScope,
+        send: ASGISendCallable,
+        name: str,
+        incarnation: str,
+        resource: str | None,
+        number: str,
+        extension: str,
     ) -> None:
+        """A segment (``<seq>.<ext>``) or an init section or key (``r/<n>.mp4``, ``r/<n>.key``)."""
         head = scope["method"] == "HEAD"
         channel = self.registry.find(name, incarnation)
-        segment = channel.window.get(int(sequence)) if channel is not None else None
-        if segment is None:
-            body = json.dumps(NotFound(f"no segment {quote(scope['path'])}").body()).encode()
+        data: bytes | None = None
+        if channel is not None and resource:
+            found = channel.resources.lookup(int(number))
+            if found is not None and extension == ("key" if found[0] == "key" else "mp4"):
+                data = found[1]
+        elif channel is not None:
+            segment = channel.window.get(int(number))
+            if segment is not None and segment.meta.extension == extension:
+                data = segment.data
+        if data is None:
+            body = json.dumps(NotFound(f"no such media {quote(scope['path'])}").body()).encode()
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
             await send_response(send, 404, [*headers, *_CORS_RAW], body, head=head)
             return
-        headers = [(b"content-type", b"video/mp2t"), (b"cache-control", _IMMUTABLE)]
-        await send_response(send, 200, [*headers, *_CORS_RAW], segment.data, head=head)
+        content_type = CONTENT_TYPES[extension].encode()
+        headers = [(b"content-type", content_type), (b"cache-control", _IMMUTABLE)]
+        await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)

@@ -72,6 +72,25 @@ def _bind(text: str) -> str:
     return text.strip()
 
 
+def _whole_number(text: str) -> int:
+    value = int(text.strip() or "0")
+    if value < 0:
+        raise ValueError("must be a whole number ≥ 0")
+    return value
+
+
+def _max_height(text: str) -> int:
+    """``720``, ``720p`` or ``1280x720``: the tallest picture wanted (0: no limit)."""
+    text = text.strip().lower().removesuffix("p")
+    if "x" in text:
+        width, _, text = text.partition("x")
+        if not width.isdigit():
+            raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    if not text.isdigit():
+        raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    return int(text)
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -221,6 +240,34 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds between reads of the orchestrator's /engines",
     ),
     Setting("log_level", "TRIOPROXY_LOG_LEVEL", _log_level, "INFO", "logging level"),
+    Setting(
+        "variant_max_bandwidth",
+        "TRIOPROXY_VARIANT_MAX_BANDWIDTH",
+        _whole_number,
+        "0",
+        "from a master playlist, the best variant up to this many bits/s (0: the highest)",
+    ),
+    Setting(
+        "variant_max_resolution",
+        "TRIOPROXY_VARIANT_MAX_RESOLUTION",
+        _max_height,
+        "0",
+        "from a master playlist, the best variant up to this height, e.g. 720 or 1280x720",
+    ),
+    Setting(
+        "hls_start_offset",
+        "TRIOPROXY_HLS_START_OFFSET",
+        _seconds,
+        "0",
+        "seconds behind live players start, via #EXT-X-START (0: no tag)",
+    ),
+    Setting(
+        "vod_max_segments",
+        "TRIOPROXY_VOD_MAX_SEGMENTS",
+        _positive_int,
+        "1000",
+        "segments kept of finished (#EXT-X-ENDLIST) content, served whole",
+    ),
 )
 
 
@@ -246,6 +293,10 @@ class Config:
     failure_backoff: float = 10.0
     engine_refresh_interval: float = 30.0
     log_level: str = "INFO"
+    variant_max_bandwidth: int = 0
+    variant_max_resolution: int = 0
+    hls_start_offset: float = 0.0
+    vod_max_segments: int = 1000
 
     def __post_init__(self) -> None:
         if self.hls_window_size > self.hls_max_segments:
