@@ -10,6 +10,7 @@ with every URI pointing at the proxy.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ __all__ = [
     "render_media_playlist",
 ]
 
+_LEADING_NUMBER = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?(?=\s|$)")
 MAX_DURATION = 3600.0
 """Longest EXTINF accepted: anything longer is a broken playlist."""
 
@@ -222,10 +224,11 @@ def parse_media_playlist(text: str, url: str) -> UpstreamPlaylist:
             continue
         if tag == "EXTINF":
             length_text, _, title = value.partition(",")
-            try:
-                duration = float(length_text.strip())
-            except ValueError:
-                raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration") from None
+            # IPTV lists put attributes after the duration: "#EXTINF:5.0 tvg-id=...,Title".
+            number = _LEADING_NUMBER.match(length_text)
+            if number is None:
+                raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
+            duration = float(number.group(0))
             if not math.isfinite(duration) or not 0 <= duration <= MAX_DURATION:
                 raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
             title = title.strip()
