@@ -141,13 +141,14 @@ async def origin_harness(
     origin: Origin, config: Config | None = None
 ) -> AsyncIterator[OriginHarness]:
     config = config or origin_config()
-    mounts = {ENGINE_URL: httpx.ASGITransport(origin), ORIGIN_URL: httpx.ASGITransport(origin)}
+    transport = httpx.ASGITransport(origin)  # type: ignore[arg-type]
+    mounts = {ENGINE_URL: transport, ORIGIN_URL: transport}
     async with httpx.AsyncClient(mounts=mounts, timeout=None) as http:
         registry = Registry(config, http)
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.run)
             app = ProxyApp(registry, config)
-            transport = httpx.ASGITransport(app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url=PROXY_URL) as client:
+            proxy = httpx.ASGITransport(app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=proxy, base_url=PROXY_URL) as client:
                 yield OriginHarness(config, origin, registry, client)
             registry.shutdown()

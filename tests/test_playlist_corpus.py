@@ -32,6 +32,8 @@ from .origin import Origin, origin_config, origin_harness
 
 CORPUS = Path(__file__).parent / "data" / "playlists"
 CASES = sorted(CORPUS.glob("*.m3u8"))
+TEXTS = {case: case.read_bytes().decode("utf-8") for case in CASES}
+EXPECTED = {case: case.with_suffix(".expected") for case in CASES}
 ENTRY = "/live/chan/index.m3u8"
 MOVED = "/moved/deep/index.m3u8"
 KEY = "c" * 40
@@ -134,8 +136,11 @@ def test_corpus_is_big_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.stem)
 async def test_playlist(case: Path, autojump_clock: trio.testing.MockClock) -> None:
-    expected_file = case.with_suffix(".expected")
-    got = await describe(case, case.read_bytes().decode("utf-8"))
+    got = await describe(case, TEXTS[case])
+    check_expected(EXPECTED[case], got)
+
+
+def check_expected(expected_file: Path, got: str) -> None:
     if os.environ.get("TRIOPROXY_UPDATE_EXPECTED") == "1":
         expected_file.write_text(got)
     assert got == expected_file.read_text()

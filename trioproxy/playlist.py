@@ -225,10 +225,10 @@ def parse_media_playlist(text: str, url: str) -> UpstreamPlaylist:
         if tag == "EXTINF":
             length_text, _, title = value.partition(",")
             # IPTV lists put attributes after the duration: "#EXTINF:5.0 tvg-id=...,Title".
-            number = _LEADING_NUMBER.match(length_text)
-            if number is None:
+            leading = _LEADING_NUMBER.match(length_text)
+            if leading is None:
                 raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
-            duration = float(number.group(0))
+            duration = float(leading.group(0))
             if not math.isfinite(duration) or not 0 <= duration <= MAX_DURATION:
                 raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
             title = title.strip()
