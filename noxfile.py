@@ -1,4 +1,4 @@
-"""Sessions: ``tests`` (the whole suite), ``lint`` (ruff), ``typecheck`` (mypy, strict), ``bench``."""
+"""Sessions: ``tests`` (whole suite), ``lint`` (ruff), ``typecheck`` (strict mypy), ``bench``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,16 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
-                    external=True, env=env)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *missing,
+            external=True,
+            env=env,
+        )
         return
     session.error(f"the tests need these system packages: {' '.join(missing)} (apt-get install)")
 
@@ -33,7 +41,7 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
 def tests(session: nox.Session) -> None:
     ensure_system_tools(session, SYSTEM_TOOLS)
     session.install(".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs, env={"TRIOPROXY_TEST_REQUIRE_TOOLS": "1"})
 
 
 @nox.session

@@ -27,8 +27,8 @@ CONTENT_A = "a" * 40
 CONTENT_B = "b" * 40
 
 
-def small_media(count: int = 4, size: int = 1000) -> list[bytes]:
-    """Distinct fake segment payloads (tests that never decode media)."""
+def small_media(count: int = 64, size: int = 1000) -> list[bytes]:
+    """Distinct fake segment payloads (tests that never decode media); no loop within 64."""
     return [bytes([n]) * size for n in range(count)]
 
 
@@ -53,7 +53,9 @@ class FakeOrchestrator:
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
 
-    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -110,6 +112,11 @@ class RefusingTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+def asgi_transport(app: Any) -> httpx.ASGITransport:
+    """httpx types ASGI apps loosely (MutableMapping scopes); ours are typed with Hypercorn's."""
+    return httpx.ASGITransport(app)
+
+
 @dataclass
 class Harness:
     """A proxy wired to a simulated engine and a fake orchestrator, all in memory."""
@@ -149,19 +156,24 @@ async def harness(
     config = config or default_config()
     engine = engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0)
     orchestrator = orchestrator or FakeOrchestrator()
-    orchestrator_transport = RefusingTransport(httpx.ASGITransport(orchestrator))
-    mounts = {
-        ENGINE_URL: httpx.ASGITransport(engine),
+    orchestrator_transport = RefusingTransport(asgi_transport(orchestrator))
+    nowhere = RefusingTransport(httpx.MockTransport(lambda request: httpx.Response(599)))
+    nowhere.refusing = True  # any other host: connection refused, never the real network
+    mounts: dict[str, httpx.AsyncBaseTransport] = {
+        ENGINE_URL: asgi_transport(engine),
         ORCHESTRATOR_URL: orchestrator_transport,
+        "all://": nowhere,
     }
     async with httpx.AsyncClient(mounts=mounts, timeout=None) as http:
         registry = Registry(config, http)
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.run)
             app = ProxyApp(registry, config)
-            transport = httpx.ASGITransport(app)  # type: ignore[arg-type]
+            transport = asgi_transport(app)
             async with httpx.AsyncClient(transport=transport, base_url=PROXY_URL) as client:
-                yield Harness(config, engine, orchestrator, orchestrator_transport, registry, client)
+                yield Harness(
+                    config, engine, orchestrator, orchestrator_transport, registry, client
+                )
             registry.shutdown()
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from .fakes import CONTENT_A, harness
+from .fakes import CONTENT_A, FakeOrchestrator, default_config, harness
 
 
-async def test_four_players_reloading_share_one_session(autojump_clock: trio.testing.MockClock) -> None:
+async def test_four_players_reloading_share_one_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with harness() as h:
         urls: list[str] = []
 
@@ -33,3 +35,33 @@ async def test_four_players_reloading_share_one_session(autojump_clock: trio.tes
         channel = h.registry.get(CONTENT_A)
         assert channel is not None
         assert channel.clients.count(trio.current_time()) == 4  # ... and counts once
+
+
+async def test_engines_come_from_the_orchestrator_when_none_are_configured(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    orchestrator = FakeOrchestrator(
+        engines=[
+            {
+                "container_id": "sick",
+                "host": "engine.test",
+                "port": 6879,
+                "forwarded": True,
+                "health_status": "unhealthy",
+            },
+            {
+                "container_id": "box-1",
+                "host": "engine.test",
+                "port": 6878,
+                "forwarded": False,
+                "health_status": "healthy",
+            },
+        ]
+    )
+    async with harness(default_config(engines=()), orchestrator=orchestrator) as h:
+        await trio.sleep(0.1)
+        assert (await h.open_playlist(CONTENT_A)).status_code == 200
+        await trio.sleep(0.1)
+        (started,) = h.orchestrator.events
+        assert started.payload["container_id"] == "box-1"
+        assert started.payload["engine"] == {"host": "engine.test", "port": 6878}

@@ -90,8 +90,12 @@ def create_app(registry: Registry, config: Config) -> Quart:
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = {
+            404: f"nothing at {quote(request.path[:200])}",
+            405: f"{request.method} is not allowed on {quote(request.path[:200])}",
+        }.get(status, error.description or error.name)
         response = Response(
-            json.dumps({"error": code, "message": error.description or error.name}),
+            json.dumps({"error": code, "message": message}),
             status=status,
             content_type="application/json",
         )

@@ -71,7 +71,8 @@ class _Job:
     """One upstream segment on its way into the window."""
 
     segment: UpstreamSegment
-    discontinuity: bool
+    gap_before: bool
+    """Upstream segments before this one were never seen: a discontinuity we must add."""
     data: bytes | None = None
     meta: SegmentMeta = PLAIN
     done: trio.Event = field(default_factory=trio.Event)
@@ -268,8 +269,14 @@ class Channel:
     ) -> None:
         if self._sender is None or self.stream_id is None:
             return
-        # Two events per channel on a channel of four: this never blocks.
-        send.send_nowait(Event(kind, self.stream_id, payload))
+        try:
+            # Two events per channel on a channel of four: this never blocks.
+            send.send_nowait(Event(kind, self.stream_id, payload))
+        except (trio.BrokenResourceError, trio.WouldBlock):
+            # The sender is gone: it was cancelled from outside (a hard stop of the process).
+            log.warning("channel %s: %s lost: the event sender has stopped", self.name, kind)
+            self._sender.dropped += 1
+            return
         self._sender.pending += 1
 
     def _started_payload(self, session: Session) -> dict[str, Any]:
@@ -456,8 +463,9 @@ class Channel:
         for index, segment in enumerate(fresh):
             # A discontinuity the upstream listed only on a segment we never saw still counts.
             missed = previous is not None and segment.discontinuity_number > previous
+            missed = missed and not segment.discontinuity
             previous = segment.discontinuity_number
-            jobs.append(_Job(segment, segment.discontinuity or missed or (gap and index == 0)))
+            jobs.append(_Job(segment, (gap and index == 0) or missed))
         return jobs
 
     def _choose_variant(self, text: str, url: str) -> str:
@@ -519,6 +527,8 @@ class Channel:
             async for job in jobs:
                 await job.done.wait()
                 now = trio.current_time()
+                if job.gap_before:
+                    self.window.mark_gap()
                 if job.data is None:
                     self.window.mark_gap()
                     stalled = now - self._last_good_segment_at >= self.config.upstream_timeout
@@ -531,7 +541,7 @@ class Channel:
                 self.window.append(
                     job.data,
                     job.segment.duration,
-                    discontinuity=job.discontinuity,
+                    discontinuity=job.segment.discontinuity,
                     upstream_sequence=job.segment.sequence,
                     title=job.segment.title,
                     meta=job.meta,

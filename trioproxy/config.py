@@ -22,14 +22,20 @@ class ConfigError(ValueError):
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
     if value < 1:
         raise ValueError("must be a whole number ≥ 1")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value < 0:
         raise ValueError("must be a number of seconds ≥ 0")
     return value

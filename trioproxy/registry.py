@@ -46,7 +46,8 @@ class Registry:
         )
         self._channels: dict[str, Channel] = {}
         self._closing: set[Channel] = set()
-        self._failed_until: dict[str, float] = {}
+        self._failed_until: dict[str, tuple[float, str]] = {}
+        """Ids whose channel failed upstream: refused until then, with the failure's message."""
         self._nursery: trio.Nursery | None = None
         self._shutdown = trio.Event()
         self.started_total = 0
@@ -103,12 +104,12 @@ class Registry:
         if self._nursery is None or self._shutdown.is_set():
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
-        until = self._failed_until.get(name)
-        if until is not None:
+        failed = self._failed_until.get(name)
+        if failed is not None:
+            until, message = failed
             if now < until:
                 raise ChannelFailed(
-                    f"channel {name} failed upstream moments ago; retry in {until - now:.0f} s",
-                    retry_after=until - now,
+                    f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
         engine = self.directory.acquire()
@@ -149,10 +150,11 @@ class Registry:
         self.directory.release(channel.engine)
         if channel.failure is not None and self.config.failure_backoff > 0:
             now = trio.current_time()
-            for name, until in list(self._failed_until.items()):
+            for name, (until, _) in list(self._failed_until.items()):
                 if until <= now:
                     del self._failed_until[name]
-            self._failed_until[channel.name] = now + self.config.failure_backoff
+            until = now + self.config.failure_backoff
+            self._failed_until[channel.name] = (until, channel.failure.message)
 
     # ---- status -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -19,6 +20,8 @@ import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
 from ..asgi import send_response
+from . import mpegts
+from .mpegts import payload_packets
 
 __all__ = ["DEMO_CONTENT_ID", "EngineSession", "SimulatedEngine", "demo_media"]
 
@@ -26,7 +29,7 @@ DEMO_CONTENT_ID = "0123456789abcdef0123456789abcdef01234567"
 
 
 def demo_media() -> list[bytes]:
-    """The shipped MPEG-TS segments (2 s each): a test pattern with a tone, meant to loop."""
+    """The shipped MPEG-TS segments: 6 × 2 s of H.264 test pattern, 12 s that loop seamlessly."""
     folder = resources.files("trioproxy.demo") / "media"
     names = sorted(
         (entry.name for entry in folder.iterdir() if entry.name.endswith(".ts")),
@@ -61,13 +64,39 @@ class SimulatedEngine:
     backlog: float = 0.0
     """Seconds of stream that already exist when a session opens (a channel already on air)."""
     segment_delay: float = 0.0
+    stop_delay: float = 0.0
     session_error: str | None = None
     hidden: set[int] = field(default_factory=set)
     """Sequence numbers never listed: the engine's window slides past them at once."""
     missing: set[int] = field(default_factory=set)
     """Listed, but answered with 404."""
+    seamless: bool = False
+    """Loop real MPEG-TS media without a break (clocks shifted); else mark each loop with a
+    discontinuity, as an engine would whose source restarted."""
     sessions: dict[str, EngineSession] = field(default_factory=dict)
     stops: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cache: dict[int, bytes] = {}
+        self._counts = Counter[int]()
+        if self.seamless:
+            for data in self.media:
+                self._counts.update(payload_packets(data))
+
+    def segment_bytes(self, n: int) -> bytes:
+        """Segment ``n`` of the live stream: the media, looped."""
+        loop, index = divmod(n, len(self.media))
+        if not self.seamless or loop == 0:
+            return self.media[index]
+        data = self._cache.get(n)
+        if data is None:
+            period = sum(self.duration(i) for i in range(len(self.media)))
+            counters = {pid: loop * count % 16 for pid, count in self._counts.items()}
+            data = mpegts.shift(self.media[index], round(loop * period * 90_000), counters)
+            if len(self._cache) >= 4 * len(self.media):
+                del self._cache[next(iter(self._cache))]
+            self._cache[n] = data
+        return data
 
     def duration(self, n: int) -> float:
         return self.durations[n % len(self.durations)]
@@ -107,7 +136,7 @@ class SimulatedEngine:
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
         ]
         for n in range(first, count):
-            if n and n % len(self.media) == 0:
+            if n and n % len(self.media) == 0 and not self.seamless:
                 lines.append("#EXT-X-DISCONTINUITY")  # the loop starts over: timestamps jump back
             lines.append(f"#EXTINF:{self.duration(n):.3f},")
             lines.append(f"/ace/c/{session.session_id}/{n}.ts")
@@ -158,6 +187,8 @@ class SimulatedEngine:
             session = self.sessions.get(parts[3])
             if session is None or session.stopped:
                 return _json({"response": None, "error": "unknown playback session id"})
+            if self.stop_delay:
+                await trio.sleep(self.stop_delay)
             session.stopped = True
             self.stops.append(session.session_id)
             return _json({"response": "ok", "error": None})
@@ -200,7 +231,7 @@ class SimulatedEngine:
         session.segment_requests[n] = session.segment_requests.get(n, 0) + 1
         if self.segment_delay:
             await trio.sleep(self.segment_delay)
-        return 200, "video/mp2t", self.media[n % len(self.media)]
+        return 200, "video/mp2t", self.segment_bytes(n)
 
 
 def _json(payload: dict[str, Any]) -> tuple[int, str, bytes]:

@@ -15,7 +15,9 @@ __all__ = ["run_demo"]
 
 
 async def run_demo(config: Config, engine_port: int = 0) -> None:
-    engine = SimulatedEngine(demo_media(), durations=[2.0], list_size=6, backlog=12.0)
+    engine = SimulatedEngine(
+        demo_media(), durations=[2.0], list_size=6, backlog=12.0, seamless=True
+    )
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
             hypercorn_serve, engine, hypercorn_config(f"127.0.0.1:{engine_port}")

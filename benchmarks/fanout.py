@@ -1,0 +1,233 @@
+"""fanout: one channel, 10 / 100 / 300 players reloading the playlist like hls.js.
+
+Each player reloads the playlist once per target duration and fetches each new segment once.
+Reported per size: segment latency (p50/p99/max), requests/s, the proxy's CPU and RSS, and how
+many times the engine was asked for each segment (must be exactly 1).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .players import PlayerLog, play, random_content_id
+from .report import Target, base_parser, pyplot, write_result
+from .servers import Child, start_child
+from .stats import percentile, spread
+
+NAME = "fanout"
+SIZES = (10, 100, 300)
+
+
+async def measure(fixtures: Child, clients: int, seconds: float, warmup: float) -> dict[str, Any]:
+    engine_urls = fixtures.ready["engines"]
+    config = {
+        "engines": engine_urls,
+        "orchestrator_url": fixtures.ready["orchestrator"],
+        "proxy_grace_period": 60.0,
+        "log_level": "WARNING",
+    }
+    content_id = random_content_id()
+    log = PlayerLog()
+    async with start_child("proxy", {"config": config}) as proxy:
+        base = proxy.ready["proxy"]
+        start = trio.current_time()
+        measure_from = start + warmup
+        until = measure_from + seconds
+        cpu_before = rss_before = 0.0
+        async with trio.open_nursery() as nursery:
+            # The first player opens the channel; the others join over one target duration.
+            nursery.start_soon(play, base, content_id, until, log)
+            for _ in range(clients - 1):
+                await trio.sleep(random.uniform(0, 2.0 / clients * 2))
+                nursery.start_soon(play, base, content_id, until, log)
+            await trio.sleep_until(measure_from)
+            cpu_before, rss_before = proxy.cpu_seconds(), float(proxy.rss_bytes())
+            await trio.sleep_until(until)
+            cpu = proxy.cpu_seconds() - cpu_before
+            rss = proxy.rss_bytes()
+        engine = await fixtures.command("engine")
+    sessions = [s for s in engine["sessions"] if s["key"] == content_id]
+    fetches = sum(s["fetches"] for s in sessions)
+    segments = sum(s["segments"] for s in sessions)
+    seg, playlists, errors = log.window(measure_from, until)
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "segment_latencies": seg,
+        "playlist_latencies": playlists,
+        "requests": len(seg) + len(playlists),
+        "requests_per_second": (len(seg) + len(playlists)) / seconds,
+        "errors": errors,
+        "cpu_cores": cpu / seconds,
+        "rss_bytes": rss,
+        "rss_before_bytes": rss_before,
+        "engine_sessions": len(sessions),
+        "upstream_fetches": fetches,
+        "upstream_segments": segments,
+        "fetches_per_segment": fetches / segments if segments else float("nan"),
+    }
+
+
+async def run(
+    sizes: Sequence[int], runs: int, seconds: float, warmup: float
+) -> list[dict[str, Any]]:
+    results = []
+    async with start_child("fixtures", {"engine_ports": 1, "backlog": 6.0}) as fixtures:
+        for run_index in range(runs):
+            for clients in sizes:
+                print(f"{NAME}: run {run_index + 1}/{runs}, {clients} clients", file=sys.stderr)
+                result = await measure(fixtures, clients, seconds, warmup)
+                result["run"] = run_index
+                results.append(result)
+    return results
+
+
+def summarize(results: list[dict[str, Any]], sizes: Sequence[int]) -> list[dict[str, Any]]:
+    rows = []
+    for clients in sizes:
+        mine = [r for r in results if r["clients"] == clients]
+        seg = [x for r in mine for x in r["segment_latencies"]]
+        pl = [x for r in mine for x in r["playlist_latencies"]]
+        fetches = sum(r["upstream_fetches"] for r in mine)
+        segments = sum(r["upstream_segments"] for r in mine)
+        rows.append(
+            {
+                "clients": clients,
+                "runs": len(mine),
+                "segment_ms": spread(seg, 1000),
+                "playlist_ms": spread(pl, 1000),
+                "requests_per_second": percentile([r["requests_per_second"] for r in mine], 50),
+                "errors": sum(r["errors"] for r in mine),
+                "cpu_cores": percentile([r["cpu_cores"] for r in mine], 50),
+                "rss_mib": max(r["rss_bytes"] for r in mine) / 2**20,
+                "engine_sessions": max(r["engine_sessions"] for r in mine),
+                "fetches_per_segment": fetches / segments if segments else float("nan"),
+                "worst_run_fetches_per_segment": max(r["fetches_per_segment"] for r in mine),
+            }
+        )
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
+    clients = [r["clients"] for r in rows]
+    for key, style in (("median", "o-"), ("p99", "s--"), ("max", "^:")):
+        left.plot(clients, [r["segment_ms"][key] for r in rows], style, label=key)
+    left.axhline(50, color="red", linewidth=0.8, label="p99 target")
+    left.set_xscale("log")
+    left.set_xlabel("players")
+    left.set_ylabel("segment latency (ms)")
+    left.legend(fontsize=7)
+    right.plot(clients, [r["cpu_cores"] * 100 for r in rows], "o-", label="CPU %")
+    right.set_xscale("log")
+    right.set_xlabel("players")
+    right.set_ylabel("proxy CPU (% of a core)")
+    twin = right.twinx()
+    twin.plot(clients, [r["requests_per_second"] for r in rows], "s--", color="gray")
+    twin.set_ylabel("requests/s", color="gray")
+    fig.suptitle("fanout: one channel, many players", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser(NAME, __doc__ or "")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = args.runs or (1 if args.quick else 2)
+    seconds, warmup = (6.0, 3.0) if args.quick else (20.0, 4.0)
+    started = time.time()
+    results = trio.run(run, sizes, runs, seconds, warmup)
+    rows = summarize(results, sizes)
+    largest = rows[-1]
+    targets = [
+        Target(
+            f"upstream fetches per segment, {r['clients']} players",
+            r["fetches_per_segment"],
+            "==",
+            1.0,
+        )
+        for r in rows
+    ]
+    targets.append(
+        Target(
+            f"segment p99 at {largest['clients']} players",
+            largest["segment_ms"]["p99"],
+            "<=",
+            50.0,
+            "ms",
+        )
+    )
+    table = [
+        (
+            r["clients"],
+            r["runs"],
+            r["segment_ms"]["n"],
+            r["segment_ms"]["median"],
+            r["segment_ms"]["p99"],
+            r["segment_ms"]["max"],
+            r["playlist_ms"]["median"],
+            r["playlist_ms"]["p99"],
+            r["requests_per_second"],
+            r["cpu_cores"] * 100,
+            r["rss_mib"],
+            r["fetches_per_segment"],
+            r["engine_sessions"],
+            r["errors"],
+        )
+        for r in rows
+    ]
+    columns = [
+        "players",
+        "runs",
+        "segments",
+        "seg p50 ms",
+        "seg p99 ms",
+        "seg max ms",
+        "playlist p50 ms",
+        "playlist p99 ms",
+        "req/s",
+        "proxy CPU %",
+        "proxy RSS MiB",
+        "fetches/segment",
+        "engine sessions",
+        "errors",
+    ]
+    md = write_result(
+        NAME,
+        out=args.out,
+        quick=args.quick,
+        started=started,
+        finished=time.time(),
+        setup={
+            "measure_seconds": seconds,
+            "warmup_seconds": warmup,
+            "runs": runs,
+            "segment": "2 s MPEG-TS, ~60 KB",
+            "load generator": "separate process (raw HTTP/1.1 on Trio, one connection per player)",
+        },
+        tables=[("Per size", columns, table)],
+        targets=targets,
+        data={"rows": rows},
+        plot=lambda path: plot(rows, path),
+        notes=[
+            "CPU is the proxy process's user+system time over the measured window, "
+            "in % of one core; the engine and orchestrator run in another process.",
+        ],
+    )
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""What the proxy talks to in a benchmark: a fake orchestrator with a delay knob.
+
+The engine is :class:`trioproxy.demo.engine.SimulatedEngine`; this module adds what the package
+does not ship: an orchestrator that accepts events like the real one, as slowly as asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from trioproxy.asgi import send_response
+
+__all__ = ["SlowOrchestrator"]
+
+
+@dataclass
+class SlowOrchestrator:
+    """Answers ``POST /events/<kind>`` after ``delay`` seconds; ``GET /engines`` lists none."""
+
+    delay: float = 0.0
+    events: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status, payload = await self.handle(scope["method"], scope["path"], body)
+        data = json.dumps(payload).encode()
+        await send_response(send, status, [(b"content-type", b"application/json")], data)
+
+    async def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if method == "GET" and path == "/engines":
+            return 200, []
+        if method != "POST" or not path.startswith("/events/"):
+            return 404, {"detail": "not found"}
+        kind = path.removeprefix("/events/")
+        self.in_flight += 1
+        try:
+            if self.delay:
+                await trio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        self.events[kind] += 1
+        if kind == "stream_started":
+            try:
+                stream_id = json.loads(body)["labels"]["stream_id"]
+            except (ValueError, KeyError, TypeError):
+                return 422, {"detail": "bad event"}
+            return 200, {"id": stream_id, "status": "started"}
+        return 200, {"updated": True, "stream": None}
