@@ -42,7 +42,7 @@ class Step:
     """The first of them follows a discontinuity."""
     list_size: int
     restart: bool
-    """The upstream starts its numbering over (with a discontinuity)."""
+    """The upstream starts its numbering over; its next segment follows a discontinuity."""
     missing: bool
     """The newest segment answers 404."""
 
@@ -74,17 +74,18 @@ def upstream_playlists(history: list[Step]) -> tuple[list[str], dict[str, Upstre
     texts: list[str] = []
     by_path: dict[str, UpstreamSegment] = {}
     epoch: list[UpstreamSegment] = []
+    earlier_discontinuities = 0  # in epochs before this one: a restart keeps counting them
+    restarted = False
     next_id = 0
     for step in history:
         if step.restart and epoch:
-            epoch = []
+            earlier_discontinuities += sum(s.discontinuity for s in epoch)
+            epoch, restarted = [], True
         for n in range(step.new):
-            flagged = (step.discontinuity and n == 0) or (
-                step.restart and not epoch and next_id > 0
-            )
-            segment = UpstreamSegment(
-                next_id, len(epoch), flagged, step.missing and n == step.new - 1
-            )
+            flagged = (step.discontinuity and n == 0) or restarted
+            restarted = False
+            missing = step.missing and n == step.new - 1
+            segment = UpstreamSegment(next_id, len(epoch), flagged, missing)
             next_id += 1
             epoch.append(segment)
             by_path[segment.path] = segment
@@ -92,7 +93,8 @@ def upstream_playlists(history: list[Step]) -> tuple[list[str], dict[str, Upstre
         dropped = epoch[: len(epoch) - len(listed)]
         rows = ["#EXTM3U", "#EXT-X-TARGETDURATION:2"]
         rows.append(f"#EXT-X-MEDIA-SEQUENCE:{listed[0].sequence if listed else len(epoch)}")
-        rows.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{sum(s.discontinuity for s in dropped)}")
+        sequence = earlier_discontinuities + sum(s.discontinuity for s in dropped)
+        rows.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{sequence}")
         for segment in listed:
             if segment.discontinuity:
                 rows.append("#EXT-X-DISCONTINUITY")
