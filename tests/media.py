@@ -33,6 +33,7 @@ __all__ = [
     "ProxyServer",
     "StaticOrigin",
     "ffmpeg_live_hls",
+    "lifespan",
     "proxy_server",
     "serve_asgi",
 ]
@@ -60,7 +61,7 @@ class StaticOrigin:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -100,7 +101,7 @@ class StaticOrigin:
         await send_response(send, 200, [(b"content-type", kind)], data)
 
 
-async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+async def lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

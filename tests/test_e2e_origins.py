@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from trioproxy.config import Config
+from trioproxy.demo.engine import SimulatedEngine, demo_media
 
 from .media import HAVE_FFMPEG, LiveKind, StaticOrigin, ffmpeg_live_hls, proxy_server, serve_asgi
 
@@ -39,33 +40,12 @@ def e2e_config(origin_url: str, **changes: object) -> Config:
     return Config(**values)  # type: ignore[arg-type]
 
 
-async def decode(url: str, seconds: float) -> tuple[float, str]:
+async def decode(url: str, seconds: float, *, audio: bool = True) -> tuple[float, str]:
     """Decode ``seconds`` of ``url`` with ffmpeg: (seconds decoded, error output)."""
-    result = await trio.run_process(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-t",
-            str(seconds),
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-f",
-            "null",
-            "-progress",
-            "pipe:1",
-            "-",
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    command = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", url]
+    command += ["-t", str(seconds), "-map", "0:v", *(["-map", "0:a"] if audio else [])]
+    command += ["-f", "null", "-progress", "pipe:1", "-"]
+    result = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
     times = re.findall(rb"out_time_us=([0-9]+)", result.stdout)
     decoded = int(times[-1]) / 1e6 if times else 0.0
     errors = result.stderr.decode(errors="replace").strip()
@@ -100,3 +80,21 @@ async def test_ffmpeg_plays_a_live_origin_through_the_proxy(kind: LiveKind, tmp_
     if kind == "aes128":
         assert origin.requests.count("/hls/enc.key") == 1
         assert any(p.endswith(".key") for p in proxy.requests)
+
+
+async def test_ffmpeg_starts_on_a_slow_engine() -> None:
+    """The first segment exists only 20 s after the session opens; defaults, no retry."""
+    engine = SimulatedEngine(demo_media(), durations=[2.0], prebuffer=20.0)
+    async with serve_asgi(engine) as engine_url:  # noqa: SIM117
+        async with proxy_server(e2e_config(engine_url, hls_buffer_ready_timeout=30.0)) as proxy:
+            began = trio.current_time()
+            with trio.fail_after(60):
+                decoded, errors = await decode(
+                    f"{proxy.url}/ace/getstream?id={KEY}", 4.0, audio=False
+                )
+            elapsed = trio.current_time() - began
+    assert errors == ""
+    assert decoded >= 4.0
+    assert elapsed >= 20.0
+    assert proxy.requests.count("/ace/getstream") == 1, "ffmpeg had to retry"
+    assert len(engine.sessions) == 1
