@@ -1,4 +1,4 @@
-"""Sessions: ``tests`` (whole suite), ``lint`` (ruff), ``typecheck`` (strict mypy), ``bench``."""
+"""Sessions: ``tests`` (whole suite), ``lint``, ``typecheck``, ``browser`` (hls.js), ``bench``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 # What each system tool the tests use is packaged as on Debian/Ubuntu.
 SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg"}
+BROWSER_TOOLS = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
 
 
 def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
@@ -42,6 +43,17 @@ def tests(session: nox.Session) -> None:
     ensure_system_tools(session, SYSTEM_TOOLS)
     session.install(".[test]")
     session.run("pytest", *session.posargs, env={"TRIOPROXY_TEST_REQUIRE_TOOLS": "1"})
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """hls.js in headless Chromium against the proxy (tests/test_browser.py)."""
+    ensure_system_tools(session, {**SYSTEM_TOOLS, **BROWSER_TOOLS})
+    with session.chdir("tests/browser"):
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
+    session.install(".[test]")
+    env = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
+    session.run("pytest", "-m", "browser", *session.posargs, env=env)
 
 
 @nox.session

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +27,6 @@ from trioproxy.registry import Registry
 from trioproxy.server import http_client
 
 __all__ = [
-    "HAVE_FFMPEG",
     "LiveKind",
     "ProxyServer",
     "StaticOrigin",
@@ -38,7 +36,6 @@ __all__ = [
     "serve_asgi",
 ]
 
-HAVE_FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 LiveKind = Literal["mpegts", "fmp4", "aes128"]
 _TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",

@@ -23,7 +23,7 @@ from trioproxy.asgi import send_response
 from trioproxy.config import Config
 from trioproxy.registry import Registry
 
-from .fakes import ENGINE_URL, PROXY_URL
+from .fakes import ENGINE_URL, ORCHESTRATOR_URL, PROXY_URL, FakeOrchestrator
 
 ORIGIN_URL = "http://origin.test"
 
@@ -138,11 +138,15 @@ def origin_config(**changes: Any) -> Config:
 
 @asynccontextmanager
 async def origin_harness(
-    origin: Origin, config: Config | None = None
+    origin: Origin, config: Config | None = None, orchestrator: FakeOrchestrator | None = None
 ) -> AsyncIterator[OriginHarness]:
+    """The proxy in front of ``origin``; events go to ``orchestrator`` when one is given."""
     config = config or origin_config()
     transport = httpx.ASGITransport(origin)  # type: ignore[arg-type]
     mounts = {ENGINE_URL: transport, ORIGIN_URL: transport}
+    if orchestrator is not None:
+        config = config.replace(orchestrator_url=ORCHESTRATOR_URL)
+        mounts[ORCHESTRATOR_URL] = httpx.ASGITransport(orchestrator)  # type: ignore[arg-type]
     async with httpx.AsyncClient(mounts=mounts, timeout=None) as http:
         registry = Registry(config, http)
         async with trio.open_nursery() as nursery:

@@ -16,12 +16,10 @@ import trio
 from trioproxy.config import Config
 from trioproxy.demo.engine import SimulatedEngine, demo_media
 
-from .media import HAVE_FFMPEG, LiveKind, StaticOrigin, ffmpeg_live_hls, proxy_server, serve_asgi
+from .media import LiveKind, StaticOrigin, ffmpeg_live_hls, proxy_server, serve_asgi
+from .tools import require_tools
 
-pytestmark = [
-    pytest.mark.media,
-    pytest.mark.skipif(not HAVE_FFMPEG, reason="needs ffmpeg and ffprobe"),
-]
+pytestmark = [pytest.mark.media, require_tools("ffmpeg", "ffprobe")]
 
 KEY = "e" * 40
 SEGMENT = re.compile(r"/ace/hls/[0-9a-f]{40}/[0-9a-f]{8}/([0-9]+)\.(ts|m4s)")

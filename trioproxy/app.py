@@ -32,6 +32,7 @@ from .errors import Forbidden, NotFound, ProxyError, Unauthorized
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
 from .resources import CONTENT_TYPES
+from .sources import SOURCE_PREFIX, is_source_name
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -47,12 +48,16 @@ _PREFLIGHT = [
 ]
 _IMMUTABLE = b"public, max-age=3600, immutable"
 _MEDIA_PATH = re.compile(
-    r"/ace/hls/([0-9a-f]{40})/([0-9a-f]{8})/(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
+    r"/(ace/hls|sources)/([0-9a-f]{40}|[a-z0-9][a-z0-9_-]{0,63})/([0-9a-f]{8})/"
+    r"(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
 )
 
 
 def channel_base(root_path: str, channel: Channel) -> str:
     """The URL path every segment, init section and key of this channel incarnation lives under."""
+    if channel.name.startswith(SOURCE_PREFIX):
+        source = channel.name.removeprefix(SOURCE_PREFIX)
+        return f"{root_path}/sources/{source}/{channel.incarnation}/"
     return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/"
 
 
@@ -148,6 +153,25 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if channel is None:
             kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
             channel = registry.get_or_start(kind, name)
+        return await serve_playlist(channel)
+
+    @app.route("/sources/<name>.m3u8", methods=["GET", "HEAD"])
+    async def source_playlist(name: str) -> Response:
+        url = config.source_url(name) if is_source_name(name) else None
+        if url is None:
+            raise NotFound(f"no source named {name[:64]!r}")
+        if request.method == "HEAD":
+            # A HEAD probes the URL: it must not start the channel.
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        if not request.args.get("client"):
+            # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
+            location = f"{request.root_path}/sources/{name}.m3u8?client={secrets.token_urlsafe(12)}"
+            registry.get_or_start_source(name, url)
+            return Response("", status=302, headers={"Location": location, **CORS})
+        return await serve_playlist(registry.get_or_start_source(name, url))
+
+    async def serve_playlist(channel: Channel) -> Response:
+        """The channel's playlist, once its first segments are there (or an error)."""
         client = client_identity(
             request.args.get("client"),
             request.headers.get("X-Playback-Session-Id"),
@@ -194,13 +218,17 @@ class ProxyApp:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http":
-            if scope["method"] == "OPTIONS":  # a CORS preflight, whatever the path
+            # A CORS preflight, for the player-facing paths (not the control API).
+            if scope["method"] == "OPTIONS" and not scope["path"].startswith("/proxy/"):
                 await send_response(send, 204, _PREFLIGHT, b"")
                 return
             if scope["method"] in ("GET", "HEAD"):
                 match = _MEDIA_PATH.fullmatch(scope["path"])
                 if match is not None:
-                    await self._media(scope, send, *match.groups())
+                    prefix, name, *rest = match.groups()
+                    if prefix == "sources":
+                        name = SOURCE_PREFIX + name
+                    await self._media(scope, send, name, *rest)
                     return
         await self.quart(scope, receive, send)
 

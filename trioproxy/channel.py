@@ -42,6 +42,7 @@ from .playlist import (
     render_media_playlist,
 )
 from .resources import ResourceCache
+from .sources import source_session
 from .variants import Variant, VariantLimits, parse_master_playlist, select_variant
 from .window import PLAIN, Segment, SegmentMeta, SegmentWindow
 
@@ -205,9 +206,12 @@ class Channel:
         )
         with self._open_scope:
             try:
-                self.session = await self._engines.open_session(
-                    self.engine, self.key_type, self.key
-                )
+                if self.key_type == "url":  # a configured source: no session to open
+                    self.session = source_session(self.key)
+                else:
+                    self.session = await self._engines.open_session(
+                        self.engine, self.key_type, self.key
+                    )
             except EngineError as exc:
                 self.fail(exc, f"engine session failed: {exc.message}")
                 return
@@ -240,7 +244,7 @@ class Channel:
         self._state = ChannelState.STOPPING
         self.ready.set()
         with trio.CancelScope(shield=True):
-            if self.session is not None:
+            if self.session is not None and self.key_type != "url":
                 with trio.move_on_at(
                     min(self._hurry_deadline, trio.current_time() + self.config.stop_timeout)
                 ):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .sources import parse_source_list, parse_sources_file
+
 __all__ = ["SETTINGS", "Config", "ConfigError", "add_arguments", "load_config"]
 
 
@@ -95,6 +97,21 @@ def _max_height(text: str) -> int:
     if not text.isdigit():
         raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
     return int(text)
+
+
+def _sources(text: str) -> tuple[tuple[str, str], ...]:
+    return parse_source_list(text)
+
+
+def _sources_file(text: str) -> tuple[tuple[str, str], ...]:
+    if not text.strip():
+        return ()
+    try:
+        with open(text.strip(), encoding="utf-8") as file:
+            content = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    return parse_sources_file(content)
 
 
 def _log_level(text: str) -> str:
@@ -268,6 +285,20 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds behind live players start, via #EXT-X-START (0: no tag)",
     ),
     Setting(
+        "sources",
+        "TRIOPROXY_SOURCES",
+        _sources,
+        "",
+        "named HLS sources served at /sources/<name>.m3u8: name=url,name2=url2",
+    ),
+    Setting(
+        "sources_file",
+        "TRIOPROXY_SOURCES_FILE",
+        _sources_file,
+        "",
+        "file of named HLS sources, one 'name url' a line",
+    ),
+    Setting(
         "vod_max_segments",
         "TRIOPROXY_VOD_MAX_SEGMENTS",
         _positive_int,
@@ -303,6 +334,8 @@ class Config:
     variant_max_resolution: int = 0
     hls_start_offset: float = 0.0
     vod_max_segments: int = 1000
+    sources: tuple[tuple[str, str], ...] = ()
+    sources_file: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.hls_window_size > self.hls_max_segments:
@@ -315,6 +348,13 @@ class Config:
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
             )
+
+    def source_url(self, name: str) -> str | None:
+        """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""
+        for source, url in (*self.sources, *self.sources_file):
+            if source == name:
+                return url
+        return None
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -18,9 +18,10 @@ from .errors import EngineError
 
 __all__ = ["Engine", "EngineClient", "KeyType", "Session", "stop_url"]
 
-KeyType = Literal["content_id", "infohash"]
+KeyType = Literal["content_id", "infohash", "url"]
+"""What a channel streams: an AceStream content id or infohash, or a configured source's URL."""
 
-_QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash"}
+_QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url": "url"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from .directory import EngineDirectory
 from .engine import EngineClient, KeyType
 from .errors import ChannelFailed, NoEngineAvailable
 from .events import Orchestrator
+from .sources import SOURCE_PREFIX, source_engine
 
 __all__ = ["Registry"]
 
@@ -95,9 +96,13 @@ class Registry:
                 return closing
         return None
 
-    def get_or_start(self, key_type: KeyType, key: str) -> Channel:
+    def get_or_start_source(self, source: str, url: str) -> Channel:
+        """The channel of the configured source ``source``, started now if there is none."""
+        return self.get_or_start("url", url, name=SOURCE_PREFIX + source)
+
+    def get_or_start(self, key_type: KeyType, key: str, *, name: str | None = None) -> Channel:
         """The channel for ``key``, started now if there is none. Never waits."""
-        name = key
+        name = name or key
         channel = self._channels.get(name)
         if channel is not None:
             return channel
@@ -112,7 +117,8 @@ class Registry:
                     f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
-        engine = self.directory.acquire()
+        # A source is no engine stream: it takes no engine's capacity.
+        engine = source_engine(key) if key_type == "url" else self.directory.acquire()
         channel = Channel(
             name=name,
             key_type=key_type,
@@ -147,7 +153,8 @@ class Registry:
     def _closed(self, channel: Channel) -> None:
         self._forget(channel)
         self._closing.discard(channel)
-        self.directory.release(channel.engine)
+        if channel.key_type != "url":
+            self.directory.release(channel.engine)
         if channel.failure is not None and self.config.failure_backoff > 0:
             now = trio.current_time()
             for name, (until, _) in list(self._failed_until.items()):
