@@ -6,9 +6,10 @@ growing one segment per reload as a live stream does (finished content, with ``#
 is served whole). A player opens the channel and reloads until the origin has listed everything;
 then ``NAME.expected`` must equal, line for line:
 
-- the playlist the player got (the channel's URL prefix written as ``<base>/``), or the error;
-- every upstream file the proxy fetched, with how often (init sections and keys: once);
-- what each URL of the playlist answers: status, content type, size.
+- the playlist the player got (incarnations and client tokens written as placeholders), or the
+  error;
+- what each URL of the playlist answers: status, content type, size (playlists in full);
+- every upstream file the proxy fetched, with how often (init sections and keys: once).
 
 ``TRIOPROXY_UPDATE_EXPECTED=1 pytest tests/test_playlist_corpus.py`` rewrites the expectations;
 read the diff before committing it.
@@ -56,7 +57,7 @@ def growing(text: str) -> list[str]:
 def listed_uris(playlist: str) -> list[str]:
     uris = []
     for row in playlist.splitlines():
-        if row.startswith("#EXT-X-KEY") or row.startswith("#EXT-X-MAP"):
+        if row.startswith(("#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-MEDIA:")):
             uri = attribute_list(row.partition(":")[2]).get("URI")
             if uri and uri.startswith("/"):
                 uris.append(uri)
@@ -110,24 +111,33 @@ async def describe(case: Path, text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-async def answer(client: httpx.AsyncClient, response: httpx.Response) -> list[str]:
+async def answer(
+    client: httpx.AsyncClient, response: httpx.Response, indent: str = ""
+) -> list[str]:
+    """What the player got, and what each URL in it answers (playlists: in full, indented)."""
     out = [f"HTTP {response.status_code} {response.headers.get('content-type')}"]
     if response.status_code != 200:
         out.append(response.json()["error"])
-        return out
-    base_match = re.search(r"/ace/hls/[0-9a-f]{40}/[0-9a-f]{8}/", response.text)
-    base = base_match.group(0) if base_match else "\x00"
-    out.extend(response.text.replace(base, "<base>/").splitlines())
+        return [indent + line for line in out]
+    text = normalize(response.text)
+    out.extend(text.splitlines())
     out.append("--- served")
     for uri in listed_uris(response.text):
         served = await client.get(uri)
         kind = served.headers.get("content-type")
         cors = served.headers.get("access-control-allow-origin")
         out.append(
-            f"{uri.replace(base, '<base>/')} {served.status_code} {kind} "
-            f"{len(served.content)} bytes cors={cors}"
+            f"{normalize(uri)} {served.status_code} {kind} {len(served.content)} bytes cors={cors}"
         )
-    return out
+        if kind == "application/vnd.apple.mpegurl":
+            out.extend(await answer(client, served, indent + "  "))
+    return [indent + line for line in out]
+
+
+def normalize(text: str) -> str:
+    """Without what differs from run to run: incarnations and client tokens."""
+    text = re.sub(r"(/ace/hls/[0-9a-f.r]{40,44})/[0-9a-f]{8}/", r"\1/<incarnation>/", text)
+    return re.sub(r"client=[A-Za-z0-9_-]+", "client=<token>", text)
 
 
 def test_corpus_is_big_enough() -> None:

@@ -32,7 +32,8 @@ from .errors import Forbidden, NotFound, ProxyError, Unauthorized
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
 from .resources import CONTENT_TYPES
-from .sources import SOURCE_PREFIX, is_source_name
+from .sources import RENDITION_NAME, SOURCE_PREFIX, is_source_name
+from .variants import render_master_playlist
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -48,7 +49,8 @@ _PREFLIGHT = [
 ]
 _IMMUTABLE = b"public, max-age=3600, immutable"
 _MEDIA_PATH = re.compile(
-    r"/(ace/hls|sources)/([0-9a-f]{40}|[a-z0-9][a-z0-9_-]{0,63})/([0-9a-f]{8})/"
+    r"/(ace/hls|sources)/((?:[0-9a-f]{40}|[a-z0-9][a-z0-9_-]{0,63})(?:\.r[0-9]{1,2})?)/"
+    r"([0-9a-f]{8})/"
     r"(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
 )
 
@@ -143,6 +145,8 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
     @app.route("/ace/hls/<name>/index.m3u8", methods=["GET", "HEAD"])
     async def playlist(name: str) -> Response:
+        if RENDITION_NAME.fullmatch(name):
+            return await rendition_playlist(name)
         if not is_channel_name(name):
             raise NotFound("unknown channel")
         channel = registry.get(name)
@@ -170,8 +174,29 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return Response("", status=302, headers={"Location": location, **CORS})
         return await serve_playlist(registry.get_or_start_source(name, url))
 
+    @app.route("/sources/<name>/index.m3u8", methods=["GET", "HEAD"])
+    async def source_rendition_playlist(name: str) -> Response:
+        return await rendition_playlist(SOURCE_PREFIX + name)
+
+    async def rendition_playlist(name: str) -> Response:
+        """The playlist of an audio or subtitle rendition of a running channel's variant."""
+        match = RENDITION_NAME.fullmatch(name)
+        parent = registry.get(match.group(1)) if match else None
+        if match is None or parent is None:
+            raise NotFound("no such rendition")
+        if request.method == "HEAD":
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        channel = registry.get_or_start_rendition(parent, int(match.group(2)))
+        if channel is None:
+            raise NotFound("no such rendition")
+        return await serve_playlist(channel)
+
     async def serve_playlist(channel: Channel) -> Response:
-        """The channel's playlist, once its first segments are there (or an error)."""
+        """The channel's playlist, once its first segments are there (or an error).
+
+        When the channel follows a variant with renditions of their own, a player first gets a
+        master playlist naming our media playlist (``media=1``) and our rendition playlists.
+        """
         client = client_identity(
             request.args.get("client"),
             request.headers.get("X-Playback-Session-Id"),
@@ -185,6 +210,20 @@ def create_app(registry: Registry, config: Config) -> Quart:
         channel.check_servable()
         channel.touch(client)
         root = request.root_path
+        variant = channel.variant
+        if variant is not None and variant.separate_renditions and not request.args.get("media"):
+            query = request.query_string.decode("latin-1")
+            token = quote(request.args.get("client", ""), safe="")
+            base = channel_base(root, channel).removesuffix(f"{channel.incarnation}/")
+
+            def rendition_uri(index: int) -> str:
+                return f"{base.removesuffix('/')}.r{index}/index.m3u8?client={token}"
+
+            media = f"{request.path}?{query}&media=1" if query else f"{request.path}?media=1"
+            master = render_master_playlist(variant, media, rendition_uri)
+            return Response(
+                master, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
+            )
         body = channel.render_playlist(
             lambda segment: segment_path(root, channel, segment),
             lambda number: resource_path(root, channel, number),

@@ -14,7 +14,7 @@ from .directory import EngineDirectory
 from .engine import EngineClient, KeyType
 from .errors import ChannelFailed, NoEngineAvailable
 from .events import Orchestrator
-from .sources import SOURCE_PREFIX, source_engine
+from .sources import SOURCE_PREFIX, rendition_name, source_engine
 
 __all__ = ["Registry"]
 
@@ -100,7 +100,19 @@ class Registry:
         """The channel of the configured source ``source``, started now if there is none."""
         return self.get_or_start("url", url, name=SOURCE_PREFIX + source)
 
-    def get_or_start(self, key_type: KeyType, key: str, *, name: str | None = None) -> Channel:
+    def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
+        """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
+        subtitle playlist), started now if there is none. It sends no events of its own."""
+        variant = parent.variant
+        if variant is None or not 0 <= index < len(variant.separate_renditions):
+            return None
+        uri = variant.separate_renditions[index].uri
+        assert uri is not None
+        return self.get_or_start("url", uri, name=rendition_name(parent.name, index), events=False)
+
+    def get_or_start(
+        self, key_type: KeyType, key: str, *, name: str | None = None, events: bool = True
+    ) -> Channel:
         """The channel for ``key``, started now if there is none. Never waits."""
         name = name or key
         channel = self._channels.get(name)
@@ -126,7 +138,7 @@ class Registry:
             engine=engine,
             config=self.config,
             engines=self.engines,
-            orchestrator=self.orchestrator,
+            orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             on_closed=self._closed,
         )

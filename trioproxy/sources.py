@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 from .engine import Engine, Session
 
 __all__ = [
+    "RENDITION_NAME",
     "SOURCE_PREFIX",
     "is_source_name",
     "parse_source_list",
     "parse_sources_file",
+    "rendition_name",
     "source_engine",
     "source_session",
 ]
@@ -26,6 +28,12 @@ SOURCE_PREFIX = "source/"
 """Channel names of sources are this prefix and the source's name."""
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+RENDITION_NAME = re.compile(r"([0-9a-f]{40}|source/[a-z0-9][a-z0-9_-]{0,63})\.r([0-9]{1,2})")
+"""Channel names of renditions: the channel whose variant lists them, ``.r`` and a number."""
+
+
+def rendition_name(parent: str, index: int) -> str:
+    return f"{parent}.r{index}"
 
 
 def is_source_name(text: str) -> bool:

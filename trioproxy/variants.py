@@ -6,11 +6,33 @@ bandwidth by default, or the highest that fits the operator's limits (bandwidth,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .m3u import PlaylistError, attribute_list, lines, resolve
+from .m3u import PlaylistError, attribute_list, format_attributes, lines, quoted, resolve
 
-__all__ = ["Rendition", "Variant", "VariantLimits", "parse_master_playlist", "select_variant"]
+__all__ = [
+    "Rendition",
+    "Variant",
+    "VariantLimits",
+    "parse_master_playlist",
+    "render_master_playlist",
+    "select_variant",
+]
+
+_UNQUOTED = {
+    "TYPE",
+    "DEFAULT",
+    "AUTOSELECT",
+    "FORCED",
+    "BANDWIDTH",
+    "AVERAGE-BANDWIDTH",
+    "RESOLUTION",
+    "FRAME-RATE",
+    "HDCP-LEVEL",
+    "VIDEO-RANGE",
+}
+"""Attributes whose values are enumerated strings or numbers; all others are quoted strings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +45,8 @@ class Rendition:
     uri: str | None
     default: bool = False
     language: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    """All of the tag's attributes as listed (values unquoted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +59,13 @@ class Variant:
     subtitles: str | None = None
     renditions: tuple[Rendition, ...] = ()
     """The ``#EXT-X-MEDIA`` renditions of this variant's audio and subtitle groups."""
+    attributes: tuple[tuple[str, str], ...] = ()
+    """All of the ``#EXT-X-STREAM-INF`` attributes as listed (values unquoted)."""
+
+    @property
+    def separate_renditions(self) -> tuple[Rendition, ...]:
+        """The renditions with playlists of their own: a player needs them proxied too."""
+        return tuple(r for r in self.renditions if r.uri is not None)
 
     @property
     def height(self) -> int:
@@ -96,6 +127,7 @@ def parse_master_playlist(text: str, url: str) -> list[Variant]:
                     uri=absolute,
                     default=attributes.get("DEFAULT", "").upper() == "YES",
                     language=attributes.get("LANGUAGE"),
+                    attributes=tuple(attributes.items()),
                 )
             )
     variants = []
@@ -119,6 +151,7 @@ def parse_master_playlist(text: str, url: str) -> list[Variant]:
                     if (r.type == "AUDIO" and r.group_id == audio)
                     or (r.type == "SUBTITLES" and r.group_id == subtitles)
                 ),
+                attributes=tuple(attributes.items()),
             )
         )
     if not variants:
@@ -146,3 +179,34 @@ def select_variant(variants: list[Variant], limits: VariantLimits = VariantLimit
     if fitting:
         return max(fitting, key=rank)  # max keeps the first of equals
     return min(variants, key=rank)
+
+
+def _attributes(pairs: tuple[tuple[str, str], ...], **replace: str) -> str:
+    values = {}
+    for name, value in pairs:
+        if name in ("URI", "CLOSED-CAPTIONS", "VIDEO"):
+            continue  # our URIs replace theirs; caption and video groups are not proxied
+        values[name] = value if name in _UNQUOTED else quoted(value)
+    values.update({name: quoted(value) for name, value in replace.items()})
+    return format_attributes(values)
+
+
+def render_master_playlist(
+    variant: Variant, media_uri: str, rendition_uri: Callable[[int], str]
+) -> str:
+    """A master playlist of the one variant we follow and its renditions, all at our URLs.
+
+    ``rendition_uri(n)`` is the URL of ``variant.separate_renditions[n]``; renditions without a
+    playlist of their own (carried in the variant's segments) are listed as they are.
+    """
+    lines_out = ["#EXTM3U", "#EXT-X-VERSION:4"]
+    separate = variant.separate_renditions
+    for rendition in variant.renditions:
+        if rendition.uri is None:
+            lines_out.append("#EXT-X-MEDIA:" + _attributes(rendition.attributes))
+        else:
+            uri = rendition_uri(separate.index(rendition))
+            lines_out.append("#EXT-X-MEDIA:" + _attributes(rendition.attributes, URI=uri))
+    lines_out.append("#EXT-X-STREAM-INF:" + _attributes(variant.attributes))
+    lines_out.append(media_uri)
+    return "\n".join(lines_out) + "\n"
