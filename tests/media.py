@@ -36,7 +36,9 @@ __all__ = [
     "serve_asgi",
 ]
 
-LiveKind = Literal["mpegts", "fmp4", "aes128"]
+LiveKind = Literal["mpegts", "fmp4", "aes128", "master"]
+"""MPEG-TS, fragmented MP4, AES-128 encrypted MPEG-TS, or a master playlist whose audio is a
+separate rendition (``master.m3u8``)."""
 _TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
@@ -169,6 +171,11 @@ def ffmpeg_command(out: Path, kind: LiveKind, segment_seconds: float) -> list[st
         "-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", "6",
         "-hls_flags", "delete_segments+independent_segments+temp_file",
     ]  # fmt: skip
+    if kind == "master":
+        command += ["-map", "0:v", "-map", "1:a", "-master_pl_name", "master.m3u8"]
+        command += ["-var_stream_map", "v:0,agroup:aud a:0,agroup:aud,default:yes"]
+        command += ["-hls_segment_filename", str(out / "stream%v_%d.ts")]
+        return [*command, str(out / "stream%v.m3u8")]
     if kind == "fmp4":
         command += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
         command += ["-hls_segment_filename", str(out / "seg%d.m4s")]

@@ -24,7 +24,14 @@ from trioproxy.asgi import send_response
 from trioproxy.config import Config
 from trioproxy.demo.engine import SimulatedEngine, demo_media
 
-from .media import lifespan, proxy_server, serve_asgi
+from .media import (
+    LiveKind,
+    StaticOrigin,
+    ffmpeg_live_hls,
+    lifespan,
+    proxy_server,
+    serve_asgi,
+)
 
 BROWSER = Path(__file__).parent / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -129,3 +136,19 @@ async def test_hlsjs_starts_on_a_slow_engine() -> None:
     # not an error status); the retry joined the channel still buffering.
     assert manifest_requests >= 2
     assert len(engine.sessions) == 1, "a retried manifest request opened another session"
+
+
+@pytest.mark.parametrize("kind", ["fmp4", "master"])
+async def test_hlsjs_plays_a_live_ffmpeg_origin(kind: LiveKind, tmp_path: Path) -> None:
+    """fMP4 with an init section, and a master playlist whose audio is a separate rendition."""
+    check_tools()
+    origin = StaticOrigin(tmp_path, "/hls/master.m3u8" if kind == "master" else "/hls/index.m3u8")
+    async with ffmpeg_live_hls(tmp_path, kind), serve_asgi(origin) as origin_url:  # noqa: SIM117
+        async with serve_asgi(PageServer()) as pages:
+            async with proxy_server(browser_config(origin_url)) as proxy:
+                playlist = f"{proxy.url}/ace/getstream?id={'c' * 40}"
+                report = await play(f"{pages}/page.html", playlist, seconds=10, give_up=45)
+    assert report["fatal"] is None, report
+    assert report["currentTime"] >= 10, report
+    if kind == "master":
+        assert any(".r0/" in path for path in proxy.requests), "the audio rendition was not played"

@@ -56,9 +56,9 @@ def segment_numbers(paths: list[str]) -> list[int]:
     return sorted({int(m.group(1)) for p in paths if (m := SEGMENT.fullmatch(p))})
 
 
-@pytest.mark.parametrize("kind", ["mpegts", "fmp4", "aes128"])
+@pytest.mark.parametrize("kind", ["mpegts", "fmp4", "aes128", "master"])
 async def test_ffmpeg_plays_a_live_origin_through_the_proxy(kind: LiveKind, tmp_path: Path) -> None:
-    origin = StaticOrigin(tmp_path)
+    origin = StaticOrigin(tmp_path, "/hls/master.m3u8" if kind == "master" else "/hls/index.m3u8")
     async with ffmpeg_live_hls(tmp_path, kind), serve_asgi(origin) as origin_url:  # noqa: SIM117
         async with proxy_server(e2e_config(origin_url)) as proxy:
             with trio.fail_after(60):
@@ -75,6 +75,14 @@ async def test_ffmpeg_plays_a_live_origin_through_the_proxy(kind: LiveKind, tmp_
     if kind == "fmp4":
         assert origin.requests.count("/hls/init.mp4") == 1
         assert any(p.endswith(".mp4") and "/r/" in p for p in proxy.requests)
+    if kind == "master":  # the audio rendition came through the proxy too
+        assert any(
+            re.fullmatch(r"/ace/hls/[0-9a-f]{40}\.r0/[0-9a-f]{8}/[0-9]+\.ts", p)
+            for p in proxy.requests
+        )
+        # The master is read until it exists, then only the variant and rendition are polled.
+        first_variant = origin.requests.index("/hls/stream0.m3u8")
+        assert "/hls/master.m3u8" not in origin.requests[first_variant:]
     if kind == "aes128":
         assert origin.requests.count("/hls/enc.key") == 1
         assert any(p.endswith(".key") for p in proxy.requests)
