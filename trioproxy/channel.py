@@ -418,6 +418,7 @@ class Channel:
                 if last_sequence is None and playlist.endlist:
                     self._serve_whole = True
                     self.window.grow(min(len(playlist.segments), self.config.vod_max_segments))
+                    self.resources.limit = max(self.resources.limit, 2 * self.window.max_segments)
                 for job in self._new_jobs(playlist, last_sequence):
                     await jobs.send(job)
                     last_sequence = job.segment.sequence
