@@ -147,3 +147,35 @@ def test_source_file_lines() -> None:
     with pytest.raises(ValueError, match="line 1"):
         parse_sources_file("a b c\n")
     assert parse_source_list(" a=http://x.test/a , ") == (("a", "http://x.test/a"),)
+
+
+MASTER = """#EXTM3U
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="Deutsch",LANGUAGE="de",DEFAULT=YES,URI="de.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.4d401f",AUDIO="aud"
+video.m3u8
+"""
+
+
+async def test_a_source_with_a_separate_audio_rendition(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    origin = Origin(playlists={"/feeds/tv/master.m3u8": MASTER})
+    config = origin_config(sources=(("tv", ORIGIN_URL + "/feeds/tv/master.m3u8"),))
+    async with origin_harness(origin, config) as h:
+        master = await h.client.get("/sources/tv.m3u8", params={"client": "player-one"})
+        assert master.status_code == 200
+        lines = master.text.splitlines()
+        assert lines[-1] == "/sources/tv.m3u8?client=player-one&media=1"
+        media_tag = next(line for line in lines if line.startswith("#EXT-X-MEDIA:"))
+        assert 'URI="/sources/tv.r0/index.m3u8?client=player-one"' in media_tag
+        assert 'NAME="Deutsch"' in media_tag
+        audio = await h.client.get("/sources/tv.r0/index.m3u8?client=player-one")
+        assert audio.status_code == 200
+        segment = audio.text.strip().splitlines()[-1]
+        assert segment.startswith("/sources/tv.r0/")
+        assert (await h.client.get(segment)).status_code == 200
+        video = await h.client.get(lines[-1])
+        assert video.text.startswith("#EXTM3U\n#EXT-X-VERSION:3")
+        assert (await h.client.get("/sources/tv.r1/index.m3u8")).status_code == 404
+        assert (await h.client.get("/sources/nope.r0/index.m3u8")).status_code == 404
+    assert "/feeds/tv/de.m3u8" in origin.requests
