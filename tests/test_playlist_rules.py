@@ -3,11 +3,14 @@ channel treats finished content."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trioproxy.config import ConfigError, load_config
 from trioproxy.m3u import PlaylistError
@@ -85,6 +88,9 @@ def test_discontinuity_numbers_count_from_the_discontinuity_sequence() -> None:
         "",
         "<html></html>",
         "#EXTM3U\n#EXTINF:4,\nfile:///etc/passwd\n",
+        "#EXTM3U\n#EXTINF:4,\nhttp://[x/a.ts\n",
+        "#EXTM3U\n#EXTINF:4,\nhttp://h:99999999/a.ts\n",
+        '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="http://[::1/k"\n',
         "#EXTM3U\n#EXTINF:-1,\na.ts\n",
         "#EXTM3U\n#EXTINF:nan,\na.ts\n",
         "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-3\n",
@@ -220,3 +226,53 @@ async def test_finished_content_is_served_whole_and_polling_ends(
             assert (await h.client.get(uri)).status_code == 200
         await trio.sleep(30)
         assert origin.playlist_loads == loads == 1  # read once, never reloaded
+
+
+FRAGMENTS = [
+    "#EXTM3U",
+    "#EXTINF:",
+    "#EXTINF:4.0,",
+    "#EXT-X-BYTERANGE:",
+    "#EXT-X-KEY:METHOD=AES-128,URI=",
+    "#EXT-X-KEY:",
+    "#EXT-X-MAP:URI=",
+    "#EXT-X-MAP:",
+    "#EXT-X-PROGRAM-DATE-TIME:",
+    "#EXT-X-MEDIA-SEQUENCE:",
+    "#EXT-X-DISCONTINUITY-SEQUENCE:",
+    "#EXT-X-TARGETDURATION:",
+    "#EXT-X-SKIP:SKIPPED-SEGMENTS=",
+    "#EXT-X-STREAM-INF:BANDWIDTH=",
+    "#EXT-X-MEDIA:TYPE=AUDIO,URI=",
+    "#EXT-X-DISCONTINUITY",
+    "#EXT-X-ENDLIST",
+    "#EXT-X-GAP",
+    "a.ts",
+    "http://x.test/b.ts",
+    "//evil/c.ts",
+    "file:///d",
+    "http://[x/e.ts",
+    "http://h:99999999/f.ts",
+    '"',
+    ",",
+    "@",
+    "=",
+    "\n",
+    "\r\n",
+    "\ufeff",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=8), st.integers().map(str)),
+        max_size=40,
+    )
+)
+def test_any_text_parses_or_raises_playlist_error(pieces: list[str]) -> None:
+    text = "#EXTM3U\n" + "".join(pieces)
+    with contextlib.suppress(PlaylistError):
+        parse_media_playlist(text, BASE)
+    with contextlib.suppress(PlaylistError):
+        select_variant(parse_master_playlist(text, BASE), VariantLimits(max_height=720))

@@ -90,8 +90,12 @@ def format_attributes(attributes: dict[str, str]) -> str:
 
 def resolve(base: str, uri: str) -> str:
     """An absolute http(s) URL for ``uri`` as listed in the playlist fetched from ``base``."""
-    absolute = urljoin(base, uri.strip())
-    parts = urlsplit(absolute)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        absolute = urljoin(base, uri.strip())
+        parts = urlsplit(absolute)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise PlaylistError(f"URI {uri[:80]!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PlaylistError(f"URI {uri[:80]!r} is not an http(s) URL")
     return absolute
