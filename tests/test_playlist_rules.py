@@ -67,6 +67,20 @@ def test_program_date_time_is_carried_to_later_segments_until_a_discontinuity() 
     assert [s.date_time_listed for s in playlist.segments] == [True, False, False, False]
 
 
+def test_a_date_at_the_end_of_time_is_dropped() -> None:
+    playlist = parse_media_playlist(
+        media(
+            "#EXT-X-PROGRAM-DATE-TIME:9999-12-31T23:59:59Z",
+            "#EXTINF:4,",
+            "a.ts",
+            "#EXTINF:4,",
+            "b.ts",
+        ),
+        BASE,
+    )
+    assert playlist.segments[1].program_date_time is None
+
+
 def test_discontinuity_numbers_count_from_the_discontinuity_sequence() -> None:
     playlist = parse_media_playlist(
         media(

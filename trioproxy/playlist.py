@@ -158,6 +158,13 @@ def _key(value: str, base: str) -> Key:
     )
 
 
+def _later(moment: datetime, seconds: float) -> datetime | None:
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:  # a date near the end of time: dropped, never fatal
+        return None
+
+
 def _date_time(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
@@ -199,7 +206,7 @@ def parse_media_playlist(text: str, url: str) -> UpstreamPlaylist:
                     previous_end = previous.byterange.offset + previous.byterange.length
                 byterange = _byterange(byterange_text, previous_end)
             if date_time is None and previous and previous.program_date_time and not discontinuity:
-                date_time = previous.program_date_time + timedelta(seconds=previous.duration)
+                date_time = _later(previous.program_date_time, previous.duration)
             number = (previous.discontinuity_number if previous else discontinuity_sequence) + (
                 1 if discontinuity else 0
             )
