@@ -15,6 +15,7 @@ from . import __version__
 from .app import ProxyApp
 from .config import Config
 from .registry import Registry
+from .transport import UpstreamTransport
 
 __all__ = ["hypercorn_config", "serve", "signal_trigger"]
 
@@ -42,12 +43,21 @@ async def signal_trigger() -> None:
             return
 
 
+UPSTREAM_CONNECTIONS = 512
+"""Upstream requests in flight at once, over every channel and event post."""
+UPSTREAM_KEEPALIVE = 32
+"""Idle connections kept open per origin (engine or orchestrator)."""
+
+
 def http_client() -> httpx.AsyncClient:
     # No httpx timeouts: every call runs under a Trio deadline set by its caller. One pool serves
-    # every channel's downloads and every event post; size it for many channels at once.
+    # every channel's downloads and every event post, with a pool per engine (see transport.py).
+    per_origin = httpx.Limits(
+        max_connections=UPSTREAM_CONNECTIONS, max_keepalive_connections=UPSTREAM_KEEPALIVE
+    )
     return httpx.AsyncClient(
         timeout=None,
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+        transport=UpstreamTransport(UPSTREAM_CONNECTIONS, per_origin),
         headers={"User-Agent": f"trioproxy/{__version__}"},
     )
 
