@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import trio
 
 from .loadgen import Connection, split_url
 from .players import PlayerLog, play, random_content_id
-from .report import Target, base_parser, pyplot, write_result
+from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import start_child
 from .stats import ratio, spread
 
@@ -36,6 +35,7 @@ PROBE_INTERVAL = 0.01
 OPEN_DELAY = 3.0
 ORCHESTRATOR_DELAY = 5.0
 GONE_TIMEOUT = 45.0
+STREAMS_PER_ENGINE = 3
 
 
 @dataclass
@@ -180,8 +180,9 @@ async def one_run(
 
 async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
+    # Engines laid out as in production: 3 channels each (ACEXY_MAX_STREAMS_PER_ENGINE).
     fixture_spec = {
-        "engine_ports": 4,
+        "engine_ports": -(-(CHANNELS + 1) // STREAMS_PER_ENGINE) + 1,
         "open_delay": OPEN_DELAY,
         "orchestrator_delay": ORCHESTRATOR_DELAY,
         "backlog": 6.0,
@@ -190,7 +191,7 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
         config = {
             "engines": fixtures.ready["engines"],
             "orchestrator_url": fixtures.ready["orchestrator"],
-            "max_streams_per_engine": CHANNELS,
+            "max_streams_per_engine": STREAMS_PER_ENGINE,
             "proxy_grace_period": 120.0,
             "log_level": "WARNING",
         }
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     idle_seconds = 4.0 if args.quick else 10.0
-    started = time.time()
+    started = begin()
     results = trio.run(run, runs, idle_seconds)
     idle = [x for r in results for x in r["idle_probe"]]
     load = [x for r in results for x in r["load_probe"]]
@@ -294,9 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out,
         quick=args.quick,
         started=started,
-        finished=time.time(),
         setup={
             "channels": CHANNELS,
+            "streams_per_engine": STREAMS_PER_ENGINE,
             "engine_open_delay_s": OPEN_DELAY,
             "orchestrator_delay_s": ORCHESTRATOR_DELAY,
             "probe_interval_ms": PROBE_INTERVAL * 1000,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import trio
 
 from .players import PlayerLog, play, random_content_id
-from .report import Target, base_parser, pyplot, write_result
+from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import Child, start_child
 from .stats import percentile, spread
 
@@ -146,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = args.runs or (1 if args.quick else 2)
     seconds, warmup = (6.0, 3.0) if args.quick else (20.0, 4.0)
-    started = time.time()
+    started = begin()
     results = trio.run(run, sizes, runs, seconds, warmup)
     rows = summarize(results, sizes)
     largest = rows[-1]
@@ -208,7 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out,
         quick=args.quick,
         started=started,
-        finished=time.time(),
         setup={
             "measure_seconds": seconds,
             "warmup_seconds": warmup,
