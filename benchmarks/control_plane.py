@@ -26,7 +26,7 @@ import trio
 from .loadgen import Connection, split_url
 from .players import PlayerLog, play, random_content_id
 from .report import Target, base_parser, begin, pyplot, write_result
-from .servers import start_child
+from .servers import Child, start_child
 from .stats import ratio, spread
 
 NAME = "control_plane"
@@ -124,8 +124,9 @@ async def churn_one(base: str, churn: Churn, hold: float) -> None:
 
 
 async def one_run(
-    base: str, idle_seconds: float, player_log: PlayerLog, result: dict[str, Any]
+    proxy: Child, idle_seconds: float, player_log: PlayerLog, result: dict[str, Any]
 ) -> None:
+    base = proxy.ready["proxy"]
     status = Probe()
     churns = [Churn(random_content_id()) for _ in range(CHANNELS)]
     begin = trio.current_time()
@@ -138,7 +139,9 @@ async def one_run(
                 await probe(base, begin + idle_seconds + GONE_TIMEOUT + 30, status)
 
         nursery.start_soon(run_probe)
+        await proxy.command("lag")
         await trio.sleep_until(idle_end)
+        idle_loop = await proxy.command("lag")
         load_start = trio.current_time()
         async with trio.open_nursery() as churners:
             for churn in churns:
@@ -155,6 +158,7 @@ async def one_run(
                 ):
                     break
         load_end = trio.current_time()
+        load_loop = await proxy.command("lag")
         probe_scope.cancel()
     gone = []
     for churn in churns:
@@ -167,6 +171,8 @@ async def one_run(
             "idle_window": (begin, idle_end),
             "load_window": (load_start, load_end),
             "load_seconds": load_end - load_start,
+            "idle_loop": idle_loop,
+            "load_loop": load_loop,
             "probe_errors": status.errors,
             "start_latencies": [c.start_latency for c in churns],
             "delete_latencies": [c.delete_latency for c in churns],
@@ -195,7 +201,7 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
             "proxy_grace_period": 120.0,
             "log_level": "WARNING",
         }
-        async with start_child("proxy", {"config": config}) as proxy:
+        async with start_child("proxy", {"config": config, "lag": True}) as proxy:
             base = proxy.ready["proxy"]
             player_log = PlayerLog()
             async with trio.open_nursery() as nursery:
@@ -211,7 +217,7 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
                 for index in range(runs):
                     print(f"{NAME}: run {index + 1}/{runs}", file=sys.stderr)
                     result: dict[str, Any] = {"run": index}
-                    await one_run(base, idle_seconds, player_log, result)
+                    await one_run(proxy, idle_seconds, player_log, result)
                     result["idle_segments"], _, idle_err = player_log.window(*result["idle_window"])
                     result["load_segments"], _, load_err = player_log.window(*result["load_window"])
                     result["player_errors"] = idle_err + load_err
@@ -288,6 +294,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         row("getstream answer (302)", spread(starts, 1000)),
         row("DELETE answer (202)", s_del),
         row("DELETE → tasks gone", s_gone, "s"),
+        (
+            "proxy loop lag, idle (worst run)",
+            sum(r["idle_loop"]["lag_ms"]["n"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["median"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["p99"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["max"] for r in results),
+            "ms",
+        ),
+        (
+            "proxy loop lag, under churn (worst run)",
+            sum(r["load_loop"]["lag_ms"]["n"] for r in results),
+            max(r["load_loop"]["lag_ms"]["median"] for r in results),
+            max(r["load_loop"]["lag_ms"]["p99"] for r in results),
+            max(r["load_loop"]["lag_ms"]["max"] for r in results),
+            "ms",
+        ),
+        (
+            "proxy GC runs, under churn: count / longest",
+            sum(r["load_loop"]["gc"]["count"] for r in results),
+            "",
+            "",
+            max(r["load_loop"]["gc"]["max_ms"] for r in results),
+            "ms",
+        ),
     ]
     last = results[-1]
     md = write_result(
