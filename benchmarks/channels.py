@@ -68,7 +68,8 @@ async def window(proxy: Child, seconds: float) -> dict[str, Any]:
     cpu_before = proxy.cpu_seconds()
     await trio.sleep(seconds)
     cpu = proxy.cpu_seconds() - cpu_before
-    lag = (await proxy.command("lag"))["lag_ms"]
+    loop = await proxy.command("lag")
+    lag = loop["lag_ms"]
     rss = proxy.rss_bytes()
     snapshot = await status(proxy.ready["proxy"])
     channels = snapshot["channels"]
@@ -77,6 +78,7 @@ async def window(proxy: Child, seconds: float) -> dict[str, Any]:
         "ready": sum(1 for c in channels if c["state"] == "ready"),
         "cpu_cores": cpu / seconds,
         "lag_ms": lag,
+        "gc": loop["gc"],
         "rss_bytes": rss,
         "segment_bytes": sum(c["buffer"]["bytes"] for c in channels),
         "segments": sum(c["buffer"]["segments"] for c in channels),
@@ -117,6 +119,13 @@ async def run(sizes: Sequence[int], seconds: float, settle: float) -> list[dict[
                 await trio.sleep(settle)
                 rows.append({"size": size, "ramp_seconds": ramp, **await window(proxy, seconds)})
     base_row = rows[0]
+    for before, row in zip(rows, rows[1:], strict=False):
+        added = row["size"] - before["size"]
+        row["marginal_rss_per_channel_bytes"] = (
+            row["rss_bytes"]
+            - before["rss_bytes"]
+            - (row["segment_bytes"] - before["segment_bytes"])
+        ) / added
     for row in rows[1:]:
         n = row["size"]
         row["rss_per_channel_bytes"] = (
@@ -166,10 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "RSS MiB",
         "segment MiB held",
         "RSS/channel KiB (beyond segments)",
+        "marginal KiB/channel",
         "lag p50 ms",
         "lag p99 ms",
         "lag max ms",
         "lag samples",
+        "GC runs",
+        "GC max ms",
     ]
     table = [
         (
@@ -181,10 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             r["rss_bytes"] / 2**20,
             r["segment_bytes"] / 2**20,
             r.get("rss_per_channel_bytes", float("nan")) / 1024,
+            r.get("marginal_rss_per_channel_bytes", float("nan")) / 1024,
             r["lag_ms"]["median"],
             r["lag_ms"]["p99"],
             r["lag_ms"]["max"],
             r["lag_ms"]["n"],
+            r["gc"]["count"],
+            r["gc"]["max_ms"],
         )
         for r in rows
     ]
@@ -206,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot=lambda path: plot(rows, path),
         notes=[
             "No target is set for this benchmark; the figures are for capacity planning.",
+            "Marginal KiB/channel: the same, for the channels added since the previous size "
+            "(the first channels also pay one-time costs: connection pools, the SSL context).",
             "Channels have no players; each still reloads its engine playlist and downloads "
             "each new segment, as a watched channel does.",
         ],
