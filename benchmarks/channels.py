@@ -13,6 +13,7 @@ New channels are started spread over one target duration, as players arriving wo
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -119,7 +120,7 @@ async def run(sizes: Sequence[int], seconds: float, settle: float) -> list[dict[
                 await trio.sleep(settle)
                 rows.append({"size": size, "ramp_seconds": ramp, **await window(proxy, seconds)})
     base_row = rows[0]
-    for before, row in zip(rows, rows[1:], strict=False):
+    for before, row in itertools.pairwise(rows):
         added = row["size"] - before["size"]
         row["marginal_rss_per_channel_bytes"] = (
             row["rss_bytes"]
