@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    seconds, settle = (4.0, 2.0) if args.quick else (12.0, 5.0)
+    seconds, settle = (3.0, 1.0) if args.quick else (12.0, 5.0)
     started = begin()
     rows = trio.run(run, sizes, seconds, settle)
     columns = [
@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started=started,
         setup={
             "measure_seconds": seconds,
+            "runs": 1,
             "settle_seconds": settle,
             "streams_per_engine": STREAMS_PER_ENGINE,
             "engines": -(-max(sizes) // STREAMS_PER_ENGINE) + 1,
