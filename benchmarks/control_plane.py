@@ -36,6 +36,8 @@ OPEN_DELAY = 3.0
 ORCHESTRATOR_DELAY = 5.0
 GONE_TIMEOUT = 45.0
 STREAMS_PER_ENGINE = 3
+BURST = 1.0
+"""Seconds after the churn starts that hold the start burst (50 getstreams + 50 playlists)."""
 
 
 @dataclass
@@ -168,6 +170,8 @@ async def one_run(
         {
             "idle_probe": status.latencies(begin, idle_end),
             "load_probe": status.latencies(load_start, load_end),
+            "burst_probe": status.latencies(load_start, load_start + BURST),
+            "after_burst_probe": status.latencies(load_start + BURST, load_end),
             "idle_window": (begin, idle_end),
             "load_window": (load_start, load_end),
             "load_seconds": load_end - load_start,
@@ -281,6 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = [
         row("status probe, idle", s_idle),
         row("status probe, under churn", s_load),
+        row(
+            f"  … in the first {BURST:g} s (the start burst)",
+            spread([x for r in results for x in r["burst_probe"]], 1000),
+        ),
+        row(
+            f"  … after the first {BURST:g} s",
+            spread([x for r in results for x in r["after_burst_probe"]], 1000),
+        ),
         (
             "ratio churn / idle",
             "",
@@ -339,7 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets=targets,
         data={
             "runs": [
-                {k: v for k, v in r.items() if k not in ("idle_probe", "load_probe")}
+                {
+                    k: v
+                    for k, v in r.items()
+                    if k not in ("idle_probe", "load_probe", "burst_probe", "after_burst_probe")
+                }
                 for r in results
             ],
             "idle_probe_ms": s_idle,
