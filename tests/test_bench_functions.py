@@ -1,4 +1,4 @@
-"""The benchmarks' pure helpers: statistics, target checks, wrk parsing, the runner's arguments.
+"""The benchmarks' pure functions: statistics, target checks, wrk parsing, the runner's arguments.
 
 No benchmark runs here and nothing is timed."""
 
