@@ -67,3 +67,32 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[typecheck]")
     session.run("mypy")
+
+
+# Optional references for the benchmarks: without them data_plane uses its Trio load generator and
+# skips the nginx reference.
+BENCH_TOOLS = {"wrk": "wrk", "nginx": "nginx-light"}
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """All benchmarks (~15 min on 2 cores); ``nox -s bench -- --quick`` for a short run."""
+    missing = sorted({pkg for tool, pkg in BENCH_TOOLS.items() if shutil.which(tool) is None})
+    if missing and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env, success_codes=[0, 100])
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *missing,
+            external=True,
+            env=env,
+            success_codes=[0, 100],
+        )
+    elif missing:
+        session.warn(f"not installed, their references are skipped: {' '.join(missing)}")
+    session.install(".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
