@@ -38,22 +38,30 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
     session.error(f"the tests need these system packages: {' '.join(missing)} (apt-get install)")
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    ensure_system_tools(session, SYSTEM_TOOLS)
-    session.install(".[test]")
-    session.run("pytest", *session.posargs, env={"TRIOPROXY_TEST_REQUIRE_TOOLS": "1"})
+# Under nox every test runs: a missing tool fails the run instead of skipping tests.
+STRICT = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
 
 
-@nox.session
-def browser(session: nox.Session) -> None:
-    """hls.js in headless Chromium against the proxy (tests/test_browser.py)."""
+def prepare_tests(session: nox.Session) -> None:
+    """ffmpeg, Chromium, Node and hls.js (npm) for the end-to-end and browser tests."""
     ensure_system_tools(session, {**SYSTEM_TOOLS, **BROWSER_TOOLS})
     with session.chdir("tests/browser"):
         session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
     session.install(".[test]")
-    env = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
-    session.run("pytest", "-m", "browser", *session.posargs, env=env)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite: unit, end-to-end (ffmpeg) and browser (hls.js in Chromium) tests."""
+    prepare_tests(session)
+    session.run("pytest", *session.posargs, env=STRICT)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Only the hls.js-in-Chromium tests (tests/test_browser.py)."""
+    prepare_tests(session)
+    session.run("pytest", "-m", "browser", *session.posargs, env=STRICT)
 
 
 @nox.session
