@@ -1,4 +1,4 @@
-"""Sessions: ``tests`` (whole suite), ``lint`` (ruff), ``typecheck`` (strict mypy), ``bench``."""
+"""Sessions: ``tests`` (whole suite), ``lint``, ``typecheck``, ``browser`` (hls.js), ``bench``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 # What each system tool the tests use is packaged as on Debian/Ubuntu.
 SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg"}
+BROWSER_TOOLS = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
 
 
 def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
@@ -37,11 +38,30 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
     session.error(f"the tests need these system packages: {' '.join(missing)} (apt-get install)")
 
 
+# Under nox every test runs: a missing tool fails the run instead of skipping tests.
+STRICT = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
+
+
+def prepare_tests(session: nox.Session) -> None:
+    """ffmpeg, Chromium, Node and hls.js (npm) for the end-to-end and browser tests."""
+    ensure_system_tools(session, {**SYSTEM_TOOLS, **BROWSER_TOOLS})
+    with session.chdir("tests/browser"):
+        session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
+    session.install(".[test]")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    ensure_system_tools(session, SYSTEM_TOOLS)
-    session.install(".[test]")
-    session.run("pytest", *session.posargs, env={"TRIOPROXY_TEST_REQUIRE_TOOLS": "1"})
+    """The whole suite: unit, end-to-end (ffmpeg) and browser (hls.js in Chromium) tests."""
+    prepare_tests(session)
+    session.run("pytest", *session.posargs, env=STRICT)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Only the hls.js-in-Chromium tests (tests/test_browser.py)."""
+    prepare_tests(session)
+    session.run("pytest", "-m", "browser", *session.posargs, env=STRICT)
 
 
 @nox.session
@@ -55,3 +75,32 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[typecheck]")
     session.run("mypy")
+
+
+# Optional references for the benchmarks: without them data_plane uses its Trio load generator and
+# skips the nginx reference.
+BENCH_TOOLS = {"wrk": "wrk", "nginx": "nginx-light"}
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """All benchmarks (~15 min on 2 cores); ``nox -s bench -- --quick`` for a short run."""
+    missing = sorted({pkg for tool, pkg in BENCH_TOOLS.items() if shutil.which(tool) is None})
+    if missing and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env, success_codes=[0, 100])
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *missing,
+            external=True,
+            env=env,
+            success_codes=[0, 100],
+        )
+    elif missing:
+        session.warn(f"not installed, their references are skipped: {' '.join(missing)}")
+    session.install(".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

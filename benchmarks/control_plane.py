@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,8 @@ import trio
 
 from .loadgen import Connection, split_url
 from .players import PlayerLog, play, random_content_id
-from .report import Target, base_parser, pyplot, write_result
-from .servers import start_child
+from .report import Target, base_parser, begin, pyplot, write_result
+from .servers import Child, start_child
 from .stats import ratio, spread
 
 NAME = "control_plane"
@@ -36,6 +35,9 @@ PROBE_INTERVAL = 0.01
 OPEN_DELAY = 3.0
 ORCHESTRATOR_DELAY = 5.0
 GONE_TIMEOUT = 45.0
+STREAMS_PER_ENGINE = 3
+BURST = 1.0
+"""Seconds after the churn starts that hold the start burst (50 getstreams + 50 playlists)."""
 
 
 @dataclass
@@ -124,8 +126,9 @@ async def churn_one(base: str, churn: Churn, hold: float) -> None:
 
 
 async def one_run(
-    base: str, idle_seconds: float, player_log: PlayerLog, result: dict[str, Any]
+    proxy: Child, idle_seconds: float, player_log: PlayerLog, result: dict[str, Any]
 ) -> None:
+    base = proxy.ready["proxy"]
     status = Probe()
     churns = [Churn(random_content_id()) for _ in range(CHANNELS)]
     begin = trio.current_time()
@@ -138,7 +141,9 @@ async def one_run(
                 await probe(base, begin + idle_seconds + GONE_TIMEOUT + 30, status)
 
         nursery.start_soon(run_probe)
+        await proxy.command("lag")
         await trio.sleep_until(idle_end)
+        idle_loop = await proxy.command("lag")
         load_start = trio.current_time()
         async with trio.open_nursery() as churners:
             for churn in churns:
@@ -155,6 +160,7 @@ async def one_run(
                 ):
                     break
         load_end = trio.current_time()
+        load_loop = await proxy.command("lag")
         probe_scope.cancel()
     gone = []
     for churn in churns:
@@ -164,9 +170,13 @@ async def one_run(
         {
             "idle_probe": status.latencies(begin, idle_end),
             "load_probe": status.latencies(load_start, load_end),
+            "burst_probe": status.latencies(load_start, load_start + BURST),
+            "after_burst_probe": status.latencies(load_start + BURST, load_end),
             "idle_window": (begin, idle_end),
             "load_window": (load_start, load_end),
             "load_seconds": load_end - load_start,
+            "idle_loop": idle_loop,
+            "load_loop": load_loop,
             "probe_errors": status.errors,
             "start_latencies": [c.start_latency for c in churns],
             "delete_latencies": [c.delete_latency for c in churns],
@@ -180,8 +190,9 @@ async def one_run(
 
 async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
+    # Engines laid out as in production: 3 channels each (ACEXY_MAX_STREAMS_PER_ENGINE).
     fixture_spec = {
-        "engine_ports": 4,
+        "engine_ports": -(-(CHANNELS + 1) // STREAMS_PER_ENGINE) + 1,
         "open_delay": OPEN_DELAY,
         "orchestrator_delay": ORCHESTRATOR_DELAY,
         "backlog": 6.0,
@@ -190,11 +201,11 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
         config = {
             "engines": fixtures.ready["engines"],
             "orchestrator_url": fixtures.ready["orchestrator"],
-            "max_streams_per_engine": CHANNELS,
+            "max_streams_per_engine": STREAMS_PER_ENGINE,
             "proxy_grace_period": 120.0,
             "log_level": "WARNING",
         }
-        async with start_child("proxy", {"config": config}) as proxy:
+        async with start_child("proxy", {"config": config, "lag": True}) as proxy:
             base = proxy.ready["proxy"]
             player_log = PlayerLog()
             async with trio.open_nursery() as nursery:
@@ -210,7 +221,7 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
                 for index in range(runs):
                     print(f"{NAME}: run {index + 1}/{runs}", file=sys.stderr)
                     result: dict[str, Any] = {"run": index}
-                    await one_run(base, idle_seconds, player_log, result)
+                    await one_run(proxy, idle_seconds, player_log, result)
                     result["idle_segments"], _, idle_err = player_log.window(*result["idle_window"])
                     result["load_segments"], _, load_err = player_log.window(*result["load_window"])
                     result["player_errors"] = idle_err + load_err
@@ -251,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     idle_seconds = 4.0 if args.quick else 10.0
-    started = time.time()
+    started = begin()
     results = trio.run(run, runs, idle_seconds)
     idle = [x for r in results for x in r["idle_probe"]]
     load = [x for r in results for x in r["load_probe"]]
@@ -274,6 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = [
         row("status probe, idle", s_idle),
         row("status probe, under churn", s_load),
+        row(
+            f"  … in the first {BURST:g} s (the start burst)",
+            spread([x for r in results for x in r["burst_probe"]], 1000),
+        ),
+        row(
+            f"  … after the first {BURST:g} s",
+            spread([x for r in results for x in r["after_burst_probe"]], 1000),
+        ),
         (
             "ratio churn / idle",
             "",
@@ -287,6 +306,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         row("getstream answer (302)", spread(starts, 1000)),
         row("DELETE answer (202)", s_del),
         row("DELETE → tasks gone", s_gone, "s"),
+        (
+            "proxy loop lag, idle (worst run)",
+            sum(r["idle_loop"]["lag_ms"]["n"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["median"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["p99"] for r in results),
+            max(r["idle_loop"]["lag_ms"]["max"] for r in results),
+            "ms",
+        ),
+        (
+            "proxy loop lag, under churn (worst run)",
+            sum(r["load_loop"]["lag_ms"]["n"] for r in results),
+            max(r["load_loop"]["lag_ms"]["median"] for r in results),
+            max(r["load_loop"]["lag_ms"]["p99"] for r in results),
+            max(r["load_loop"]["lag_ms"]["max"] for r in results),
+            "ms",
+        ),
+        (
+            "proxy GC runs, under churn: count / longest",
+            sum(r["load_loop"]["gc"]["count"] for r in results),
+            "",
+            "",
+            max(r["load_loop"]["gc"]["max_ms"] for r in results),
+            "ms",
+        ),
     ]
     last = results[-1]
     md = write_result(
@@ -294,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out,
         quick=args.quick,
         started=started,
-        finished=time.time(),
         setup={
             "channels": CHANNELS,
+            "streams_per_engine": STREAMS_PER_ENGINE,
             "engine_open_delay_s": OPEN_DELAY,
             "orchestrator_delay_s": ORCHESTRATOR_DELAY,
             "probe_interval_ms": PROBE_INTERVAL * 1000,
@@ -308,7 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets=targets,
         data={
             "runs": [
-                {k: v for k, v in r.items() if k not in ("idle_probe", "load_probe")}
+                {
+                    k: v
+                    for k, v in r.items()
+                    if k not in ("idle_probe", "load_probe", "burst_probe", "after_burst_probe")
+                }
                 for r in results
             ],
             "idle_probe_ms": s_idle,

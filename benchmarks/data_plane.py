@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ import trio
 
 from .loadgen import Connection, split_url
 from .players import parse_playlist, random_content_id
-from .report import Target, base_parser, pyplot, write_result
+from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import start_child
 from .stats import percentile, ratio
 
@@ -260,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk") is not None)
     runs = args.runs or (1 if args.quick else 3)
     seconds = 3.0 if args.quick else 10.0
-    started = time.time()
+    started = begin()
     data = trio.run(run, runs, seconds, use_wrk)
     rounds = data["rounds"]
     names = data["targets"]
@@ -317,7 +316,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out,
         quick=args.quick,
         started=started,
-        finished=time.time(),
         setup={
             "connections": CONNECTIONS,
             "seconds_per_run": seconds,

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from .loadgen import sample_lag
 from .players import PlayerLog, play, random_content_id
-from .report import Target, base_parser, pyplot, write_result
+from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import Child, start_child
 from .stats import percentile, spread
 
@@ -35,7 +35,8 @@ async def measure(fixtures: Child, clients: int, seconds: float, warmup: float) 
     }
     content_id = random_content_id()
     log = PlayerLog()
-    async with start_child("proxy", {"config": config}) as proxy:
+    client_lag: list[float] = []
+    async with start_child("proxy", {"config": config, "lag": True}) as proxy:
         base = proxy.ready["proxy"]
         start = trio.current_time()
         measure_from = start + warmup
@@ -49,9 +50,12 @@ async def measure(fixtures: Child, clients: int, seconds: float, warmup: float) 
                 nursery.start_soon(play, base, content_id, until, log)
             await trio.sleep_until(measure_from)
             cpu_before, rss_before = proxy.cpu_seconds(), float(proxy.rss_bytes())
+            await proxy.command("lag")
+            nursery.start_soon(sample_lag, client_lag, until)
             await trio.sleep_until(until)
             cpu = proxy.cpu_seconds() - cpu_before
             rss = proxy.rss_bytes()
+            loop = await proxy.command("lag")
         engine = await fixtures.command("engine")
     sessions = [s for s in engine["sessions"] if s["key"] == content_id]
     fetches = sum(s["fetches"] for s in sessions)
@@ -68,6 +72,9 @@ async def measure(fixtures: Child, clients: int, seconds: float, warmup: float) 
         "cpu_cores": cpu / seconds,
         "rss_bytes": rss,
         "rss_before_bytes": rss_before,
+        "lag_ms": loop["lag_ms"],
+        "gc": loop["gc"],
+        "client_lag_ms": spread(client_lag, 1000),
         "engine_sessions": len(sessions),
         "upstream_fetches": fetches,
         "upstream_segments": segments,
@@ -106,6 +113,11 @@ def summarize(results: list[dict[str, Any]], sizes: Sequence[int]) -> list[dict[
                 "requests_per_second": percentile([r["requests_per_second"] for r in mine], 50),
                 "errors": sum(r["errors"] for r in mine),
                 "cpu_cores": percentile([r["cpu_cores"] for r in mine], 50),
+                "lag_p99_ms": max(r["lag_ms"]["p99"] for r in mine),
+                "lag_max_ms": max(r["lag_ms"]["max"] for r in mine),
+                "gc_max_ms": max(r["gc"]["max_ms"] for r in mine),
+                "gc_full": sum(r["gc"]["full_collections"] for r in mine),
+                "client_lag_p99_ms": max(r["client_lag_ms"]["p99"] for r in mine),
                 "rss_mib": max(r["rss_bytes"] for r in mine) / 2**20,
                 "engine_sessions": max(r["engine_sessions"] for r in mine),
                 "fetches_per_segment": fetches / segments if segments else float("nan"),
@@ -146,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = args.runs or (1 if args.quick else 2)
     seconds, warmup = (6.0, 3.0) if args.quick else (20.0, 4.0)
-    started = time.time()
+    started = begin()
     results = trio.run(run, sizes, runs, seconds, warmup)
     rows = summarize(results, sizes)
     largest = rows[-1]
@@ -181,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             r["requests_per_second"],
             r["cpu_cores"] * 100,
             r["rss_mib"],
+            r["lag_p99_ms"],
+            r["lag_max_ms"],
+            r["gc_max_ms"],
+            r["client_lag_p99_ms"],
             r["fetches_per_segment"],
             r["engine_sessions"],
             r["errors"],
@@ -199,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "req/s",
         "proxy CPU %",
         "proxy RSS MiB",
+        "loop lag p99 ms",
+        "loop lag max ms",
+        "GC max ms",
+        "client lag p99 ms",
         "fetches/segment",
         "engine sessions",
         "errors",
@@ -208,7 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out,
         quick=args.quick,
         started=started,
-        finished=time.time(),
         setup={
             "measure_seconds": seconds,
             "warmup_seconds": warmup,
@@ -223,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes=[
             "CPU is the proxy process's user+system time over the measured window, "
             "in % of one core; the engine and orchestrator run in another process.",
+            "Loop lag: how late trio.sleep(0.01) woke up in the proxy's event loop during the "
+            "window (a sampler task in the proxy process); GC max: the longest garbage "
+            "collector run there. Client lag: the same, in the load generator's process.",
         ],
     )
     print(md.read_text())

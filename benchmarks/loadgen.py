@@ -15,7 +15,7 @@ import trio
 
 from .stats import spread
 
-__all__ = ["Connection", "LoadResult", "Response", "hammer", "split_url"]
+__all__ = ["Connection", "LoadResult", "Response", "hammer", "sample_lag", "split_url"]
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -187,3 +187,11 @@ async def hammer(url: str, connections: int, seconds: float) -> LoadResult:
                 nursery.start_soon(worker)
     result.seconds = trio.current_time() - began
     return result
+
+
+async def sample_lag(samples: list[float], until: float, interval: float = 0.01) -> None:
+    """How late ``trio.sleep(interval)`` wakes up in this process, until ``until``."""
+    while trio.current_time() < until:
+        began = trio.current_time()
+        await trio.sleep(interval)
+        samples.append(trio.current_time() - began - interval)

@@ -7,14 +7,24 @@ import datetime
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .stats import machine
+from .stats import load_average, machine, system_cpu
 
-__all__ = ["RESULTS", "Target", "base_parser", "fmt", "markdown_table", "write_result"]
+__all__ = [
+    "RESULTS",
+    "Started",
+    "Target",
+    "base_parser",
+    "begin",
+    "fmt",
+    "markdown_table",
+    "write_result",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,6 +48,18 @@ class Target:
         if self.op == ">=":
             return self.value >= self.limit
         return math.isclose(self.value, self.limit, rel_tol=1e-9)
+
+
+@dataclass(frozen=True)
+class Started:
+    """When a benchmark began, and the machine's CPU counters then."""
+
+    time: float
+    cpu: tuple[int, int]
+
+
+def begin() -> Started:
+    return Started(time.time(), system_cpu())
 
 
 def base_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -100,8 +122,7 @@ def write_result(
     *,
     out: Path,
     quick: bool,
-    started: float,
-    finished: float,
+    started: Started,
     setup: dict[str, Any],
     tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]]]],
     targets: Sequence[Target],
@@ -111,13 +132,20 @@ def write_result(
 ) -> Path:
     """Write the three files of one benchmark's result; return the Markdown's path."""
     out.mkdir(parents=True, exist_ok=True)
+    finished = time.time()
+    busy, total = system_cpu()
     info = machine()
-    when = datetime.datetime.fromtimestamp(started, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    busy_ticks, total_ticks = busy - started.cpu[0], total - started.cpu[1]
+    info["machine_busy_percent"] = round(100 * busy_ticks / total_ticks, 1) if total_ticks else None
+    info["load_average_1min"] = load_average()
+    when = datetime.datetime.fromtimestamp(started.time, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
     payload = {
         "benchmark": name,
         "quick": quick,
         "started_at": when,
-        "wall_seconds": round(finished - started, 1),
+        "wall_seconds": round(finished - started.time, 1),
         "machine": info,
         "setup": setup,
         "targets": [{**asdict(t), "met": t.met} for t in targets],
@@ -128,6 +156,12 @@ def write_result(
     json_path.write_text(json.dumps(_clean(payload), indent=1, default=_jsonable) + "\n")
     parts = [f"## {name}{' (quick run)' if quick else ''}", ""]
     parts.append(f"Measured {when} in {payload['wall_seconds']} s on {_machine_line(info)}.")
+    parts.append("")
+    parts.append(
+        f"Machine busy during the run (all processes, this benchmark's included): "
+        f"{fmt(info['machine_busy_percent'])} % of all cores; 1-min load average at the end "
+        f"{fmt(info['load_average_1min'])}."
+    )
     parts.append("")
     if targets:
         parts += ["**Targets** (reported, not asserted)", "", _targets_table(targets), ""]

@@ -15,11 +15,13 @@ Kinds:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -224,6 +226,32 @@ async def _sample_lag(samples: list[float], interval: float = 0.01) -> None:
         samples.append(trio.current_time() - began - interval)
 
 
+class GCPauses:
+    """Durations of the garbage collector's runs (they stop the event loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._began = now
+        else:
+            self.pauses.append((info["generation"], now - self._began))
+
+    def take(self) -> dict[str, Any]:
+        pauses, self.pauses = self.pauses, []
+        durations = [d for _, d in pauses]
+        return {
+            "count": len(pauses),
+            "full_collections": sum(1 for g, _ in pauses if g == 2),
+            "total_ms": sum(durations) * 1000,
+            "max_ms": max(durations, default=0.0) * 1000,
+        }
+
+
 async def run_proxy(spec: dict[str, Any]) -> None:
     settings = dict(spec.get("config", {}))
     if "engines" in settings:
@@ -232,12 +260,13 @@ async def run_proxy(spec: dict[str, Any]) -> None:
     stop = trio.Event()
     sampler = trio.CancelScope()
     lag: list[float] = []
+    collections = GCPauses()
 
     async def handler(name: str) -> Any:
         if name == "lag":
             summary = spread(lag, 1000)
             lag.clear()
-            return {"lag_ms": summary}
+            return {"lag_ms": summary, "gc": collections.take()}
         return {"error": f"unknown command {name!r}"}
 
     async def sample() -> None:
@@ -248,6 +277,9 @@ async def run_proxy(spec: dict[str, Any]) -> None:
         await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
         sampler.cancel()  # serve() returns once every channel is gone
 
+    if spec.get("gc_freeze", True):  # as ``trioproxy serve`` does
+        gc.collect()
+        gc.freeze()
     async with trio.open_nursery() as nursery:
         if spec.get("lag"):
             nursery.start_soon(sample)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["machine", "percentile", "ratio", "spread"]
+__all__ = ["load_average", "machine", "percentile", "ratio", "spread", "system_cpu"]
 
 PACKAGES = ("trioproxy", "trio", "hypercorn", "quart", "quart-trio", "httpx", "h11")
 
@@ -89,3 +89,21 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "packages": versions,
     }
+
+
+def system_cpu() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat (0, 0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None

@@ -229,3 +229,16 @@ def test_hypercorn_buffers_little_of_an_incomplete_request() -> None:
     config = hypercorn_config("127.0.0.1:0")
     assert config.h11_max_incomplete_size <= 16 * 1024
     assert config.h2_max_header_list_size <= 16 * 1024
+
+
+def test_configured_sources_are_allowed_upstreams() -> None:
+    from trioproxy.security import source_hosts
+
+    config = default_config(
+        sources=(("news", "https://cdn.test/live/news.m3u8"), ("v6", "http://[::5]:8080/a.m3u8"))
+    )
+    assert source_hosts(config) == ["cdn.test:443", "[::5]:8080"]
+    policy = UpstreamPolicy(lambda: [], source_hosts(config))
+    assert policy.permits("https://cdn.test/live/seg1.ts")
+    assert not policy.permits("http://cdn.test/live/seg1.ts")  # another port
+    assert policy.permits("http://[::5]:8080/seg.ts")

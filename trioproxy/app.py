@@ -30,7 +30,10 @@ from .engine import KeyType
 from .errors import NotFound, ProxyError
 from .ids import client_identity, is_channel_name, parse_stream_key
 from .registry import Registry
+from .resources import CONTENT_TYPES
 from .security import check_bearer, check_request, client_address
+from .sources import RENDITION_NAME, SOURCE_PREFIX, is_source_name
+from .variants import render_master_playlist
 from .window import Segment
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -38,12 +41,34 @@ __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length"}
 _CORS_RAW = [(k.lower().encode(), v.encode()) for k, v in CORS.items()]
+_PREFLIGHT = [
+    *_CORS_RAW,
+    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+    (b"access-control-allow-headers", b"*"),
+    (b"access-control-max-age", b"86400"),
+]
 _IMMUTABLE = b"public, max-age=3600, immutable"
-_SEGMENT_PATH = re.compile(r"/ace/hls/([0-9a-f]{40})/([0-9a-f]{8})/([0-9]{1,15})\.ts")
+_MEDIA_PATH = re.compile(
+    r"/(ace/hls|sources)/((?:[0-9a-f]{40}|[a-z0-9][a-z0-9_-]{0,63})(?:\.r[0-9]{1,2})?)/"
+    r"([0-9a-f]{8})/"
+    r"(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
+)
+
+
+def channel_base(root_path: str, channel: Channel) -> str:
+    """The URL path every segment, init section and key of this channel incarnation lives under."""
+    if channel.name.startswith(SOURCE_PREFIX):
+        source = channel.name.removeprefix(SOURCE_PREFIX)
+        return f"{root_path}/sources/{source}/{channel.incarnation}/"
+    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/"
 
 
 def segment_path(root_path: str, channel: Channel, segment: Segment) -> str:
-    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/{segment.sequence}.ts"
+    return f"{channel_base(root_path, channel)}{segment.sequence}.{segment.meta.extension}"
+
+
+def resource_path(root_path: str, channel: Channel, number: int) -> str:
+    return f"{channel_base(root_path, channel)}r/{channel.resources.filename(number)}"
 
 
 def error_response(error: ProxyError) -> Response:
@@ -126,6 +151,8 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
     @app.route("/ace/hls/<name>/index.m3u8", methods=["GET", "HEAD"])
     async def playlist(name: str) -> Response:
+        if RENDITION_NAME.fullmatch(name):
+            return await rendition_playlist(name)
         if not is_channel_name(name):
             raise NotFound("unknown channel")
         channel = registry.get(name)
@@ -136,6 +163,46 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if channel is None:
             kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
             channel = registry.get_or_start(kind, name)
+        return await serve_playlist(channel)
+
+    @app.route("/sources/<name>.m3u8", methods=["GET", "HEAD"])
+    async def source_playlist(name: str) -> Response:
+        url = config.source_url(name) if is_source_name(name) else None
+        if url is None:
+            raise NotFound(f"no source named {name[:64]!r}")
+        if request.method == "HEAD":
+            # A HEAD probes the URL: it must not start the channel.
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        if not request.args.get("client"):
+            # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
+            location = f"{request.root_path}/sources/{name}.m3u8?client={secrets.token_urlsafe(12)}"
+            registry.get_or_start_source(name, url)
+            return Response("", status=302, headers={"Location": location, **CORS})
+        return await serve_playlist(registry.get_or_start_source(name, url))
+
+    @app.route("/sources/<name>/index.m3u8", methods=["GET", "HEAD"])
+    async def source_rendition_playlist(name: str) -> Response:
+        return await rendition_playlist(SOURCE_PREFIX + name)
+
+    async def rendition_playlist(name: str) -> Response:
+        """The playlist of an audio or subtitle rendition of a running channel's variant."""
+        match = RENDITION_NAME.fullmatch(name)
+        parent = registry.get(match.group(1)) if match else None
+        if match is None or parent is None:
+            raise NotFound("no such rendition")
+        if request.method == "HEAD":
+            return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
+        channel = registry.get_or_start_rendition(parent, int(match.group(2)))
+        if channel is None:
+            raise NotFound("no such rendition")
+        return await serve_playlist(channel)
+
+    async def serve_playlist(channel: Channel) -> Response:
+        """The channel's playlist, once its first segments are there (or an error).
+
+        When the channel follows a variant with renditions of their own, a player first gets a
+        master playlist naming our media playlist (``media=1``) and our rendition playlists.
+        """
         client = client_identity(
             request.args.get("client"),
             request.headers.get("X-Playback-Session-Id"),
@@ -154,7 +221,24 @@ def create_app(registry: Registry, config: Config) -> Quart:
         channel.check_servable()
         channel.touch(client)
         root = request.root_path
-        body = channel.render_playlist(lambda segment: segment_path(root, channel, segment))
+        variant = channel.variant
+        if variant is not None and variant.separate_renditions and not request.args.get("media"):
+            query = request.query_string.decode("latin-1")
+            token = quote(request.args.get("client", ""), safe="")
+            base = channel_base(root, channel).removesuffix(f"{channel.incarnation}/")
+
+            def rendition_uri(index: int) -> str:
+                return f"{base.removesuffix('/')}.r{index}/index.m3u8?client={token}"
+
+            media = f"{request.path}?{query}&media=1" if query else f"{request.path}?media=1"
+            master = render_master_playlist(variant, media, rendition_uri)
+            return Response(
+                master, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
+            )
+        body = channel.render_playlist(
+            lambda segment: segment_path(root, channel, segment),
+            lambda number: resource_path(root, channel, number),
+        )
         return Response(
             body, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
         )
@@ -184,23 +268,47 @@ class ProxyApp:
                 headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
                 await send_response(send, status, [*headers, *_CORS_RAW], body)
                 return
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            match = _SEGMENT_PATH.fullmatch(scope["path"])
-            if match is not None:
-                await self._segment(scope, send, *match.groups())
+            # A CORS preflight, for the player-facing paths (not the control API).
+            if scope["method"] == "OPTIONS" and not scope["path"].startswith("/proxy/"):
+                await send_response(send, 204, _PREFLIGHT, b"")
                 return
+            if scope["method"] in ("GET", "HEAD"):
+                match = _MEDIA_PATH.fullmatch(scope["path"])
+                if match is not None:
+                    prefix, name, *rest = match.groups()
+                    if prefix == "sources":
+                        name = SOURCE_PREFIX + name
+                    await self._media(scope, send, name, *rest)
+                    return
         await self.quart(scope, receive, send)
 
-    async def _segment(
-        self, scope: HTTPScope, send: ASGISendCallable, name: str, incarnation: str, sequence: str
+    async def _media(
+        self,
+        scope: HTTPScope,
+        send: ASGISendCallable,
+        name: str,
+        incarnation: str,
+        resource: str | None,
+        number: str,
+        extension: str,
     ) -> None:
+        """A segment (``<seq>.<ext>``) or an init section or key (``r/<n>.mp4``, ``r/<n>.key``)."""
         head = scope["method"] == "HEAD"
         channel = self.registry.find(name, incarnation)
-        segment = channel.window.get(int(sequence)) if channel is not None else None
-        if segment is None:
-            body = json.dumps(NotFound(f"no segment {quote(scope['path'])}").body()).encode()
+        data: bytes | None = None
+        if channel is not None and resource:
+            found = channel.resources.lookup(int(number))
+            if found is not None and extension == ("key" if found[0] == "key" else "mp4"):
+                data = found[1]
+        elif channel is not None:
+            segment = channel.window.get(int(number))
+            if segment is not None and segment.meta.extension == extension:
+                data = segment.data
+        if data is None:
+            body = json.dumps(NotFound(f"no such media {quote(scope['path'])}").body()).encode()
             headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
             await send_response(send, 404, [*headers, *_CORS_RAW], body, head=head)
             return
-        headers = [(b"content-type", b"video/mp2t"), (b"cache-control", _IMMUTABLE)]
-        await send_response(send, 200, [*headers, *_CORS_RAW], segment.data, head=head)
+        content_type = CONTENT_TYPES[extension].encode()
+        headers = [(b"content-type", content_type), (b"cache-control", _IMMUTABLE)]
+        await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)

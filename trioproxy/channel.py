@@ -32,15 +32,20 @@ from .config import Config
 from .engine import Engine, EngineClient, KeyType, Session
 from .errors import BufferTimeout, ChannelFailed, EngineError, ProxyError
 from .events import Event, EventKind, EventSender, Orchestrator
+from .fetching import fetch_segment
 from .health import watch_session
 from .playlist import (
     PlaylistError,
     UpstreamPlaylist,
     UpstreamSegment,
+    is_master_playlist,
     parse_media_playlist,
     render_media_playlist,
 )
-from .window import Segment, SegmentWindow
+from .resources import ResourceCache
+from .sources import source_session
+from .variants import Variant, VariantLimits, parse_master_playlist, select_variant
+from .window import PLAIN, Segment, SegmentMeta, SegmentWindow
 
 __all__ = ["Channel", "ChannelState"]
 
@@ -51,6 +56,8 @@ PLAYLIST_TIMEOUT = 10.0
 SEGMENT_ATTEMPTS = 3
 EMPTY_POLL_INTERVAL = 1.0
 """Reload pace while the engine lists no segments yet (it has no target duration to go by)."""
+MASTER_HOPS = 3
+"""Master playlists followed in a row before the upstream counts as broken."""
 
 
 class ChannelState(enum.Enum):
@@ -69,6 +76,7 @@ class _Job:
     gap_before: bool
     """Upstream segments before this one were never seen: a discontinuity we must add."""
     data: bytes | None = None
+    meta: SegmentMeta = PLAIN
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -98,6 +106,10 @@ class Channel:
         self.config = config
         self.incarnation = secrets.token_hex(4)
         self.window = SegmentWindow(config.hls_max_segments)
+        self.resources = ResourceCache(2 * config.hls_max_segments + 8)
+        """Init sections and keys, fetched once and served by the proxy."""
+        self.variant: Variant | None = None
+        """The variant followed, when the upstream answered a master playlist."""
         self.clients = ClientTracker(config.hls_client_idle_timeout)
         self.session: Session | None = None
         self.stream_id: str | None = None
@@ -125,6 +137,10 @@ class Channel:
         self._waiters_gone = trio.Event()
         self._last_good_segment_at = self.created_at
         self._state = ChannelState.OPENING
+        self._upstream_ended = False
+        self._serve_whole = False
+        self._independent = False
+        self._last_discontinuity: int | None = None
 
     # ---- life -------------------------------------------------------------------------------
 
@@ -199,9 +215,12 @@ class Channel:
         )
         with self._open_scope:
             try:
-                self.session = await self._engines.open_session(
-                    self.engine, self.key_type, self.key
-                )
+                if self.key_type == "url":  # a configured source: no session to open
+                    self.session = source_session(self.key)
+                else:
+                    self.session = await self._engines.open_session(
+                        self.engine, self.key_type, self.key
+                    )
             except EngineError as exc:
                 self.fail(exc, f"engine session failed: {exc.message}")
                 return
@@ -244,7 +263,7 @@ class Channel:
         self._state = ChannelState.STOPPING
         self.ready.set()
         with trio.CancelScope(shield=True):
-            if self.session is not None:
+            if self.session is not None and self.key_type != "url":
                 with trio.move_on_at(
                     min(self._hurry_deadline, trio.current_time() + self.config.stop_timeout)
                 ):
@@ -331,13 +350,24 @@ class Channel:
         if len(self.window) == 0:
             raise BufferTimeout(f"channel {self.name} has ended", retry_after=1)
 
-    def render_playlist(self, segment_uri: Callable[[Segment], str]) -> str:
-        segments = self.window.latest(self.config.hls_window_size)
+    def render_playlist(
+        self,
+        segment_uri: Callable[[Segment], str],
+        resource_uri: Callable[[int], str] = lambda number: f"r/{number}",
+    ) -> str:
+        """Our playlist: the newest segments, or all of finished content."""
+        if self._serve_whole:
+            segments = list(self.window)
+        else:
+            segments = self.window.latest(self.config.hls_window_size)
         return render_media_playlist(
             segments,
             target_duration=self.window.target_duration,
             segment_uri=segment_uri,
+            resource_uri=resource_uri,
             endlist=self.endlist and self._state is not ChannelState.OPENING,
+            start_offset=self.config.hls_start_offset or None,
+            independent_segments=self._independent,
         )
 
     async def _watchdog(self) -> None:
@@ -361,19 +391,31 @@ class Channel:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._download_in_order, jobs_receive)
             await self._poll(session.playback_url, jobs_send)
+        if self._upstream_ended:
+            # Only now is every listed segment in the window: the playlist may say it ends.
+            self.endlist = True
+            if len(self.window) and not self.ready.is_set():
+                self._state = ChannelState.READY
+                self.ready.set()
 
     async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> None:
         """Reload the engine's playlist and queue every segment it lists that we have not seen."""
         last_sequence: int | None = None
         previous_last: int | None = None
         failing_since: float | None = None
-        attempt = 0
+        attempt = hops = 0
         with jobs:
             while True:
                 began = trio.current_time()
                 try:
                     with trio.fail_after(PLAYLIST_TIMEOUT):
                         text, final_url = await self._engines.get_text(url)
+                    if is_master_playlist(text):
+                        if hops >= MASTER_HOPS:
+                            raise PlaylistError("master playlists nested too deep")
+                        hops += 1
+                        url = self._choose_variant(text, final_url)
+                        continue
                     playlist = parse_media_playlist(text, final_url)
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
                     failing_since = began if failing_since is None else failing_since
@@ -388,14 +430,20 @@ class Channel:
                     await trio.sleep(backoff(attempt))
                     attempt += 1
                     continue
-                failing_since, attempt = None, 0
+                failing_since, attempt, hops = None, 0, 0
                 if playlist.target_duration:
                     self.window.raise_target_duration(playlist.target_duration)
+                self._independent = playlist.independent_segments
+                if last_sequence is None and playlist.endlist:
+                    self._serve_whole = True
+                    self.window.grow(min(len(playlist.segments), self.config.vod_max_segments))
+                    self.resources.limit = max(self.resources.limit, 2 * self.window.max_segments)
                 for job in self._new_jobs(playlist, last_sequence):
                     await jobs.send(job)
                     last_sequence = job.segment.sequence
+                    self._last_discontinuity = job.segment.discontinuity_number
                 if playlist.endlist:
-                    self.endlist = True
+                    self._upstream_ended = True
                     log.info("channel %s: upstream playlist ended", self.name)
                     return
                 changed = playlist.last_sequence != previous_last
@@ -415,6 +463,7 @@ class Channel:
         gap = False
         if last is None:
             fresh = segments[-live_edge:] if not playlist.endlist else segments
+            fresh = fresh[: self.config.vod_max_segments]
         elif segments[-1].sequence < last:
             log.warning(
                 "channel %s: upstream media sequence went back from %d to %d; restarted",
@@ -433,7 +482,31 @@ class Channel:
                     fresh[0].sequence - 1,
                 )
                 gap = True
-        return [_Job(segment, gap and index == 0) for index, segment in enumerate(fresh)]
+        jobs = []
+        previous = self._last_discontinuity
+        for index, segment in enumerate(fresh):
+            # A discontinuity the upstream listed only on a segment we never saw still counts.
+            missed = previous is not None and segment.discontinuity_number > previous
+            missed = missed and not segment.discontinuity
+            previous = segment.discontinuity_number
+            jobs.append(_Job(segment, (gap and index == 0) or missed))
+        return jobs
+
+    def _choose_variant(self, text: str, url: str) -> str:
+        limits = VariantLimits(
+            max_bandwidth=self.config.variant_max_bandwidth,
+            max_height=self.config.variant_max_resolution,
+        )
+        variant = select_variant(parse_master_playlist(text, url), limits)
+        if variant != self.variant:
+            log.info(
+                "channel %s: master playlist; following the variant of %d bit/s at %s",
+                self.name,
+                variant.bandwidth,
+                variant.uri,
+            )
+        self.variant = variant
+        return variant.uri
 
     async def _download_in_order(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
         limiter = trio.CapacityLimiter(self.config.segment_concurrency)
@@ -448,11 +521,15 @@ class Channel:
 
     async def _download(self, job: _Job, limiter: trio.CapacityLimiter) -> None:
         try:
+            if job.segment.gap:
+                return  # the upstream has no media for it (#EXT-X-GAP)
             timeout = max(PLAYLIST_TIMEOUT, 3 * job.segment.duration)
             for attempt in range(SEGMENT_ATTEMPTS):
                 try:
                     with trio.fail_after(timeout):
-                        job.data = await self._engines.get_bytes(job.segment.uri)
+                        job.data, job.meta = await fetch_segment(
+                            self._engines, self.resources, job.segment
+                        )
                     return
                 except (EngineError, trio.TooSlowError) as exc:
                     self._segment_error = _describe(exc)
@@ -479,7 +556,8 @@ class Channel:
                     self.window.mark_gap()
                 if job.data is None:
                     self.window.mark_gap()
-                    if now - self._last_good_segment_at >= self.config.upstream_timeout:
+                    stalled = now - self._last_good_segment_at >= self.config.upstream_timeout
+                    if stalled and not job.segment.gap:
                         message = f"engine segments failing: {self._segment_error}"
                         self.fail(EngineError(message), message)
                         return
@@ -491,14 +569,12 @@ class Channel:
                     discontinuity=job.segment.discontinuity,
                     upstream_sequence=job.segment.sequence,
                     title=job.segment.title,
+                    meta=job.meta,
                 )
                 if not self.ready.is_set() and len(self.window) >= self._ready_count():
                     self._state = ChannelState.READY
                     log.info("channel %s: ready after %.2f s", self.name, now - self.created_at)
                     self.ready.set()
-        if self.endlist and len(self.window) and not self.ready.is_set():
-            self._state = ChannelState.READY
-            self.ready.set()
 
     def _ready_count(self) -> int:
         return max(1, self.config.hls_initial_segments)
@@ -531,6 +607,13 @@ class Channel:
                 "target_duration": self.window.target_duration,
             },
             "events": self._sender.snapshot() if self._sender else None,
+            "upstream": {
+                "variant": None
+                if self.variant is None
+                else {"uri": self.variant.uri, "bandwidth": self.variant.bandwidth},
+                "resources": len(self.resources),
+                "ended": self.endlist,
+            },
         }
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .sources import parse_source_list, parse_sources_file
+
 __all__ = ["SETTINGS", "Config", "ConfigError", "IPNetwork", "add_arguments", "load_config"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,6 +105,40 @@ def _bind(text: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000")
     return text.strip()
+
+
+def _whole_number(text: str) -> int:
+    value = int(text.strip() or "0")
+    if value < 0:
+        raise ValueError("must be a whole number ≥ 0")
+    return value
+
+
+def _max_height(text: str) -> int:
+    """``720``, ``720p`` or ``1280x720``: the tallest picture wanted (0: no limit)."""
+    text = text.strip().lower().removesuffix("p")
+    if "x" in text:
+        width, _, text = text.partition("x")
+        if not width.isdigit():
+            raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    if not text.isdigit():
+        raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    return int(text)
+
+
+def _sources(text: str) -> tuple[tuple[str, str], ...]:
+    return parse_source_list(text)
+
+
+def _sources_file(text: str) -> tuple[tuple[str, str], ...]:
+    if not text.strip():
+        return ()
+    try:
+        with open(text.strip(), encoding="utf-8") as file:
+            content = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    return parse_sources_file(content)
 
 
 def _log_level(text: str) -> str:
@@ -310,6 +346,48 @@ SETTINGS: tuple[Setting, ...] = (
         "15",
         "seconds between reads of the orchestrator's running and looping streams",
     ),
+    Setting(
+        "variant_max_bandwidth",
+        "TRIOPROXY_VARIANT_MAX_BANDWIDTH",
+        _whole_number,
+        "0",
+        "from a master playlist, the best variant up to this many bits/s (0: the highest)",
+    ),
+    Setting(
+        "variant_max_resolution",
+        "TRIOPROXY_VARIANT_MAX_RESOLUTION",
+        _max_height,
+        "0",
+        "from a master playlist, the best variant up to this height, e.g. 720 or 1280x720",
+    ),
+    Setting(
+        "hls_start_offset",
+        "TRIOPROXY_HLS_START_OFFSET",
+        _seconds,
+        "0",
+        "seconds behind live players start, via #EXT-X-START (0: no tag)",
+    ),
+    Setting(
+        "sources",
+        "TRIOPROXY_SOURCES",
+        _sources,
+        "",
+        "named HLS sources served at /sources/<name>.m3u8: name=url,name2=url2",
+    ),
+    Setting(
+        "sources_file",
+        "TRIOPROXY_SOURCES_FILE",
+        _sources_file,
+        "",
+        "file of named HLS sources, one 'name url' a line",
+    ),
+    Setting(
+        "vod_max_segments",
+        "TRIOPROXY_VOD_MAX_SEGMENTS",
+        _positive_int,
+        "1000",
+        "segments kept of finished (#EXT-X-ENDLIST) content, served whole",
+    ),
 )
 
 
@@ -343,6 +421,12 @@ class Config:
     stall_timeout: float = 60.0
     stat_interval: float = 10.0
     watch_interval: float = 15.0
+    variant_max_bandwidth: int = 0
+    variant_max_resolution: int = 0
+    hls_start_offset: float = 0.0
+    vod_max_segments: int = 1000
+    sources: tuple[tuple[str, str], ...] = ()
+    sources_file: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.hls_window_size > self.hls_max_segments:
@@ -355,6 +439,13 @@ class Config:
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
             )
+
+    def source_url(self, name: str) -> str | None:
+        """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""
+        for source, url in (*self.sources, *self.sources_file):
+            if source == name:
+                return url
+        return None
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -18,9 +18,10 @@ from .errors import EngineError
 
 __all__ = ["Engine", "EngineClient", "KeyType", "Session", "stop_url"]
 
-KeyType = Literal["content_id", "infohash"]
+KeyType = Literal["content_id", "infohash", "url"]
+"""What a channel streams: an AceStream content id or infohash, or a configured source's URL."""
 
-_QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash"}
+_QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url": "url"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,19 +132,32 @@ class EngineClient:
         except UnicodeDecodeError as exc:
             raise EngineError(f"playlist at {url} is not UTF-8 text") from exc
 
-    async def get_bytes(self, url: str) -> bytes:
+    async def get_bytes(self, url: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        """GET a segment, or the ``(offset, length)`` sub-range of it, whole."""
+        if byte_range is not None:
+            return await self._get_range(url, *byte_range)
         response = await self._get(url)
         expected = response.headers.get("content-length")
         if expected is not None and expected.isdigit() and int(expected) != len(response.content):
             raise EngineError(f"{url}: truncated ({len(response.content)} of {expected} bytes)")
         return response.content
 
-    async def _get(self, url: str) -> httpx.Response:
+    async def _get_range(self, url: str, offset: int, length: int) -> bytes:
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        response = await self._get(url, headers)
+        data = response.content
+        if response.status_code == 200:  # the whole file: take the range ourselves
+            data = data[offset : offset + length]
+        if len(data) != length:
+            raise EngineError(f"{url}: range {offset}+{length} answered with {len(data)} bytes")
+        return data
+
+    async def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
-            response = await self._http.get(url, follow_redirects=True)
+            response = await self._http.get(url, headers=headers, follow_redirects=True)
         except httpx.HTTPError as exc:
             raise EngineError(f"{url}: {_describe(exc)}") from exc
-        if response.status_code != 200:
+        if response.status_code != 200 and not (headers and response.status_code == 206):
             raise EngineError(
                 f"{url}: HTTP {response.status_code}", upstream_status=response.status_code
             )

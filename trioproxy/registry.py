@@ -15,7 +15,8 @@ from .directory import EngineDirectory
 from .engine import Engine, KeyType
 from .errors import ChannelFailed, NoEngineAvailable
 from .events import Orchestrator
-from .security import GuardedEngineClient, UpstreamPolicy
+from .security import GuardedEngineClient, UpstreamPolicy, source_hosts
+from .sources import SOURCE_PREFIX, rendition_name, source_engine
 from .watcher import StreamWatcher
 
 __all__ = ["Registry"]
@@ -42,7 +43,9 @@ class Registry:
             refresh_interval=config.engine_refresh_interval,
         )
         self.policy = UpstreamPolicy(
-            lambda: self.directory.engines, config.allow_upstream_hosts, self._engines_in_use
+            lambda: self.directory.engines,
+            [*config.allow_upstream_hosts, *source_hosts(config)],
+            self._engines_in_use,
         )
         self.engines = GuardedEngineClient(http, self.policy)
         self.admission = Admission(config)
@@ -101,8 +104,13 @@ class Registry:
             await self.watcher.run()
 
     def _engines_in_use(self) -> list[Engine]:
-        """Engines running or closing channels use (one the directory dropped may be among them)."""
-        return [*(c.engine for c in self._channels.values()), *(c.engine for c in self._closing)]
+        """Engines running or closing channels use (one the directory dropped may be among them).
+
+        Channels of URLs (sources, renditions) are left out: an upstream playlist naming a URL
+        must not make its host one we fetch from.
+        """
+        channels = [*self._channels.values(), *self._closing]
+        return [c.engine for c in channels if c.key_type != "url"]
 
     def shutdown(self) -> None:
         self._shutdown.set()
@@ -122,9 +130,25 @@ class Registry:
                 return closing
         return None
 
-    def get_or_start(self, key_type: KeyType, key: str) -> Channel:
+    def get_or_start_source(self, source: str, url: str) -> Channel:
+        """The channel of the configured source ``source``, started now if there is none."""
+        return self.get_or_start("url", url, name=SOURCE_PREFIX + source)
+
+    def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
+        """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
+        subtitle playlist), started now if there is none. It sends no events of its own."""
+        variant = parent.variant
+        if variant is None or not 0 <= index < len(variant.separate_renditions):
+            return None
+        uri = variant.separate_renditions[index].uri
+        assert uri is not None
+        return self.get_or_start("url", uri, name=rendition_name(parent.name, index), events=False)
+
+    def get_or_start(
+        self, key_type: KeyType, key: str, *, name: str | None = None, events: bool = True
+    ) -> Channel:
         """The channel for ``key``, started now if there is none. Never waits."""
-        name = key
+        name = name or key
         channel = self._channels.get(name)
         if channel is not None:
             return channel
@@ -139,13 +163,18 @@ class Registry:
                     f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
-        if self.watcher is not None:
+        if self.watcher is not None and key_type != "url":
             self.watcher.check(key)
         self.admission.check_channel(len(self._channels))
-        opening = opening_counts([*self._channels.values(), *self._closing])
-        engine = self.directory.acquire_if(self.admission.engine_free(opening))
-        if engine is None:
-            raise self.admission.refuse_opening()
+        if key_type == "url":
+            # A source is no engine stream: it takes no engine's capacity.
+            engine = source_engine(key)
+        else:
+            opening = opening_counts([*self._channels.values(), *self._closing])
+            accepted = self.directory.acquire_if(self.admission.engine_free(opening))
+            if accepted is None:
+                raise self.admission.refuse_opening()
+            engine = accepted
         channel = Channel(
             name=name,
             key_type=key_type,
@@ -153,7 +182,7 @@ class Registry:
             engine=engine,
             config=self.config,
             engines=self.engines,
-            orchestrator=self.orchestrator,
+            orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             on_closed=self._closed,
         )
@@ -183,7 +212,8 @@ class Registry:
     def _closed(self, channel: Channel) -> None:
         self._forget(channel)
         self._closing.discard(channel)
-        self.directory.release(channel.engine)
+        if channel.key_type != "url":
+            self.directory.release(channel.engine)
 
     def _back_off(self, channel: Channel) -> None:
         if channel.failure is None or self.config.failure_backoff <= 0:

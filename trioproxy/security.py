@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .config import IPNetwork
+from .config import Config, IPNetwork
 from .engine import Engine, EngineClient, KeyType, Session
 from .errors import EngineError, Forbidden, Unauthorized, UpstreamRefused
 
@@ -34,6 +34,7 @@ __all__ = [
     "check_bearer",
     "check_request",
     "client_address",
+    "source_hosts",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,17 @@ class UpstreamPolicy:
     def check(self, url: str) -> None:
         if not self.permits(url):
             raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
+
+
+def source_hosts(config: Config) -> list[str]:
+    """``host:port`` of every configured source (``TRIOPROXY_SOURCES``, ``_FILE``)."""
+    hosts = []
+    for _, url in (*config.sources, *config.sources_file):
+        target = _host_port(url)
+        if target is not None:
+            host, port = target
+            hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return hosts
 
 
 @functools.lru_cache(maxsize=1024)

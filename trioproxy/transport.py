@@ -10,6 +10,7 @@ bound wait on a :class:`trio.CapacityLimiter` (FIFO, O(1)) instead of in httpcor
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -49,6 +50,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self.limiter = trio.CapacityLimiter(limit)
         self._per_origin = per_origin
         self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncBaseTransport] = {}
+        self._ssl_context: ssl.SSLContext | None = None
 
     def pool(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         origin = (url.raw_scheme, url.raw_host, url.port)
@@ -58,7 +60,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         return pool
 
     def make_pool(self, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-        return httpx.AsyncHTTPTransport(limits=limits)
+        # Building an SSL context loads the CA bundle (~0.1 s, ~1 MB): one serves every pool.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return httpx.AsyncHTTPTransport(verify=self._ssl_context, limits=limits)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         pool = self.pool(request.url)

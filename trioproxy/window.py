@@ -6,13 +6,44 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
-__all__ = ["Segment", "SegmentWindow", "rounded_duration"]
+__all__ = ["KeyTag", "Segment", "SegmentMeta", "SegmentWindow", "rounded_duration"]
 
 
 def rounded_duration(seconds: float) -> int:
     """A duration rounded to the nearest integer, halves up, as RFC 8216 §4.3.3.1 compares them."""
     return math.floor(seconds + 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTag:
+    """An ``#EXT-X-KEY`` as we list it: the key at ``resource`` (one of the channel's proxied
+    resources) or, for a key system we do not fetch (``skd://``...), the upstream ``uri`` as is."""
+
+    method: str
+    resource: int | None = None
+    uri: str | None = None
+    iv: str | None = None
+    keyformat: str | None = None
+    keyformatversions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMeta:
+    """What a segment carries besides its bytes: its kind of media and the tags that apply to it."""
+
+    extension: str = "ts"
+    """``ts``, ``m4s``, ``aac``...: names the media type in the segment URL."""
+    init: int | None = None
+    """The channel resource holding its ``#EXT-X-MAP`` initialization section."""
+    keys: tuple[KeyTag, ...] = ()
+    program_date_time: datetime | None = None
+    date_time_listed: bool = False
+    """The upstream listed ``#EXT-X-PROGRAM-DATE-TIME`` for this very segment."""
+
+
+PLAIN = SegmentMeta()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +60,7 @@ class Segment:
     """Discontinuities up to and including this segment, since the channel began."""
     upstream_sequence: int | None = None
     title: str = ""
+    meta: SegmentMeta = PLAIN
 
 
 class SegmentWindow:
@@ -82,6 +114,7 @@ class SegmentWindow:
         discontinuity: bool = False,
         upstream_sequence: int | None = None,
         title: str = "",
+        meta: SegmentMeta = PLAIN,
     ) -> Segment:
         if not math.isfinite(duration) or duration < 0:
             raise ValueError(f"invalid segment duration {duration!r}")
@@ -96,6 +129,7 @@ class SegmentWindow:
             discontinuity_count=self._discontinuities,
             upstream_sequence=upstream_sequence,
             title=title,
+            meta=meta,
         )
         self._gap_pending = False
         self._appended = True
@@ -106,6 +140,15 @@ class SegmentWindow:
         self.total_bytes += len(data)
         self._target_duration = max(self._target_duration, rounded_duration(duration))
         return segment
+
+    def grow(self, max_segments: int) -> None:
+        """Keep up to ``max_segments`` from now on (finished content is served whole)."""
+        if self._segments.maxlen is not None and max_segments > self._segments.maxlen:
+            self._segments = deque(self._segments, maxlen=max_segments)
+
+    @property
+    def max_segments(self) -> int:
+        return self._segments.maxlen or 0
 
     def get(self, sequence: int) -> Segment | None:
         if not self._segments:

@@ -1,0 +1,212 @@
+"""Real servers and real media for end-to-end tests: a live HLS origin written by ffmpeg, a static
+file server in front of it that also speaks the engine's session API, and the proxy on a socket.
+
+Everything listens on 127.0.0.1 port 0 and runs on the real clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from trioproxy.app import ProxyApp
+from trioproxy.asgi import send_response
+from trioproxy.config import Config
+from trioproxy.registry import Registry
+from trioproxy.server import http_client
+
+__all__ = [
+    "LiveKind",
+    "ProxyServer",
+    "StaticOrigin",
+    "ffmpeg_live_hls",
+    "lifespan",
+    "proxy_server",
+    "serve_asgi",
+]
+
+LiveKind = Literal["mpegts", "fmp4", "aes128", "master"]
+"""MPEG-TS, fragmented MP4, AES-128 encrypted MPEG-TS, or a master playlist whose audio is a
+separate rendition (``master.m3u8``)."""
+_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/mp4",
+    ".mp4": "video/mp4",
+    ".key": "application/octet-stream",
+}
+
+
+@dataclass
+class StaticOrigin:
+    """Files from ``root`` by path, and the engine's session API pointing at ``playlist``."""
+
+    root: Path
+    playlist: str = "/hls/index.m3u8"
+    requests: list[str] = field(default_factory=list)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        self.requests.append(path)
+        host = dict(scope["headers"]).get(b"host", b"").decode()
+        if path in ("/ace/manifest.m3u8", "/ace/getstream"):
+            body = json.dumps(
+                {
+                    "response": {
+                        "playback_url": f"http://{host}{self.playlist}",
+                        "stat_url": f"http://{host}/ace/stat/x",
+                        "command_url": f"http://{host}/ace/cmd/x",
+                        "playback_session_id": "origin",
+                        "is_live": 1,
+                    },
+                    "error": None,
+                }
+            ).encode()
+            await send_response(send, 200, [(b"content-type", b"application/json")], body)
+            return
+        if path.startswith("/ace/cmd/"):
+            body = b'{"response": "ok", "error": null}'
+            await send_response(send, 200, [(b"content-type", b"application/json")], body)
+            return
+        relative = path.removeprefix("/hls/")
+        file = trio.Path(self.root) / relative
+        if relative == path or "/" in relative or relative.startswith("."):
+            await send_response(send, 404, [], b"not found")
+            return
+        try:
+            data = await file.read_bytes()
+        except OSError:
+            await send_response(send, 404, [], b"not found")
+            return
+        kind = _TYPES.get(Path(relative).suffix, "application/octet-stream").encode()
+        await send_response(send, 200, [(b"content-type", kind)], data)
+
+
+async def lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 port 0; yields its base URL."""
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 1.0
+    done = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(_serve, app, config, done)
+        yield urls[0]
+        done.set()
+
+
+async def _serve(
+    app: Any, config: HypercornConfig, done: trio.Event, task_status: trio.TaskStatus[Any]
+) -> None:
+    await hypercorn_serve(app, config, shutdown_trigger=done.wait, task_status=task_status)
+
+
+@dataclass
+class ProxyServer:
+    url: str
+    registry: Registry
+    requests: list[str]
+
+
+@asynccontextmanager
+async def proxy_server(config: Config) -> AsyncIterator[ProxyServer]:
+    """The proxy on 127.0.0.1 port 0; records the path of every request it answers."""
+    requests: list[str] = []
+    async with http_client() as http:
+        registry = Registry(config, http)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(registry.run)
+            app = ProxyApp(registry, config)
+
+            async def recording(
+                scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+            ) -> None:
+                if scope["type"] == "http":
+                    requests.append(scope["path"])
+                await app(scope, receive, send)
+
+            async with serve_asgi(recording) as url:
+                yield ProxyServer(url, registry, requests)
+            registry.shutdown()
+
+
+def ffmpeg_command(out: Path, kind: LiveKind, segment_seconds: float) -> list[str]:
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+        "-g", "25", "-keyint_min", "25", "-sc_threshold", "0",
+        "-c:a", "aac", "-b:a", "64k",
+        "-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", "6",
+        "-hls_flags", "delete_segments+independent_segments+temp_file",
+    ]  # fmt: skip
+    if kind == "master":
+        command += ["-map", "0:v", "-map", "1:a", "-master_pl_name", "master.m3u8"]
+        command += ["-var_stream_map", "v:0,agroup:aud a:0,agroup:aud,default:yes"]
+        command += ["-hls_segment_filename", str(out / "stream%v_%d.ts")]
+        return [*command, str(out / "stream%v.m3u8")]
+    if kind == "fmp4":
+        command += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
+        command += ["-hls_segment_filename", str(out / "seg%d.m4s")]
+    else:
+        command += ["-hls_segment_filename", str(out / "seg%d.ts")]
+    if kind == "aes128":
+        (out / "enc.key").write_bytes(bytes(range(16)))
+        (out / "key.info").write_text(f"enc.key\n{out / 'enc.key'}\n")
+        command += ["-hls_key_info_file", str(out / "key.info")]
+    return [*command, str(out / "index.m3u8")]
+
+
+@asynccontextmanager
+async def ffmpeg_live_hls(
+    out: Path, kind: LiveKind, segment_seconds: float = 1.0
+) -> AsyncIterator[trio.Process]:
+    """ffmpeg writing a live HLS stream into ``out`` until the block ends."""
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            _run_process, ffmpeg_command(out, kind, segment_seconds)
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+
+
+async def _run_process(command: list[str], task_status: trio.TaskStatus[trio.Process]) -> None:
+    await trio.run_process(
+        command,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        task_status=task_status,
+    )
