@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response
+from trioproxy.asgi import read_body, send_response, serve_lifespan
 
 __all__ = ["SlowOrchestrator"]
 
@@ -36,23 +36,13 @@ class SlowOrchestrator:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         status, payload = await self.handle(scope["method"], scope["path"], body)
         data = json.dumps(payload).encode()
         await send_response(send, status, [(b"content-type", b"application/json")], data)
