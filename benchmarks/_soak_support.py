@@ -20,7 +20,7 @@ import httpx
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response
+from trioproxy.asgi import read_body, send_response, serve_lifespan
 from trioproxy.demo.faults import FAULTS, FaultyEngine
 
 from .report import pyplot
@@ -56,23 +56,13 @@ class SoakOrchestrator:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         status, payload = await self._handle(scope["method"], scope["path"], auth, body)
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

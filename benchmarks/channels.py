@@ -95,6 +95,9 @@ async def run(sizes: Sequence[int], seconds: float, settle: float) -> list[dict[
             "engines": fixtures.ready["engines"],
             "orchestrator_url": fixtures.ready["orchestrator"],
             "max_streams_per_engine": STREAMS_PER_ENGINE,
+            # The scenario is every channel starting at once: no admission cap may refuse one.
+            "max_channels": 1000,
+            "max_opening_per_engine": STREAMS_PER_ENGINE,
             "proxy_grace_period": 3600.0,
             "log_level": "WARNING",
         }

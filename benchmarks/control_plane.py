@@ -202,6 +202,9 @@ async def run(runs: int, idle_seconds: float) -> list[dict[str, Any]]:
             "engines": fixtures.ready["engines"],
             "orchestrator_url": fixtures.ready["orchestrator"],
             "max_streams_per_engine": STREAMS_PER_ENGINE,
+            # The scenario is every channel starting at once: no admission cap may refuse one.
+            "max_channels": 1000,
+            "max_opening_per_engine": STREAMS_PER_ENGINE,
             "proxy_grace_period": 120.0,
             "log_level": "WARNING",
         }

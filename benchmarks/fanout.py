@@ -31,6 +31,7 @@ async def measure(fixtures: Child, clients: int, seconds: float, warmup: float) 
         "engines": engine_urls,
         "orchestrator_url": fixtures.ready["orchestrator"],
         "proxy_grace_period": 60.0,
+        "max_players_per_channel": 1000,  # up to 300 players: no admission cap may refuse one
         "log_level": "WARNING",
     }
     content_id = random_content_id()

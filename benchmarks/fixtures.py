@@ -14,40 +14,35 @@ from typing import Any
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response
+from trioproxy.asgi import read_body, send_response, serve_lifespan
 
 __all__ = ["SlowOrchestrator"]
 
 
 @dataclass
 class SlowOrchestrator:
-    """Answers ``POST /events/<kind>`` after ``delay`` seconds; ``GET /engines`` lists none."""
+    """Answers ``POST /events/<kind>`` after ``delay`` seconds; ``GET /engines`` lists none.
+
+    ``GET /streams?status=started`` lists the streams started and not yet ended, and
+    ``GET /looping-streams`` none, as the real orchestrator does when nothing loops.
+    """
 
     delay: float = 0.0
     events: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
+    running: set[str] = field(default_factory=set)
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         status, payload = await self.handle(scope["method"], scope["path"], body)
         data = json.dumps(payload).encode()
         await send_response(send, status, [(b"content-type", b"application/json")], data)
@@ -55,6 +50,10 @@ class SlowOrchestrator:
     async def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         if method == "GET" and path == "/engines":
             return 200, []
+        if method == "GET" and path == "/streams":
+            return 200, [{"id": stream_id, "status": "started"} for stream_id in self.running]
+        if method == "GET" and path == "/looping-streams":
+            return 200, {"stream_ids": []}
         if method != "POST" or not path.startswith("/events/"):
             return 404, {"detail": "not found"}
         kind = path.removeprefix("/events/")
@@ -70,5 +69,10 @@ class SlowOrchestrator:
                 stream_id = json.loads(body)["labels"]["stream_id"]
             except (ValueError, KeyError, TypeError):
                 return 422, {"detail": "bad event"}
+            self.running.add(stream_id)
             return 200, {"id": stream_id, "status": "started"}
+        try:
+            self.running.discard(json.loads(body)["stream_id"])
+        except (ValueError, KeyError, TypeError):
+            return 422, {"detail": "bad event"}
         return 200, {"updated": True, "stream": None}

@@ -31,7 +31,7 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response
+from trioproxy.asgi import send_response, serve_lifespan
 from trioproxy.config import Config
 from trioproxy.demo.engine import SimulatedEngine, demo_media
 from trioproxy.server import hypercorn_config, serve
@@ -299,13 +299,8 @@ async def run_bare(spec: dict[str, Any]) -> None:
 
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] == "http":
             await send_response(send, 200, headers, body, head=scope["method"] == "HEAD")
 

@@ -14,7 +14,7 @@ import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.app import ProxyApp
-from trioproxy.asgi import send_response
+from trioproxy.asgi import read_body, send_response
 from trioproxy.config import Config
 from trioproxy.demo.engine import SimulatedEngine, demo_media
 from trioproxy.registry import Registry
@@ -58,15 +58,9 @@ class FakeOrchestrator:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.request":
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            else:
-                return
+        body = await read_body(receive)
+        if body is None:
+            return
         status, payload = await self.handle(scope["method"], scope["path"], scope, body)
         data = json.dumps(payload).encode()
         await send_response(send, status, [(b"content-type", b"application/json")], data)

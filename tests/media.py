@@ -21,7 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.app import ProxyApp
-from trioproxy.asgi import send_response
+from trioproxy.asgi import send_response, serve_lifespan
 from trioproxy.config import Config
 from trioproxy.registry import Registry
 from trioproxy.server import http_client
@@ -31,7 +31,6 @@ __all__ = [
     "ProxyServer",
     "StaticOrigin",
     "ffmpeg_live_hls",
-    "lifespan",
     "proxy_server",
     "serve_asgi",
 ]
@@ -60,7 +59,7 @@ class StaticOrigin:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -98,16 +97,6 @@ class StaticOrigin:
             return
         kind = _TYPES.get(Path(relative).suffix, "application/octet-stream").encode()
         await send_response(send, 200, [(b"content-type", kind)], data)
-
-
-async def lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ import pytest
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response
+from trioproxy.asgi import send_response, serve_lifespan
 from trioproxy.config import Config
 from trioproxy.demo.engine import SimulatedEngine, demo_media
 
@@ -28,7 +28,6 @@ from .media import (
     LiveKind,
     StaticOrigin,
     ffmpeg_live_hls,
-    lifespan,
     proxy_server,
     serve_asgi,
 )
@@ -68,7 +67,7 @@ class PageServer:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return

@@ -6,11 +6,9 @@
     ├─ event sender            (outlives the life scope; bounded by a deadline set at teardown)
     └─ life scope              (cancelled by stop(): DELETE, idle watchdog, shutdown, failure)
        ├─ open session         (shielded, bounded: a session we asked for is always stopped)
-       ├─ fetch loop
-       │  ├─ poller            playlist reloads at the RFC 8216 §6.3.4 pace → jobs
-       │  ├─ dispatcher        starts up to N downloads at once
-       │  └─ committer         appends finished downloads to the window, in order
-       └─ idle watchdog
+       ├─ fetch loop           poller → dispatcher → committer (fetcher.py)
+       ├─ idle watchdog
+       └─ health check         stat_url and stall detection (health.py)
     teardown (shielded, bounded): method=stop to the engine, stream_ended queued, send side closed
 """
 
@@ -19,10 +17,8 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -32,32 +28,19 @@ from .config import Config
 from .engine import Engine, EngineClient, KeyType, Session
 from .errors import BufferTimeout, ChannelFailed, EngineError, ProxyError
 from .events import Event, EventKind, EventSender, Orchestrator
-from .fetching import fetch_segment
+from .fetcher import Fetcher
 from .health import watch_session
 from .playlist import (
-    PlaylistError,
-    UpstreamPlaylist,
-    UpstreamSegment,
-    is_master_playlist,
-    parse_media_playlist,
     render_media_playlist,
 )
 from .resources import ResourceCache
 from .sources import source_session
-from .variants import Variant, VariantLimits, parse_master_playlist, select_variant
-from .window import PLAIN, Segment, SegmentMeta, SegmentWindow
+from .variants import Variant
+from .window import Segment, SegmentWindow
 
 __all__ = ["Channel", "ChannelState"]
 
 log = logging.getLogger(__name__)
-
-PLAYLIST_TIMEOUT = 10.0
-"""Seconds one playlist reload may take."""
-SEGMENT_ATTEMPTS = 3
-EMPTY_POLL_INTERVAL = 1.0
-"""Reload pace while the engine lists no segments yet (it has no target duration to go by)."""
-MASTER_HOPS = 3
-"""Master playlists followed in a row before the upstream counts as broken."""
 
 
 class ChannelState(enum.Enum):
@@ -66,23 +49,6 @@ class ChannelState(enum.Enum):
     READY = "ready"
     STOPPING = "stopping"
     CLOSED = "closed"
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One upstream segment on its way into the window."""
-
-    segment: UpstreamSegment
-    gap_before: bool
-    """Upstream segments before this one were never seen: a discontinuity we must add."""
-    data: bytes | None = None
-    meta: SegmentMeta = PLAIN
-    done: trio.Event = field(default_factory=trio.Event)
-
-
-def backoff(attempt: int, first: float = 0.5, cap: float = 8.0) -> float:
-    """Exponential backoff with jitter: never zero, never above ``cap``."""
-    return float(min(cap, first * 2**attempt) * random.uniform(0.5, 1.0))
 
 
 class Channel:
@@ -108,8 +74,6 @@ class Channel:
         self.window = SegmentWindow(config.hls_max_segments)
         self.resources = ResourceCache(2 * config.hls_max_segments + 8)
         """Init sections and keys, fetched once and served by the proxy."""
-        self.variant: Variant | None = None
-        """The variant followed, when the upstream answered a master playlist."""
         self.clients = ClientTracker(config.hls_client_idle_timeout)
         self.session: Session | None = None
         self.stream_id: str | None = None
@@ -118,13 +82,12 @@ class Channel:
         self.endlist = False
         self.report_end = True
         """False when the orchestrator ended the stream itself: no ``stream_ended`` from us."""
-        self._segment_error = ""
         self.created_at = trio.current_time()
         self.ready = trio.Event()
         """Set once the first playlist can be answered, or the channel ended: waiters wake."""
         self.closed = trio.Event()
         """Set when nothing of the channel runs any more."""
-        self._engines = engines
+        self.engines = engines
         self._orchestrator = orchestrator
         self._on_stop = on_stop
         self._on_closed = on_closed
@@ -135,12 +98,8 @@ class Channel:
         self._waiters = 0
         self._waiters_left_at = self.created_at
         self._waiters_gone = trio.Event()
-        self._last_good_segment_at = self.created_at
         self._state = ChannelState.OPENING
-        self._upstream_ended = False
-        self._serve_whole = False
-        self._independent = False
-        self._last_discontinuity: int | None = None
+        self.fetcher = Fetcher(self)
 
     # ---- life -------------------------------------------------------------------------------
 
@@ -151,6 +110,19 @@ class Channel:
     @property
     def stopping(self) -> bool:
         return self.end_reason is not None
+
+    @property
+    def variant(self) -> Variant | None:
+        """The variant followed, when the upstream answered a master playlist."""
+        return self.fetcher.variant
+
+    def mark_ready(self) -> None:
+        """The first playlist can be served: wake every waiting player."""
+        if self.ready.is_set():
+            return
+        self._state = ChannelState.READY
+        log.info("channel %s: ready after %.2f s", self.name, trio.current_time() - self.created_at)
+        self.ready.set()
 
     @property
     def stream_established(self) -> bool:
@@ -218,7 +190,7 @@ class Channel:
                 if self.key_type == "url":  # a configured source: no session to open
                     self.session = source_session(self.key)
                 else:
-                    self.session = await self._engines.open_session(
+                    self.session = await self.engines.open_session(
                         self.engine, self.key_type, self.key
                     )
             except EngineError as exc:
@@ -243,14 +215,14 @@ class Channel:
         self._state = ChannelState.BUFFERING
         self._emit(send, "stream_started", self._started_payload(session))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._fetch, session)
+            nursery.start_soon(self.fetcher.run, session.playback_url)
             nursery.start_soon(self._watchdog)
             nursery.start_soon(self._health, session)
 
     async def _health(self, session: Session) -> None:
         await watch_session(
             self,
-            self._engines,
+            self.engines,
             session,
             stat_interval=self.config.stat_interval,
             stall_timeout=self.config.stall_timeout,
@@ -268,7 +240,7 @@ class Channel:
                     min(self._hurry_deadline, trio.current_time() + self.config.stop_timeout)
                 ):
                     try:
-                        await self._engines.stop_session(self.session)
+                        await self.engines.stop_session(self.session)
                         log.info("channel %s: engine session stopped", self.name)
                     except EngineError as exc:
                         log.warning("channel %s: engine stop failed: %s", self.name, exc.message)
@@ -356,7 +328,7 @@ class Channel:
         resource_uri: Callable[[int], str] = lambda number: f"r/{number}",
     ) -> str:
         """Our playlist: the newest segments, or all of finished content."""
-        if self._serve_whole:
+        if self.fetcher.serve_whole:
             segments = list(self.window)
         else:
             segments = self.window.latest(self.config.hls_window_size)
@@ -367,7 +339,7 @@ class Channel:
             resource_uri=resource_uri,
             endlist=self.endlist and self._state is not ChannelState.OPENING,
             start_offset=self.config.hls_start_offset or None,
-            independent_segments=self._independent,
+            independent_segments=self.fetcher.independent_segments,
         )
 
     async def _watchdog(self) -> None:
@@ -383,201 +355,6 @@ class Channel:
                 self.stop("no players")
                 return
             await trio.sleep_until(stop_at)
-
-    # ---- fetching ---------------------------------------------------------------------------
-
-    async def _fetch(self, session: Session) -> None:
-        jobs_send, jobs_receive = trio.open_memory_channel[_Job](self.config.hls_max_segments)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._download_in_order, jobs_receive)
-            await self._poll(session.playback_url, jobs_send)
-        if self._upstream_ended:
-            # Only now is every listed segment in the window: the playlist may say it ends.
-            self.endlist = True
-            if len(self.window) and not self.ready.is_set():
-                self._state = ChannelState.READY
-                self.ready.set()
-
-    async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> None:
-        """Reload the engine's playlist and queue every segment it lists that we have not seen."""
-        last_sequence: int | None = None
-        previous_last: int | None = None
-        failing_since: float | None = None
-        attempt = hops = 0
-        with jobs:
-            while True:
-                began = trio.current_time()
-                try:
-                    with trio.fail_after(PLAYLIST_TIMEOUT):
-                        text, final_url = await self._engines.get_text(url)
-                    if is_master_playlist(text):
-                        if hops >= MASTER_HOPS:
-                            raise PlaylistError("master playlists nested too deep")
-                        hops += 1
-                        url = self._choose_variant(text, final_url)
-                        continue
-                    playlist = parse_media_playlist(text, final_url)
-                except (EngineError, PlaylistError, trio.TooSlowError) as exc:
-                    failing_since = began if failing_since is None else failing_since
-                    reason = _describe(exc)
-                    if began - failing_since >= self.config.upstream_timeout:
-                        self.fail(
-                            EngineError(f"engine playlist failing: {reason}"),
-                            f"engine playlist failing: {reason}",
-                        )
-                        return
-                    log.warning("channel %s: playlist reload failed (%s)", self.name, reason)
-                    await trio.sleep(backoff(attempt))
-                    attempt += 1
-                    continue
-                failing_since, attempt, hops = None, 0, 0
-                if playlist.target_duration:
-                    self.window.raise_target_duration(playlist.target_duration)
-                self._independent = playlist.independent_segments
-                if last_sequence is None and playlist.endlist:
-                    self._serve_whole = True
-                    self.window.grow(min(len(playlist.segments), self.config.vod_max_segments))
-                    self.resources.limit = max(self.resources.limit, 2 * self.window.max_segments)
-                for job in self._new_jobs(playlist, last_sequence):
-                    await jobs.send(job)
-                    last_sequence = job.segment.sequence
-                    self._last_discontinuity = job.segment.discontinuity_number
-                if playlist.endlist:
-                    self._upstream_ended = True
-                    log.info("channel %s: upstream playlist ended", self.name)
-                    return
-                changed = playlist.last_sequence != previous_last
-                previous_last = playlist.last_sequence
-                if playlist.target_duration is None or not playlist.segments:
-                    pause = EMPTY_POLL_INTERVAL
-                else:
-                    pause = playlist.target_duration if changed else playlist.target_duration / 2
-                await trio.sleep_until(began + pause)
-
-    def _new_jobs(self, playlist: UpstreamPlaylist, last: int | None) -> list[_Job]:
-        """The segments of ``playlist`` after ``last``; a gap or a restart flags a discontinuity."""
-        segments = playlist.segments
-        if not segments:
-            return []
-        live_edge = max(1, self.config.hls_initial_segments)
-        gap = False
-        if last is None:
-            fresh = segments[-live_edge:] if not playlist.endlist else segments
-            fresh = fresh[: self.config.vod_max_segments]
-        elif segments[-1].sequence < last:
-            log.warning(
-                "channel %s: upstream media sequence went back from %d to %d; restarted",
-                self.name,
-                last,
-                segments[-1].sequence,
-            )
-            fresh, gap = segments[-live_edge:], True
-        else:
-            fresh = tuple(s for s in segments if s.sequence > last)
-            if fresh and fresh[0].sequence > last + 1:
-                log.warning(
-                    "channel %s: upstream dropped segments %d..%d before we saw them",
-                    self.name,
-                    last + 1,
-                    fresh[0].sequence - 1,
-                )
-                gap = True
-        jobs = []
-        previous = self._last_discontinuity
-        for index, segment in enumerate(fresh):
-            # A discontinuity the upstream listed only on a segment we never saw still counts.
-            missed = previous is not None and segment.discontinuity_number > previous
-            missed = missed and not segment.discontinuity
-            previous = segment.discontinuity_number
-            jobs.append(_Job(segment, (gap and index == 0) or missed))
-        return jobs
-
-    def _choose_variant(self, text: str, url: str) -> str:
-        limits = VariantLimits(
-            max_bandwidth=self.config.variant_max_bandwidth,
-            max_height=self.config.variant_max_resolution,
-        )
-        variant = select_variant(parse_master_playlist(text, url), limits)
-        if variant != self.variant:
-            log.info(
-                "channel %s: master playlist; following the variant of %d bit/s at %s",
-                self.name,
-                variant.bandwidth,
-                variant.uri,
-            )
-        self.variant = variant
-        return variant.uri
-
-    async def _download_in_order(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
-        limiter = trio.CapacityLimiter(self.config.segment_concurrency)
-        commit_send, commit_receive = trio.open_memory_channel[_Job](self.config.hls_max_segments)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._commit, commit_receive)
-            with jobs, commit_send:
-                async for job in jobs:
-                    await limiter.acquire_on_behalf_of(job)
-                    nursery.start_soon(self._download, job, limiter)
-                    await commit_send.send(job)
-
-    async def _download(self, job: _Job, limiter: trio.CapacityLimiter) -> None:
-        try:
-            if job.segment.gap:
-                return  # the upstream has no media for it (#EXT-X-GAP)
-            timeout = max(PLAYLIST_TIMEOUT, 3 * job.segment.duration)
-            for attempt in range(SEGMENT_ATTEMPTS):
-                try:
-                    with trio.fail_after(timeout):
-                        job.data, job.meta = await fetch_segment(
-                            self._engines, self.resources, job.segment
-                        )
-                    return
-                except (EngineError, trio.TooSlowError) as exc:
-                    self._segment_error = _describe(exc)
-                    log.warning(
-                        "channel %s: segment %d download failed (%s)",
-                        self.name,
-                        job.segment.sequence,
-                        self._segment_error,
-                    )
-                    if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
-                        return  # the engine no longer has it: retrying cannot help
-                    if attempt + 1 < SEGMENT_ATTEMPTS:
-                        await trio.sleep(backoff(attempt))
-        finally:
-            limiter.release_on_behalf_of(job)
-            job.done.set()
-
-    async def _commit(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
-        with jobs:
-            async for job in jobs:
-                await job.done.wait()
-                now = trio.current_time()
-                if job.gap_before:
-                    self.window.mark_gap()
-                if job.data is None:
-                    self.window.mark_gap()
-                    stalled = now - self._last_good_segment_at >= self.config.upstream_timeout
-                    if stalled and not job.segment.gap:
-                        message = f"engine segments failing: {self._segment_error}"
-                        self.fail(EngineError(message), message)
-                        return
-                    continue
-                self._last_good_segment_at = now
-                self.window.append(
-                    job.data,
-                    job.segment.duration,
-                    discontinuity=job.segment.discontinuity,
-                    upstream_sequence=job.segment.sequence,
-                    title=job.segment.title,
-                    meta=job.meta,
-                )
-                if not self.ready.is_set() and len(self.window) >= self._ready_count():
-                    self._state = ChannelState.READY
-                    log.info("channel %s: ready after %.2f s", self.name, now - self.created_at)
-                    self.ready.set()
-
-    def _ready_count(self) -> int:
-        return max(1, self.config.hls_initial_segments)
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -615,11 +392,3 @@ class Channel:
                 "ended": self.endlist,
             },
         }
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ProxyError):
-        return exc.message
-    if isinstance(exc, trio.TooSlowError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

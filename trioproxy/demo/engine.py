@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
-from ..asgi import send_response
+from ..asgi import send_response, serve_lifespan
 from . import mpegts
 from .mpegts import payload_packets
 
@@ -146,13 +146,8 @@ class SimulatedEngine:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
