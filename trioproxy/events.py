@@ -8,12 +8,13 @@ they are delivered or the channel's teardown deadline passes.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 import trio
+
+from .retry import backoff
 
 __all__ = ["Event", "EventKind", "EventSender", "Orchestrator"]
 
@@ -154,7 +155,7 @@ class EventSender:
                 self._drop()
                 return
             reason = error or f"HTTP {status}"
-            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = backoff(attempt, BACKOFF_FIRST, BACKOFF_MAX)
             level = logging.WARNING if attempt == 0 else logging.DEBUG
             log.log(
                 level,

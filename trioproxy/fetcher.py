@@ -11,7 +11,6 @@ Three tasks in one nursery::
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,13 +25,14 @@ from .playlist import (
     is_master_playlist,
     parse_media_playlist,
 )
+from .retry import backoff
 from .variants import Variant, VariantLimits, parse_master_playlist, select_variant
 from .window import PLAIN, SegmentMeta
 
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["Fetcher", "backoff"]
+__all__ = ["Fetcher"]
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,6 @@ class _Job:
     data: bytes | None = None
     meta: SegmentMeta = PLAIN
     done: trio.Event = field(default_factory=trio.Event)
-
-
-def backoff(attempt: int, first: float = 0.5, cap: float = 8.0) -> float:
-    """Exponential backoff with jitter: never zero, never above ``cap``."""
-    return float(min(cap, first * 2**attempt) * random.uniform(0.5, 1.0))
 
 
 class Fetcher:

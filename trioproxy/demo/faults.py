@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import parse_qs
 
 import trio
@@ -30,16 +30,7 @@ Fault = Literal[
     "segment_truncated",
     "segment_hang",
 ]
-FAULTS: tuple[Fault, ...] = (
-    "playlist_5xx",
-    "playlist_garbage",
-    "playlist_hang",
-    "stall",
-    "segment_404",
-    "segment_5xx",
-    "segment_truncated",
-    "segment_hang",
-)
+FAULTS: tuple[Fault, ...] = get_args(Fault)
 HANG = 3600.0
 """Seconds a hanging answer takes: longer than anything waits."""
 
