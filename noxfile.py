@@ -54,7 +54,7 @@ STRICT = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
 def prepare_tests(session: nox.Session) -> None:
     """ffmpeg, Chromium, Node and hls.js (npm) for the end-to-end and browser tests."""
     ensure_system_tools(session, {**SYSTEM_TOOLS, **BROWSER_TOOLS})
-    with session.chdir("tests/browser"):
+    with session.chdir("tests/e2e/browser"):
         session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
     session.install(".[test]")
 
@@ -75,9 +75,11 @@ def browser(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    """ruff (lint and format) and the import-linter contracts of pyproject.toml (the layers)."""
+    session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session

@@ -20,8 +20,8 @@ import httpx
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import read_body, send_response, serve_lifespan
-from trioproxy.demo.faults import FAULTS, FaultyEngine
+from trioproxy.http.asgi import read_body, send_response, serve_lifespan
+from trioproxy.testing.faults import FAULTS, FaultyEngine
 
 from .report import pyplot
 

@@ -1,6 +1,6 @@
 """What the proxy talks to in a benchmark: a fake orchestrator with a delay knob.
 
-The engine is :class:`trioproxy.demo.engine.SimulatedEngine`; this module adds what the package
+The engine is :class:`trioproxy.testing.engine.SimulatedEngine`; this module adds what the package
 does not ship: an orchestrator that accepts events like the real one, as slowly as asked.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import read_body, send_response, serve_lifespan
+from trioproxy.http.asgi import read_body, send_response, serve_lifespan
 
 __all__ = ["SlowOrchestrator"]
 

@@ -8,7 +8,7 @@ when it is ready, then answers one JSON line per command read from stdin (``engi
 
 Kinds:
 - ``fixtures``: the simulated engine (on several ports) and the slow orchestrator;
-- ``proxy``: :func:`trioproxy.server.serve` with a :class:`~trioproxy.config.Config`;
+- ``proxy``: :func:`trioproxy.service.serve` with a :class:`~trioproxy.config.Config`;
 - ``bare``: a bare ASGI app on Hypercorn answering every GET with the bytes of one file.
 """
 
@@ -31,10 +31,10 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.asgi import send_response, serve_lifespan
 from trioproxy.config import Config
-from trioproxy.demo.engine import SimulatedEngine, demo_media
-from trioproxy.server import hypercorn_config, serve
+from trioproxy.http.asgi import send_response, serve_lifespan
+from trioproxy.service import hypercorn_config, serve
+from trioproxy.testing.engine import SimulatedEngine, demo_media
 
 from .fixtures import SlowOrchestrator
 from .stats import spread

@@ -37,9 +37,9 @@ import httpx
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
-from trioproxy.demo.engine import SimulatedEngine, demo_media
-from trioproxy.demo.faults import FaultyEngine
-from trioproxy.server import hypercorn_config
+from trioproxy.service import hypercorn_config
+from trioproxy.testing.engine import SimulatedEngine, demo_media
+from trioproxy.testing.faults import FaultyEngine
 
 from ._soak_support import Injector, Players, SoakOrchestrator, plot
 

@@ -13,11 +13,11 @@ import httpx
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.app import ProxyApp
-from trioproxy.asgi import read_body, send_response
+from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.demo.engine import SimulatedEngine, demo_media
-from trioproxy.registry import Registry
+from trioproxy.http.app import ProxyApp
+from trioproxy.http.asgi import read_body, send_response
+from trioproxy.testing.engine import SimulatedEngine, demo_media
 
 ENGINE_URL = "http://engine.test:6878"
 ORCHESTRATOR_URL = "http://orchestrator.test"

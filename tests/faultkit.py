@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import trio
 
-from trioproxy.app import ProxyApp
-from trioproxy.channel import Channel
+from trioproxy.channels.channel import Channel
+from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.demo.engine import SimulatedEngine
-from trioproxy.demo.faults import FaultyEngine
-from trioproxy.registry import Registry
+from trioproxy.http.app import ProxyApp
+from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.faults import FaultyEngine
 
 from .fakes import (
     CONTENT_A,

@@ -20,11 +20,11 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.app import ProxyApp
-from trioproxy.asgi import send_response, serve_lifespan
+from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.registry import Registry
-from trioproxy.server import http_client
+from trioproxy.http.app import ProxyApp
+from trioproxy.http.asgi import send_response, serve_lifespan
+from trioproxy.service import http_client
 
 __all__ = [
     "LiveKind",

@@ -18,10 +18,10 @@ import httpx
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.app import ProxyApp
-from trioproxy.asgi import send_response
+from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.registry import Registry
+from trioproxy.http.app import ProxyApp
+from trioproxy.http.asgi import send_response
 
 from .fakes import ENGINE_URL, ORCHESTRATOR_URL, PROXY_URL, FakeOrchestrator
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .channel import Channel, ChannelState
+from ._version import __version__
+from .channels.channel import Channel, ChannelState
+from .channels.registry import Registry
 from .config import Config, ConfigError, load_config
 from .errors import ProxyError
-from .registry import Registry
-from .server import serve
+from .service import serve
 
 __all__ = [
     "Channel",

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__
+from ._version import __version__
 from .config import ConfigError, add_arguments, load_config
-from .server import serve
+from .service import serve
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     try:
         if command == "demo":
-            from .demo.run import run_demo
+            from .demo import run_demo
 
             trio.run(run_demo, config, args.engine_port)
         else:

@@ -1,0 +1,177 @@
+"""Orchestrator faults: down, slow, 5xx, wrong key, garbage. Delivery survives, players never wait
+for it, a wrong key is one error line; and streams the orchestrator ends stop our channels."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+from ..fakes import CONTENT_A, CONTENT_B, channel_tasks, default_config
+from ..faultkit import FaultHarness, StreamsOrchestrator, fault_harness, no_jitter, play
+
+
+@pytest.fixture(autouse=True)
+def _fixed_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_jitter(monkeypatch)
+
+
+async def _ready_at(h: FaultHarness, key: str = CONTENT_A) -> float:
+    """Start a channel and return when its first playlist was answered."""
+    url = await h.start(key)
+    response = await h.client.get(url)
+    assert response.status_code == 200
+    return trio.current_time()
+
+
+async def _baseline_ready_time() -> float:
+    async with fault_harness() as h:
+        return await _ready_at(h)
+
+
+async def _watch(h: FaultHarness, key: str, nursery: trio.Nursery) -> None:
+    """A player that keeps ``key`` playing until the nursery is cancelled."""
+    url = await h.start(key)
+    nursery.start_soon(play, h, url, float("inf"))
+
+
+@pytest.mark.parametrize("fault", ["down", "slow", "5xx", "garbage"])
+async def test_players_never_wait_for_a_failing_orchestrator(
+    autojump_clock: trio.testing.MockClock, fault: str
+) -> None:
+    baseline = await _baseline_ready_time()
+    start = trio.current_time()
+    async with fault_harness() as h:
+        if fault == "down":
+            h.orchestrator_transport.refusing = True
+        elif fault == "slow":
+            h.orchestrator.delay = 30.0
+            h.orchestrator.list_delay = 30.0
+        elif fault == "5xx":
+            h.orchestrator.status = 503
+            h.orchestrator.list_status = 503
+        else:
+            h.orchestrator.list_body = b"{not json"
+        ready = await _ready_at(h)
+        assert ready - start == baseline  # the first playlist comes just as fast
+        async with trio.open_nursery() as nursery:
+            await _watch(h, CONTENT_A, nursery)
+            await _watch(h, CONTENT_B, nursery)
+            url_b = await h.start(CONTENT_B)
+            statuses = await play(h, url_b, until=trio.current_time() + 60.0)
+            assert set(statuses) == {200}
+            # The orchestrator recovers: the stream_started retried meanwhile gets through, once.
+            h.orchestrator_transport.refusing = False
+            h.orchestrator.delay = h.orchestrator.list_delay = 0.0
+            h.orchestrator.status = h.orchestrator.list_status = 200
+            h.orchestrator.list_body = None
+            await trio.sleep(30.0)
+            assert h.orchestrator.kinds().count("stream_started") == 2
+            # Channels were never stopped because the stream list could not be read.
+            assert h.registry.get(CONTENT_A) is not None
+            assert h.registry.get(CONTENT_B) is not None
+            nursery.cancel_scope.cancel()
+
+
+async def test_slow_orchestrator_retries_are_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with fault_harness() as h:
+        h.orchestrator.delay = 30.0
+        await _ready_at(h)
+        await trio.sleep(120.0)
+        # Each POST gives up after 15 s, then backs off 0.5, 1, 2, 4, 8 s: a handful, not a storm.
+        assert h.orchestrator.attempts <= 8
+        assert h.orchestrator.events == []
+
+
+async def test_wrong_key_is_one_error_line(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "the-wrong-key-0123456789"
+    orchestrator = StreamsOrchestrator(api_key="the-right-key")
+    config = default_config(api_key=secret, watch_interval=5.0)
+    async with fault_harness(config, orchestrator=orchestrator) as h:
+        await _ready_at(h, CONTENT_A)
+        await _ready_at(h, CONTENT_B)
+        await trio.sleep(60.0)  # many list reads and both channels' events rejected
+        assert orchestrator.list_reads >= 20
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "API_KEY is wrong" in errors[0].getMessage()
+    assert all(secret not in r.getMessage() for r in caplog.records)
+    assert orchestrator.events == []
+
+
+async def test_channel_the_orchestrator_ends_is_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = default_config(watch_interval=15.0)
+    async with fault_harness(config) as h, trio.open_nursery() as nursery:
+        await _watch(h, CONTENT_A, nursery)
+        await _watch(h, CONTENT_B, nursery)
+        await trio.sleep(1.0)
+        channel = h.channel(CONTENT_A)
+        assert channel.stream_id is not None
+        h.orchestrator.end(channel.stream_id)
+        ended_at = trio.current_time()
+        await channel.closed.wait()
+        assert trio.current_time() - ended_at <= 15.0  # the next read of /streams
+        assert channel.end_reason == "ended by the orchestrator"
+        # Its engine session is stopped, and no stream_ended goes out for a stream the
+        # orchestrator no longer knows (it would end another stream on that engine).
+        assert len(h.sim.open_sessions) == 1
+        assert h.orchestrator.kinds() == ["stream_started", "stream_started"]
+        assert h.registry.get(CONTENT_B) is not None
+        assert [t for t in channel_tasks(h.registry) if CONTENT_A in t] == []
+        # Its players are told, and do not restart it at once.
+        refused = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert refused.status_code == 502
+        assert "the orchestrator ended this stream" in refused.json()["message"]
+        assert len(h.sim.sessions) == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_new_channel_is_not_stopped_before_it_is_listed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    orchestrator = StreamsOrchestrator(delay=3.0)  # stream_started takes 3 s to be accepted
+    config = default_config(watch_interval=1.0)
+    async with (
+        fault_harness(config, orchestrator=orchestrator) as h,
+        trio.open_nursery() as nursery,
+    ):
+        await _watch(h, CONTENT_A, nursery)
+        await trio.sleep(30.0)
+        assert h.channel(CONTENT_A).stopping is False
+        assert h.registry.watcher is not None
+        assert h.registry.watcher.stopped == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_looping_content_is_refused_with_422(autojump_clock: trio.testing.MockClock) -> None:
+    orchestrator = StreamsOrchestrator(looping=[CONTENT_A.upper()])
+    async with fault_harness(default_config(watch_interval=5.0), orchestrator=orchestrator) as h:
+        await trio.sleep(1.0)
+        response = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert response.status_code == 422
+        assert response.json()["error"] == "looping_stream"
+        assert h.engine.requests["open"] == 0
+        h.orchestrator.looping = []
+        await trio.sleep(5.0)
+        assert (await h.client.get("/ace/getstream", params={"id": CONTENT_A})).status_code == 302
+
+
+async def test_unreadable_lists_are_logged_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fault_harness(default_config(watch_interval=5.0)) as h:
+        h.orchestrator.list_status = 500
+        await trio.sleep(99.0)
+        warnings = [r for r in caplog.records if r.name == "trioproxy.channels.watcher"]
+        assert len(warnings) == 2  # one per endpoint, not one per read
+        assert h.registry.watcher is not None
+        assert h.registry.watcher.reads == 20  # at 0, 5, ..., 95 s

@@ -1,0 +1,151 @@
+"""The engine directory: which engines exist, and which one takes the next channel."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import trio
+
+from ..errors import NoEngineAvailable
+from ..upstream.engine import Engine
+
+__all__ = ["EngineDirectory", "parse_engines"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_engines(payload: Any) -> list[Engine]:
+    """Healthy engines from the orchestrator's ``GET /engines``; malformed rows are skipped."""
+    if not isinstance(payload, list):
+        raise ValueError("/engines did not answer a JSON list")
+    engines = []
+    for row in payload:
+        if not isinstance(row, dict) or row.get("health_status") != "healthy":
+            continue
+        host, port = row.get("host"), row.get("port")
+        if not isinstance(host, str) or not host or not isinstance(port, int):
+            continue
+        if not 0 < port < 65536:
+            continue
+        bracketed = f"[{host}]" if ":" in host else host
+        container = row.get("container_id")
+        engines.append(
+            Engine(
+                base_url=f"http://{bracketed}:{port}",
+                container_id=container if isinstance(container, str) else None,
+                forwarded=bool(row.get("forwarded")),
+            )
+        )
+    return engines
+
+
+class EngineDirectory:
+    """Knows the engines and their load; picks the least loaded one for a new channel.
+
+    Load counts every channel from the moment it picks an engine (before its session is open)
+    until its teardown is done, so a burst of new channels spreads across engines.
+    """
+
+    def __init__(
+        self,
+        *,
+        static: tuple[str, ...],
+        max_streams_per_engine: int,
+        orchestrator_url: str | None = None,
+        http: httpx.AsyncClient | None = None,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        self._engines = [Engine(url) for url in static]
+        self._dynamic = not static and orchestrator_url is not None
+        self._orchestrator_url = orchestrator_url
+        self._http = http
+        self._refresh_interval = refresh_interval
+        self._max = max_streams_per_engine
+        self._load: Counter[str] = Counter()
+        self.last_refresh_error: str | None = None
+
+    @property
+    def engines(self) -> list[Engine]:
+        return list(self._engines)
+
+    def load(self, engine: Engine) -> int:
+        return self._load[engine.base_url]
+
+    def acquire(self) -> Engine:
+        """Pick an engine for a new channel and count it as loaded at once."""
+        engine = self.acquire_if(None)
+        assert engine is not None
+        return engine
+
+    def acquire_if(self, accept: Callable[[Engine], bool] | None) -> Engine | None:
+        """:meth:`acquire`, with ``accept`` narrowing the choice (admission control).
+
+        None when ``accept`` refuses every engine that has room; no room at all raises.
+        """
+        candidates = [e for e in self._engines if self._load[e.base_url] < self._max]
+        if candidates and accept is not None:
+            candidates = [e for e in candidates if accept(e)]
+            if not candidates:
+                return None
+        if not candidates:
+            if not self._engines:
+                message = "no engine is known"
+                if self.last_refresh_error:
+                    message += f" (engine list: {self.last_refresh_error})"
+            else:
+                message = f"every engine carries {self._max} channels already"
+            raise NoEngineAvailable(message, retry_after=10)
+        engine = min(candidates, key=lambda e: (self._load[e.base_url], not e.forwarded))
+        self._load[engine.base_url] += 1
+        return engine
+
+    def release(self, engine: Engine) -> None:
+        self._load[engine.base_url] -= 1
+        if self._load[engine.base_url] <= 0:
+            del self._load[engine.base_url]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "url": e.base_url,
+                "container_id": e.container_id,
+                "forwarded": e.forwarded,
+                "channels": self._load[e.base_url],
+                "max_channels": self._max,
+            }
+            for e in self._engines
+        ]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the list fresh from the orchestrator (a static list needs nothing)."""
+        task_status.started()
+        if not self._dynamic:
+            return
+        deadline = trio.current_time()
+        while True:
+            with trio.move_on_after(max(5.0, self._refresh_interval / 2)):
+                await self.refresh()
+            deadline += self._refresh_interval
+            await trio.sleep_until(max(deadline, trio.current_time()))
+
+    async def refresh(self) -> None:
+        assert self._http is not None
+        assert self._orchestrator_url is not None
+        try:
+            response = await self._http.get(self._orchestrator_url + "/engines")
+            response.raise_for_status()
+            engines = parse_engines(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_refresh_error:
+                log.warning("cannot read engines from the orchestrator: %s", error)
+            self.last_refresh_error = error
+            return
+        if self.last_refresh_error is not None or len(engines) != len(self._engines):
+            log.info("engine list: %d healthy engine(s)", len(engines))
+        self.last_refresh_error = None
+        self._engines = engines

@@ -1,0 +1,128 @@
+"""Stream events for the orchestrator, delivered by one sender task per channel.
+
+A channel puts ``stream_started`` and, at its end, ``stream_ended`` on a bounded memory channel;
+its :class:`EventSender` posts them in order, retrying with exponential backoff and jitter until
+they are delivered or the channel's teardown deadline passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+import trio
+
+from ..retry import backoff
+from ..upstream.orchestrator import Event, EventKind, Orchestrator
+
+__all__ = ["Event", "EventKind", "EventSender"]
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_TIMEOUT = 15.0
+"""Seconds one POST may take before it counts as failed and is retried."""
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 15.0
+
+
+@dataclass
+class EventSender:
+    """Delivers one channel's events in order. Cancel :attr:`scope` (or set a deadline) to stop."""
+
+    orchestrator: Orchestrator
+    channel: str
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    delivered: int = 0
+    dropped: int = 0
+    pending: int = 0
+    established: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+
+    def snapshot(self) -> dict[str, int]:
+        return {"pending": self.pending, "delivered": self.delivered, "dropped": self.dropped}
+
+    def give_up_by(self, deadline: float) -> None:
+        """Stop retrying at ``deadline`` at the latest (an earlier deadline wins)."""
+        self.scope.deadline = min(self.scope.deadline, deadline)
+
+    async def run(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+        with receive:
+            with self.scope:
+                async for event in receive:
+                    await self._deliver(event)
+                    self.pending -= 1
+            if self.scope.cancelled_caught:
+                lost = self.pending
+                self.dropped += lost
+                self.orchestrator.dropped += lost
+                if lost:
+                    log.warning(
+                        "channel %s: %d event(s) not delivered before the deadline",
+                        self.channel,
+                        lost,
+                    )
+
+    async def _deliver(self, event: Event) -> None:
+        if event.kind == "stream_ended" and event.stream_id not in self.established:
+            # Never name a stream the orchestrator did not accept: it would end another one.
+            log.warning(
+                "channel %s: stream_ended for %s not sent: its stream_started failed",
+                self.channel,
+                event.stream_id,
+            )
+            self._drop()
+            return
+        attempt = 0
+        while True:
+            status: int | None = None
+            error = ""
+            with trio.move_on_after(ATTEMPT_TIMEOUT) as attempt_scope:
+                try:
+                    response = await self.orchestrator.post(event)
+                    status = response.status_code
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            if attempt_scope.cancelled_caught:
+                error = f"no answer within {ATTEMPT_TIMEOUT:g} s"
+            if status is not None and 200 <= status < 300:
+                self.delivered += 1
+                self.orchestrator.delivered += 1
+                if event.kind == "stream_started":
+                    self.established.add(event.stream_id)
+                log.info(
+                    "channel %s: %s delivered (stream %s)",
+                    self.channel,
+                    event.kind,
+                    event.stream_id,
+                )
+                return
+            if status in (401, 403):
+                self.orchestrator.auth_failed(status)
+                self._drop()
+                return
+            if status is not None and 400 <= status < 500 and status not in (408, 425, 429):
+                log.error(
+                    "channel %s: orchestrator refused %s with HTTP %d; dropped",
+                    self.channel,
+                    event.kind,
+                    status,
+                )
+                self._drop()
+                return
+            reason = error or f"HTTP {status}"
+            delay = backoff(attempt, BACKOFF_FIRST, BACKOFF_MAX)
+            level = logging.WARNING if attempt == 0 else logging.DEBUG
+            log.log(
+                level,
+                "channel %s: %s not delivered (%s); retrying",
+                self.channel,
+                event.kind,
+                reason,
+            )
+            attempt += 1
+            await trio.sleep(delay)
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self.orchestrator.dropped += 1

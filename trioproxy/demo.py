@@ -1,0 +1,46 @@
+"""``trioproxy demo``: the proxy in front of a simulated engine, on this machine only."""
+
+from __future__ import annotations
+
+import sys
+
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+
+from .config import Config
+from .service import hypercorn_config, serve, signal_trigger
+from .testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
+
+__all__ = ["run_demo"]
+
+
+async def run_demo(config: Config, engine_port: int = 0) -> None:
+    engine = SimulatedEngine(
+        demo_media(), durations=[2.0], list_size=6, backlog=12.0, seamless=True
+    )
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            hypercorn_serve, engine, hypercorn_config(f"127.0.0.1:{engine_port}")
+        )
+        engine_url = binds[0]
+        proxy_config = config.replace(engines=(engine_url,), orchestrator_url=None)
+        proxy_binds = await nursery.start(_serve_proxy, proxy_config)
+        base = proxy_binds[0]
+        url = f"{base}/ace/getstream?id={DEMO_CONTENT_ID}"
+        print(
+            f"\ntrioproxy demo: simulated engine at {engine_url}, proxy at {base}\n\n"
+            f"  play it:   ffplay '{url}'\n"
+            f"         or  vlc '{url}'\n"
+            f"  status:    curl {base}/proxy/status\n\n"
+            "Ctrl-C stops.\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def _serve_proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:
+    """Serve until SIGINT/SIGTERM, stop the channels, then end the demo (and its engine)."""
+    try:
+        await serve(config, shutdown_trigger=signal_trigger, task_status=task_status)
+    finally:
+        trio.lowlevel.current_task().parent_nursery.cancel_scope.cancel()  # type: ignore[union-attr]

@@ -1,0 +1,132 @@
+"""Fault injection in front of the simulated engine: what real engines do on a bad day.
+
+:class:`FaultyEngine` wraps a :class:`~trioproxy.testing.engine.SimulatedEngine` and, per session
+(or for every session with the key ``"*"``), answers playlists with 5xx or garbage, freezes the
+playlist (a stall), answers segments with 404/5xx or truncated, or ends a session on its own. It
+counts every request by kind, so tests can tell a bounded retry from a busy loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+from urllib.parse import parse_qs
+
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+
+from .engine import SimulatedEngine
+
+__all__ = ["FAULTS", "Fault", "FaultyEngine", "request_kind"]
+
+Fault = Literal[
+    "playlist_5xx",
+    "playlist_garbage",
+    "playlist_hang",
+    "stall",
+    "segment_404",
+    "segment_5xx",
+    "segment_truncated",
+    "segment_hang",
+]
+FAULTS: tuple[Fault, ...] = get_args(Fault)
+HANG = 3600.0
+"""Seconds a hanging answer takes: longer than anything waits."""
+
+GARBAGE = b"<html><body>502 Bad Gateway</body></html>\n"
+
+
+def request_kind(path: str) -> str:
+    """``open``, ``playlist``, ``segment``, ``stat``, ``stop`` or ``other``."""
+    if path in ("/ace/manifest.m3u8", "/ace/getstream"):
+        return "open"
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[0] == "ace":
+        return {"m": "playlist", "c": "segment", "stat": "stat", "cmd": "stop"}.get(
+            parts[1], "other"
+        )
+    return "other"
+
+
+def _session_of(path: str) -> str:
+    """The session a request is for: ``/ace/c/<session>/<n>.ts``, ``/ace/m/<key>/<session>.m3u8``,
+    ``/ace/stat/<key>/<session>``."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 4 and parts[1] == "c":
+        return parts[2]
+    return parts[-1].split(".")[0]
+
+
+@dataclass
+class FaultyEngine:
+    inner: SimulatedEngine
+    faults: dict[str, Fault] = field(default_factory=dict)
+    """Session id (or ``"*"``) → the fault its requests meet."""
+    open_non_json: bool = False
+    requests: Counter[str] = field(default_factory=Counter)
+    ended_by_engine: list[str] = field(default_factory=list)
+    _frozen: dict[str, bytes] = field(default_factory=dict)
+
+    def fault_for(self, session_id: str) -> Fault | None:
+        return self.faults.get(session_id) or self.faults.get("*")
+
+    def end_session(self, session_id: str) -> bool:
+        """The engine drops a session by itself (its stat_url then says so)."""
+        session = self.inner.sessions.get(session_id)
+        if session is None or session.stopped:
+            return False
+        session.stopped = True
+        self.ended_by_engine.append(session_id)
+        return True
+
+    def clear(self, session_id: str = "*") -> None:
+        self.faults.pop(session_id, None)
+        if session_id == "*":
+            self._frozen.clear()
+        else:
+            self._frozen.pop(session_id, None)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        status, content_type, body, length = await self.handle(scope)
+        headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % length)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def handle(self, scope: HTTPScope) -> tuple[int, str, bytes, int]:
+        """Status, content type, body and the Content-Length to declare."""
+        path = scope["path"]
+        kind = request_kind(path)
+        self.requests[kind] += 1
+        if kind == "open" and self.open_non_json:
+            await trio.lowlevel.checkpoint()
+            return 200, "text/html", GARBAGE, len(GARBAGE)
+        session_id = _session_of(path)
+        fault = self.fault_for(session_id) if kind in ("playlist", "segment") else None
+        if kind == "playlist" and fault == "playlist_5xx":
+            await trio.lowlevel.checkpoint()
+            return 503, "text/plain", b"busy", 4
+        if fault in ("playlist_hang", "segment_hang") and fault.startswith(kind):
+            await trio.sleep(HANG)
+        if kind == "playlist" and fault == "playlist_garbage":
+            await trio.lowlevel.checkpoint()
+            return 200, "text/html", GARBAGE, len(GARBAGE)
+        if kind == "playlist" and fault == "stall" and session_id in self._frozen:
+            await trio.lowlevel.checkpoint()
+            body = self._frozen[session_id]
+            return 200, "application/vnd.apple.mpegurl", body, len(body)
+        if kind == "segment" and fault in ("segment_404", "segment_5xx"):
+            await trio.lowlevel.checkpoint()
+            return (404 if fault == "segment_404" else 500), "text/plain", b"no", 2
+        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        status, content_type, body = await self.inner.handle(path, query, scope)
+        if kind == "playlist" and fault == "stall" and status == 200:
+            self._frozen[session_id] = body
+        if kind == "segment" and fault == "segment_truncated" and status == 200:
+            return status, content_type, body[: len(body) // 2], len(body)
+        return status, content_type, body, len(body)
