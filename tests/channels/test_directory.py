@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+import httpx
 import pytest
 
 from trioproxy.channels.directory import EngineDirectory, parse_engines
 from trioproxy.errors import NoEngineAvailable
+from trioproxy.upstream.orchestrator import Orchestrator
 
 
 def test_least_loaded_engine_and_load_counted_at_once() -> None:
@@ -55,3 +59,58 @@ def test_no_engines_known_says_why() -> None:
     directory = EngineDirectory(static=(), max_streams_per_engine=3)
     with pytest.raises(NoEngineAvailable, match="no engine"):
         directory.acquire()
+
+
+V2_ROWS = [
+    {"container_id": "c1", "host": "10.0.0.1", "port": 6878, "health_status": "healthy"},
+    {
+        "container_id": "c2",
+        "host": "10.0.0.2",
+        "port": 6878,
+        "health_status": "healthy",
+        "draining": True,
+    },
+]
+
+
+def v2_orchestrator(api_key: str | None, seen: list[httpx.Request]) -> Orchestrator:
+    """v2 on port 8083: ``{"engines": [...]}``, and a key on every request, GETs included."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("x-api-key") != "k3y":
+            return httpx.Response(401, json={"error": "unauthorized"})
+        return httpx.Response(200, json={"engines": V2_ROWS, "total": 2})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    return Orchestrator(http, "http://orchestrator.test:8083", api_key)
+
+
+async def test_engines_from_a_v2_orchestrator_go_through_the_client() -> None:
+    seen: list[httpx.Request] = []
+    orchestrator = v2_orchestrator("k3y", seen)
+    directory = EngineDirectory(static=(), max_streams_per_engine=3, orchestrator=orchestrator)
+    await directory.refresh()
+    assert [e.container_id for e in directory.engines] == ["c1"]  # c2 is draining
+    assert directory.last_refresh_error is None
+    assert orchestrator.api == "v2"
+    (request,) = seen
+    assert request.headers["authorization"] == "Bearer k3y"
+
+
+async def test_a_v2_engine_list_without_our_key_is_one_error_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[httpx.Request] = []
+    directory = EngineDirectory(
+        static=(), max_streams_per_engine=3, orchestrator=v2_orchestrator(None, seen)
+    )
+    for _ in range(3):
+        await directory.refresh()
+    assert len(seen) == 3
+    assert directory.engines == []
+    with pytest.raises(NoEngineAvailable, match="HTTP 401"):
+        directory.acquire()
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(problems) == 1
+    assert "API_KEY is not set" in problems[0].getMessage()

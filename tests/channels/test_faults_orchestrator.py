@@ -175,3 +175,38 @@ async def test_unreadable_lists_are_logged_once(
         assert len(warnings) == 2  # one per endpoint, not one per read
         assert h.registry.watcher is not None
         assert h.registry.watcher.reads == 20  # at 0, 5, ..., 95 s
+
+
+async def test_the_api_is_found_once_and_shown_in_the_status(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.upstream.orchestrator")
+    async with fault_harness(default_config(watch_interval=5.0)) as h:
+        await _ready_at(h)
+        await trio.sleep(30.0)
+        status = (await h.client.get("/proxy/status")).json()
+        assert status["events"]["api"] == "v1"
+        assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]  # no players left
+        for event in h.orchestrator.events:
+            assert "content_id" not in event.payload  # v1 is sent its own body
+    found = [r.getMessage() for r in caplog.records if "API" in r.getMessage()]
+    assert found == [f"orchestrator {h.config.orchestrator_url}: API v1 (GET /engines)"]
+
+
+async def test_events_for_v2_name_the_content_and_the_engine(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = default_config(orchestrator_api="v2", watch_interval=600.0)
+    async with fault_harness(config) as h:
+        await _ready_at(h)
+        channel = h.channel()
+        h.registry.stop_channel(CONTENT_A)
+        await channel.closed.wait()
+        assert h.registry.snapshot()["events"]["api"] == "v2"
+    started, ended = h.orchestrator.events
+    assert started.payload["content_id"] == CONTENT_A
+    assert "engine_id" in started.payload
+    assert started.payload["engine_id"] == started.payload["container_id"]
+    assert ended.kind == "stream_ended"
+    assert ended.payload["content_id"] == CONTENT_A
+    assert ended.payload["stream_id"] == channel.stream_id

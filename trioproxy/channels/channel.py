@@ -29,7 +29,7 @@ from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import Segment, SegmentWindow
 from ..upstream.engine import Engine, EngineClient, KeyType, Session
-from ..upstream.orchestrator import Orchestrator
+from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
 from ..upstream.sources import source_session
 from .events import Event, EventKind, EventSender
@@ -212,7 +212,17 @@ class Channel:
         await trio.lowlevel.checkpoint()  # a stop that came while opening takes effect here
         self.stream_id = f"{self.key}|{session.playback_session_id}"
         self._state = ChannelState.BUFFERING
-        self._emit(send, "stream_started", self._started_payload(session))
+        self._emit(
+            send,
+            "stream_started",
+            started_payload(
+                engine=self.engine,
+                key_type=self.key_type,
+                key=self.key,
+                session=session,
+                stream_id=self.stream_id,
+            ),
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.fetcher.run, session.playback_url)
             nursery.start_soon(self._watchdog)
@@ -247,11 +257,12 @@ class Channel:
                 self._emit(
                     send,
                     "stream_ended",
-                    {
-                        "container_id": self.engine.container_id,
-                        "stream_id": self.stream_id,
-                        "reason": self.end_reason,
-                    },
+                    ended_payload(
+                        container_id=self.engine.container_id,
+                        stream_id=self.stream_id,
+                        content_id=self.key,
+                        reason=self.end_reason,
+                    ),
                 )
         if self._sender is not None:
             self._sender.give_up_by(
@@ -272,20 +283,6 @@ class Channel:
             self._sender.dropped += 1
             return
         self._sender.pending += 1
-
-    def _started_payload(self, session: Session) -> dict[str, Any]:
-        return {
-            "container_id": self.engine.container_id,
-            "engine": {"host": self.engine.host, "port": self.engine.port},
-            "stream": {"key_type": self.key_type, "key": self.key},
-            "session": {
-                "playback_session_id": session.playback_session_id,
-                "stat_url": session.stat_url,
-                "command_url": session.command_url,
-                "is_live": session.is_live,
-            },
-            "labels": {"source": "trioproxy", "stream_mode": "HLS", "stream_id": self.stream_id},
-        }
 
     # ---- players ----------------------------------------------------------------------------
 

@@ -7,40 +7,20 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import trio
 
 from ..errors import NoEngineAvailable
 from ..upstream.engine import Engine
+from ..upstream.orchestrator import (
+    Orchestrator,
+    OrchestratorAuthError,
+    OrchestratorError,
+    parse_engines,
+)
 
 __all__ = ["EngineDirectory", "parse_engines"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_engines(payload: Any) -> list[Engine]:
-    """Healthy engines from the orchestrator's ``GET /engines``; malformed rows are skipped."""
-    if not isinstance(payload, list):
-        raise ValueError("/engines did not answer a JSON list")
-    engines = []
-    for row in payload:
-        if not isinstance(row, dict) or row.get("health_status") != "healthy":
-            continue
-        host, port = row.get("host"), row.get("port")
-        if not isinstance(host, str) or not host or not isinstance(port, int):
-            continue
-        if not 0 < port < 65536:
-            continue
-        bracketed = f"[{host}]" if ":" in host else host
-        container = row.get("container_id")
-        engines.append(
-            Engine(
-                base_url=f"http://{bracketed}:{port}",
-                container_id=container if isinstance(container, str) else None,
-                forwarded=bool(row.get("forwarded")),
-            )
-        )
-    return engines
 
 
 class EngineDirectory:
@@ -55,14 +35,12 @@ class EngineDirectory:
         *,
         static: tuple[str, ...],
         max_streams_per_engine: int,
-        orchestrator_url: str | None = None,
-        http: httpx.AsyncClient | None = None,
+        orchestrator: Orchestrator | None = None,
         refresh_interval: float = 30.0,
     ) -> None:
         self._engines = [Engine(url) for url in static]
-        self._dynamic = not static and orchestrator_url is not None
-        self._orchestrator_url = orchestrator_url
-        self._http = http
+        self._dynamic = not static and orchestrator is not None
+        self._orchestrator = orchestrator
         self._refresh_interval = refresh_interval
         self._max = max_streams_per_engine
         self._load: Counter[str] = Counter()
@@ -133,15 +111,13 @@ class EngineDirectory:
             await trio.sleep_until(max(deadline, trio.current_time()))
 
     async def refresh(self) -> None:
-        assert self._http is not None
-        assert self._orchestrator_url is not None
+        assert self._orchestrator is not None
         try:
-            response = await self._http.get(self._orchestrator_url + "/engines")
-            response.raise_for_status()
-            engines = parse_engines(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            if error != self.last_refresh_error:
+            engines = await self._orchestrator.engines()
+        except OrchestratorError as exc:
+            error = str(exc) or type(exc).__name__
+            # A refused key is logged once by the client, for every kind of request.
+            if error != self.last_refresh_error and not isinstance(exc, OrchestratorAuthError):
                 log.warning("cannot read engines from the orchestrator: %s", error)
             self.last_refresh_error = error
             return

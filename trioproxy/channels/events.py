@@ -2,7 +2,8 @@
 
 A channel puts ``stream_started`` and, at its end, ``stream_ended`` on a bounded memory channel;
 its :class:`EventSender` posts them in order, retrying with exponential backoff and jitter until
-they are delivered or the channel's teardown deadline passes.
+they are delivered or the channel's teardown deadline passes. The first event waits (briefly)
+until the client knows which API the orchestrator speaks, so that it is sent in that API's form.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import httpx
 import trio
 
 from ..retry import backoff
-from ..upstream.orchestrator import Event, EventKind, Orchestrator
+from ..upstream.orchestrator import (
+    Event,
+    EventKind,
+    Orchestrator,
+    OrchestratorAuthError,
+    OrchestratorError,
+)
 
 __all__ = ["Event", "EventKind", "EventSender"]
 
@@ -24,6 +30,9 @@ ATTEMPT_TIMEOUT = 15.0
 """Seconds one POST may take before it counts as failed and is retried."""
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+API_WAIT = 10.0
+"""Seconds the first event waits for the orchestrator's API to be known (then it carries the
+fields of both)."""
 
 
 @dataclass
@@ -73,16 +82,19 @@ class EventSender:
             )
             self._drop()
             return
+        with trio.move_on_after(API_WAIT):
+            await self.orchestrator.settled.wait()
         attempt = 0
         while True:
             status: int | None = None
             error = ""
             with trio.move_on_after(ATTEMPT_TIMEOUT) as attempt_scope:
                 try:
-                    response = await self.orchestrator.post(event)
-                    status = response.status_code
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    status = await self.orchestrator.post_event(event)
+                except OrchestratorAuthError as exc:
+                    status = exc.status  # logged once by the client
+                except OrchestratorError as exc:
+                    error = str(exc)
             if attempt_scope.cancelled_caught:
                 error = f"no answer within {ATTEMPT_TIMEOUT:g} s"
             if status is not None and 200 <= status < 300:
@@ -98,7 +110,6 @@ class EventSender:
                 )
                 return
             if status in (401, 403):
-                self.orchestrator.auth_failed(status)
                 self._drop()
                 return
             if status is not None and 400 <= status < 500 and status not in (408, 425, 429):

@@ -35,11 +35,15 @@ class Registry:
         static = config.engines
         if not static and config.orchestrator_url is None:
             static = ("http://127.0.0.1:6878",)
+        self.orchestrator = (
+            Orchestrator(http, config.orchestrator_url, config.api_key, config.orchestrator_api)
+            if config.orchestrator_url
+            else None
+        )
         self.directory = EngineDirectory(
             static=static,
             max_streams_per_engine=config.max_streams_per_engine,
-            orchestrator_url=config.orchestrator_url,
-            http=http,
+            orchestrator=self.orchestrator,
             refresh_interval=config.engine_refresh_interval,
         )
         self.policy = UpstreamPolicy(
@@ -49,11 +53,6 @@ class Registry:
         )
         self.engines = GuardedEngineClient(http, self.policy)
         self.admission = Admission(config)
-        self.orchestrator = (
-            Orchestrator(http, config.orchestrator_url, config.api_key)
-            if config.orchestrator_url
-            else None
-        )
         self.watcher = (
             StreamWatcher(
                 self.orchestrator, config.watch_interval, lambda: list(self._channels.values())
@@ -242,6 +241,7 @@ class Registry:
             if orchestrator is None
             else {
                 "orchestrator": orchestrator.base_url,
+                "api": orchestrator.api,
                 "delivered": orchestrator.delivered,
                 "dropped": orchestrator.dropped,
             },

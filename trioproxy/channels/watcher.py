@@ -1,13 +1,17 @@
 """Streams the orchestrator ends, and content it refuses.
 
-With ``ORCHESTRATOR_URL`` set, :class:`StreamWatcher` reads ``GET /streams?status=started`` and
-``GET /looping-streams`` every ``TRIOPROXY_WATCH_INTERVAL`` seconds:
+With ``ORCHESTRATOR_URL`` set, :class:`StreamWatcher` first finds out which API the orchestrator
+speaks (logged once), then reads its running streams (``GET /streams?status=started``) and its
+looping list (``GET /looping-streams``) every ``TRIOPROXY_WATCH_INTERVAL`` seconds:
 
-- a channel whose ``stream_started`` was delivered before the read began, and whose stream id the
+- a channel whose ``stream_started`` was delivered before the read began, and which the
   orchestrator no longer lists, was ended there (its loop detector, an operator): the channel is
   stopped, and sends no ``stream_ended`` of its own — the orchestrator already ended that stream,
-  and a ``stream_ended`` for an id it no longer knows would end another stream on the engine;
-- content listed by ``/looping-streams`` is refused with 422 until it is no longer listed.
+  and a ``stream_ended`` for an id it no longer knows would end another stream on the engine.
+  A channel is looked up by the key that orchestrator names streams with: our stream id on v1,
+  the content id on v2 (:class:`~trioproxy.upstream.orchestrator.RunningStreams`);
+- content listed by ``/looping-streams`` is refused with 422 until it is no longer listed; an
+  orchestrator without that list (v2: 404) refuses nothing, and says so once.
 
 An orchestrator that is down, slow, failing or answering garbage changes nothing: the last good
 looping list stays, no channel is stopped, and the failure is logged once until it changes.
@@ -16,19 +20,23 @@ looping list stays, no channel is stopped, and the failure is logged once until 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import trio
 
 from ..errors import ChannelFailed, LoopingStream
-from ..upstream.orchestrator import Orchestrator
+from ..upstream.orchestrator import (
+    Orchestrator,
+    OrchestratorAuthError,
+    OrchestratorError,
+    RunningStreams,
+)
 
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["READ_TIMEOUT", "StreamWatcher", "parse_looping", "parse_running"]
+__all__ = ["READ_TIMEOUT", "StreamWatcher", "still_listed"]
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +44,12 @@ READ_TIMEOUT = 10.0
 """Seconds one read of the orchestrator may take."""
 _ENDED = "ended by the orchestrator"
 
-
-def parse_running(payload: Any) -> set[str]:
-    """Stream ids from ``GET /streams?status=started``; anything malformed raises ValueError."""
-    if not isinstance(payload, list):
-        raise ValueError("/streams did not answer a JSON list")
-    ids = set()
-    for row in payload:
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise ValueError("/streams listed a stream without an id")
-        ids.add(row["id"])
-    return ids
+T = TypeVar("T")
 
 
-def parse_looping(payload: Any) -> set[str]:
-    """Content ids from ``GET /looping-streams`` (lower-cased); malformed raises ValueError."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("stream_ids"), list):
-        raise ValueError('/looping-streams did not answer {"stream_ids": [...]}')
-    return {str(item).lower() for item in payload["stream_ids"] if isinstance(item, str)}
+def still_listed(channel: Channel, running: RunningStreams) -> bool:
+    """Whether the orchestrator's running streams include ``channel``'s stream."""
+    return running.lists(stream_id=channel.stream_id, content_id=channel.key)
 
 
 class StreamWatcher:
@@ -87,22 +83,25 @@ class StreamWatcher:
 
     async def poll(self) -> None:
         """One read of both lists; acts on what could be read."""
-        looping = await self._read("/looping-streams", parse_looping)
+        if self._orchestrator.api is None or not self._orchestrator.settled.is_set():
+            with trio.move_on_after(READ_TIMEOUT):
+                await self._orchestrator.detect()
+        looping = await self._read("/looping-streams", self._orchestrator.looping_streams)
         if looping is not None:
-            self.looping = frozenset(looping)
+            self.looping = looping
         # Only streams whose stream_started the orchestrator accepted before this read began
         # must be in its answer.
         established = [c for c in self._channels() if c.stream_established and not c.stopping]
-        running = await self._read("/streams?status=started", parse_running)
+        running = await self._read("/streams", self._orchestrator.running_streams)
         self.reads += 1
         if running is None:
             return
         for channel in established:
-            if channel.stream_id not in running and not channel.stopping:
+            if not still_listed(channel, running) and not channel.stopping:
                 log.info(
                     "channel %s: the orchestrator no longer lists stream %s; stopping",
                     channel.name,
-                    channel.stream_id,
+                    channel.stream_id if running.api == "v1" else channel.key,
                 )
                 self.stopped += 1
                 channel.report_end = False
@@ -114,21 +113,16 @@ class StreamWatcher:
     def last_error(self) -> str | None:
         return "; ".join(self._errors.values()) or None
 
-    async def _read(self, path: str, parse: Callable[[Any], set[str]]) -> set[str] | None:
-        """GET ``path`` and parse it; None (logged once per distinct error) when that fails."""
+    async def _read(self, path: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        """One read of ``path``; None (logged once per distinct error) when it fails."""
         error = f"no answer within {READ_TIMEOUT:g} s"
         with trio.move_on_after(READ_TIMEOUT):
             try:
-                response = await self._orchestrator.get(path)
-                if response.status_code in (401, 403):
-                    # One error line per process for a wrong key, shared with event delivery.
-                    self._orchestrator.auth_failed(response.status_code)
-                    return None
-                if response.status_code != 200:
-                    raise ValueError(f"HTTP {response.status_code}")
-                result = parse(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                result = await read()
+            except OrchestratorAuthError:
+                return None  # one error line per process, logged by the client
+            except OrchestratorError as exc:
+                error = str(exc) or type(exc).__name__
             else:
                 if self._errors.pop(path, None) is not None:
                     log.info("orchestrator %s readable again", path)

@@ -12,7 +12,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .sources import parse_source_list, parse_sources_file
@@ -141,6 +141,13 @@ def _sources_file(text: str) -> tuple[tuple[str, str], ...]:
     return parse_sources_file(content)
 
 
+def _orchestrator_api(text: str) -> str:
+    api = text.strip().lower()
+    if api not in ("auto", "v1", "v2"):
+        raise ValueError("must be one of auto, v1, v2")
+    return api
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -169,6 +176,13 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_url,
         "",
         "orchestrator base URL for events and the engine list (unset: no events)",
+    ),
+    Setting(
+        "orchestrator_api",
+        "TRIOPROXY_ORCHESTRATOR_API",
+        _orchestrator_api,
+        "auto",
+        "the orchestrator's API: v1 (Python), v2 (Go), or auto (found from its answers)",
     ),
     Setting(
         "api_key",
@@ -395,6 +409,7 @@ SETTINGS: tuple[Setting, ...] = (
 class Config:
     bind: str = "127.0.0.1:8000"
     orchestrator_url: str | None = None
+    orchestrator_api: Literal["auto", "v1", "v2"] = "auto"
     api_key: str | None = dataclasses.field(default=None, repr=False)
     engines: tuple[str, ...] = ()
     max_streams_per_engine: int = 3

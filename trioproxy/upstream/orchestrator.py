@@ -1,7 +1,13 @@
 """The orchestrator's HTTP API, as one client: stream events, engines, running and looping streams.
 
+Two APIs are in use (CONTRACT §2 and §2b): v1, the Python orchestrator, and v2, its Go rewrite,
+reached on port 8083 or under ``/api/v1`` on port 8000. v2 keys streams by content id and answers
+lists in other shapes. :class:`Orchestrator` reads both shapes always, learns which API it talks
+to from the answers (or is told by ``TRIOPROXY_ORCHESTRATOR_API``), and sends events that both
+accept. Parsing and payload building are pure functions here, next to the client.
+
 Every request carries the API key when one is configured. Functions take no timeout: callers put
-deadlines around them.
+deadlines around them. Failures leave as :class:`OrchestratorError`.
 """
 
 from __future__ import annotations
@@ -9,14 +15,48 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
+import trio
 
-__all__ = ["Event", "EventKind", "Orchestrator"]
+from .engine import Engine, Session
+
+__all__ = [
+    "V2_ONLY_FIELDS",
+    "Api",
+    "ApiSetting",
+    "Event",
+    "EventKind",
+    "Orchestrator",
+    "OrchestratorAuthError",
+    "OrchestratorError",
+    "RunningStreams",
+    "api_of_list",
+    "ended_payload",
+    "event_body",
+    "parse_engines",
+    "parse_looping",
+    "parse_running",
+    "started_payload",
+]
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["stream_started", "stream_ended"]
+Api = Literal["v1", "v2"]
+ApiSetting = Literal["auto", "v1", "v2"]
+
+V2_ONLY_FIELDS = ("content_id", "engine_id")
+"""Top-level event fields v2 needs; v1 ignores them, and is sent its own body without them."""
+
+ENDED_STATUSES = frozenset({"ended", "stopped", "failed", "error", "closed"})
+"""v2 lists every stream it knows, whatever ``?status=`` says: these are the ones no longer
+running. Anything else (``started``, ``prebuf``, ``allocating``, ``pending_failover``, a status
+added later) still runs: a channel is never stopped because a status is new to us."""
+
+_V2_ENGINE_FIELDS = ("draining", "stream_count", "total_peers")
+"""Fields only v2 puts in an engine row: a bare list holding them comes from v2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,25 +66,330 @@ class Event:
     payload: dict[str, Any]
 
 
-class Orchestrator:
-    """The orchestrator's event endpoints, over the registry's shared HTTP client."""
+class OrchestratorError(Exception):
+    """The orchestrator could not be reached or answered something we cannot use."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str | None) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OrchestratorAuthError(OrchestratorError):
+    """The orchestrator refused our key (401/403); already logged once by the client."""
+
+
+# ---- payloads (pure) ----------------------------------------------------------------------------
+
+
+def started_payload(
+    *, engine: Engine, key_type: str, key: str, session: Session, stream_id: str
+) -> dict[str, Any]:
+    """``stream_started`` for v1 and both v2 surfaces: v1's body plus ``content_id`` and
+    ``engine_id`` at the top (v2 keys the stream by the first and counts load by the second)."""
+    return {
+        "container_id": engine.container_id,
+        "engine": {"host": engine.host, "port": engine.port},
+        "stream": {"key_type": key_type, "key": key},
+        "session": {
+            "playback_session_id": session.playback_session_id,
+            "stat_url": session.stat_url,
+            "command_url": session.command_url,
+            "is_live": session.is_live,
+        },
+        "labels": {"source": "trioproxy", "stream_mode": "HLS", "stream_id": stream_id},
+        "content_id": key,
+        "engine_id": engine.container_id,
+    }
+
+
+def ended_payload(
+    *, container_id: str | None, stream_id: str, content_id: str, reason: str
+) -> dict[str, Any]:
+    """``stream_ended`` for v1 (``stream_id``) and v2 (``content_id``, else it is ignored)."""
+    return {
+        "container_id": container_id,
+        "stream_id": stream_id,
+        "content_id": content_id,
+        "reason": reason,
+    }
+
+
+def event_body(payload: dict[str, Any], api: Api | None) -> dict[str, Any]:
+    """What is posted: a v1 orchestrator gets exactly its contract's body; v2, or one not yet
+    known, the full payload."""
+    if api != "v1":
+        return payload
+    return {name: value for name, value in payload.items() if name not in V2_ONLY_FIELDS}
+
+
+# ---- answers (pure) -----------------------------------------------------------------------------
+
+
+def api_of_list(payload: Any, rows_key: str, under_api_v1: bool) -> Api | None:
+    """Which API answered a list (``/engines`` or ``/streams``), or None when it cannot tell.
+
+    v2's port 8083 wraps lists (``{"engines": [...], "total": n}``); v1 and v2's ``/api/v1``
+    answer bare lists, told apart by the base URL or by fields only v2 sends.
+    """
+    if isinstance(payload, dict) and isinstance(payload.get(rows_key), list):
+        return "v2"
+    if not isinstance(payload, list):
+        return None
+    if under_api_v1:
+        return "v2"
+    rows = [row for row in payload if isinstance(row, dict)]
+    if any(field in row for row in rows for field in _V2_ENGINE_FIELDS):
+        return "v2"
+    return "v1"
+
+
+def _rows(payload: Any, rows_key: str) -> list[Any]:
+    if isinstance(payload, dict) and isinstance(payload.get(rows_key), list):
+        rows: list[Any] = payload[rows_key]
+        return rows
+    if isinstance(payload, list):
+        return payload
+    raise OrchestratorError(f'/{rows_key} answered neither a list nor {{"{rows_key}": [...]}}')
+
+
+def parse_engines(payload: Any) -> list[Engine]:
+    """Healthy engines from ``GET /engines``, either shape; malformed and draining rows skipped."""
+    engines = []
+    for row in _rows(payload, "engines"):
+        if not isinstance(row, dict) or row.get("health_status") != "healthy":
+            continue
+        if row.get("draining") is True:  # v2: being emptied, takes no new stream
+            continue
+        host, port = row.get("host"), row.get("port")
+        if not isinstance(host, str) or not host or not isinstance(port, int):
+            continue
+        if not 0 < port < 65536:
+            continue
+        bracketed = f"[{host}]" if ":" in host else host
+        container = row.get("container_id")
+        engines.append(
+            Engine(
+                base_url=f"http://{bracketed}:{port}",
+                container_id=container if isinstance(container, str) and container else None,
+                forwarded=bool(row.get("forwarded")),
+            )
+        )
+    return engines
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStreams:
+    """The streams an orchestrator runs, by the key it names them with: our stream id (v1) or
+    the content id (v2, lower-cased)."""
+
+    api: Api
+    keys: frozenset[str]
+
+    def lists(self, *, stream_id: str | None, content_id: str) -> bool:
+        if self.api == "v2":
+            return content_id.lower() in self.keys
+        return stream_id in self.keys
+
+
+def parse_running(payload: Any, api: Api) -> RunningStreams:
+    """``GET /streams?status=started``, either shape, as the keys of streams still running.
+
+    v2 ignores ``?status=``: rows with an ended status are left out here. A row without an id
+    makes the whole answer unusable (ValueError-like :class:`OrchestratorError`): a partial list
+    would stop channels that still play.
+    """
+    keys = set()
+    for row in _rows(payload, "streams"):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise OrchestratorError("/streams listed a stream without an id")
+        status = row.get("status")
+        if isinstance(status, str) and status.lower() in ENDED_STATUSES:
+            continue
+        if api == "v1":
+            keys.add(row["id"])
+            continue
+        keys.update(
+            value.lower()
+            for value in (row["id"], row.get("content_id"), row.get("key"))
+            if isinstance(value, str) and value
+        )
+    return RunningStreams(api, frozenset(keys))
+
+
+def parse_looping(payload: Any) -> frozenset[str]:
+    """Content ids from ``GET /looping-streams`` (lower-cased)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("stream_ids"), list):
+        raise OrchestratorError('/looping-streams did not answer {"stream_ids": [...]}')
+    return frozenset(item.lower() for item in payload["stream_ids"] if isinstance(item, str))
+
+
+def _content_id_required(response: httpx.Response) -> bool:
+    return response.status_code == 400 and b"content_id" in response.content
+
+
+# ---- the client ---------------------------------------------------------------------------------
+
+
+class Orchestrator:
+    """Every request to the orchestrator, over the registry's shared HTTP client.
+
+    :attr:`api` is the API it speaks: set by ``TRIOPROXY_ORCHESTRATOR_API``, else learned from
+    the answers (None until one tells). :attr:`settled` is set once the API is known or
+    :meth:`detect` has tried.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: str | None,
+        api: ApiSetting = "auto",
+    ) -> None:
         self._http = http
-        self.base_url = base_url
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        # v1 reads the first header, v2 either.
+        self._headers = (
+            {"Authorization": f"Bearer {api_key}", "X-API-Key": api_key} if api_key else {}
+        )
+        self._forced = api != "auto"
+        self._under_api_v1 = urlsplit(self.base_url).path.rstrip("/").endswith("/api/v1")
+        self.api: Api | None = None if api == "auto" else api
+        self.api_reason = "TRIOPROXY_ORCHESTRATOR_API" if self._forced else "not known yet"
+        if self.api is None and self._under_api_v1:
+            self.api, self.api_reason = "v2", "the URL ends in /api/v1"
+        self.settled = trio.Event()
+        if self.api is not None:
+            self.settled.set()
+        self._detected_once = False
         self._auth_error_logged = False
+        self._no_loop_list_logged = False
         self.delivered = 0
         self.dropped = 0
 
-    async def post(self, event: Event) -> httpx.Response:
-        return await self._http.post(
-            f"{self.base_url}/events/{event.kind}", json=event.payload, headers=self._headers
-        )
+    # ---- which API ------------------------------------------------------------------------
 
-    async def get(self, path: str) -> httpx.Response:
-        """GET ``path`` (e.g. ``/streams``) with our credentials."""
-        return await self._http.get(self.base_url + path, headers=self._headers)
+    def _learn(self, api: Api | None, reason: str) -> None:
+        if api is None or self._forced or api == self.api:
+            return
+        previous, self.api, self.api_reason = self.api, api, reason
+        self.settled.set()
+        if not self._detected_once:
+            return  # detect() logs the first finding, once, at start-up
+        if previous is None:
+            log.info("orchestrator API: %s (%s)", api, reason)
+        else:
+            log.warning("orchestrator API changed from %s to %s (%s)", previous, api, reason)
+
+    async def detect(self) -> None:
+        """Find out which API the orchestrator speaks (one ``GET /engines``), unless known.
+
+        The first call logs the outcome once; later calls only try again while it is unknown.
+        """
+        first = not self._detected_once
+        if self.api is None:
+            try:
+                await self.engines()
+            except OrchestratorError as exc:
+                if first:
+                    self.api_reason = f"not known yet: {exc}"
+        self._detected_once = True
+        self.settled.set()
+        if first:
+            if self.api is None:
+                log.info(
+                    "orchestrator %s: API %s; events carry the fields of both",
+                    self.base_url,
+                    self.api_reason,
+                )
+            else:
+                log.info("orchestrator %s: API %s (%s)", self.base_url, self.api, self.api_reason)
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method, self.base_url + path, json=body, headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            raise OrchestratorError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in (401, 403):
+            self.auth_failed(response.status_code)
+            raise OrchestratorAuthError(
+                f"{path}: HTTP {response.status_code}", response.status_code
+            )
+        return response
+
+    async def _get_json(self, path: str) -> Any:
+        response = await self._send("GET", path)
+        if response.status_code != 200:
+            raise OrchestratorError(f"HTTP {response.status_code}", response.status_code)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise OrchestratorError("answered something other than JSON") from exc
+
+    async def post_event(self, event: Event) -> int:
+        """POST ``event``; its HTTP status (401/403 raise :class:`OrchestratorAuthError`)."""
+        path = f"/events/{event.kind}"
+        body = event_body(event.payload, self.api)
+        response = await self._send("POST", path, body)
+        if _content_id_required(response) and not self._forced:
+            self._learn("v2", f"{path} asked for content_id")
+            if body is not event.payload:
+                response = await self._send("POST", path, event.payload)
+        if response.status_code == 200 and event.kind == "stream_started":
+            self._learn_from_started(event, response)
+        return response.status_code
+
+    def _learn_from_started(self, event: Event, response: httpx.Response) -> None:
+        """v1 names the stream by our label, v2 by the content id."""
+        try:
+            answer = response.json()
+        except ValueError:
+            return
+        named = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(named, str):
+            return
+        if named == event.stream_id:
+            self._learn("v1", "stream_started named the stream by our stream id")
+        elif named == event.payload.get("content_id"):
+            self._learn("v2", "stream_started named the stream by its content id")
+
+    async def engines(self) -> list[Engine]:
+        """Healthy engines from ``GET /engines``."""
+        try:
+            payload = await self._get_json("/engines")
+        except OrchestratorAuthError:
+            if not self._under_api_v1:  # v1 never asks a key for /engines
+                self._learn("v2", "GET /engines asked for a key")
+            raise
+        self._learn(api_of_list(payload, "engines", self._under_api_v1), "GET /engines")
+        return parse_engines(payload)
+
+    async def running_streams(self) -> RunningStreams:
+        """Streams still running, keyed the way this orchestrator names them."""
+        payload = await self._get_json("/streams?status=started")
+        self._learn(api_of_list(payload, "streams", self._under_api_v1), "GET /streams")
+        return parse_running(payload, self.api or "v1")
+
+    async def looping_streams(self) -> frozenset[str]:
+        """Content the orchestrator lists as looping; empty (logged once) when it has no list."""
+        try:
+            payload = await self._get_json("/looping-streams")
+        except OrchestratorError as exc:
+            if exc.status != 404:
+                raise
+            if not self._no_loop_list_logged:
+                self._no_loop_list_logged = True
+                log.info(
+                    "orchestrator %s has no loop list (GET /looping-streams: 404); "
+                    "no content is refused as looping",
+                    self.base_url,
+                )
+            return frozenset()
+        self._no_loop_list_logged = False
+        return parse_looping(payload)
 
     def auth_failed(self, status: int) -> None:
         """Log a rejected key once per process, at error level; later ones at debug."""
@@ -55,7 +400,7 @@ class Orchestrator:
         hint = "API_KEY is not set" if not self._headers else "API_KEY is wrong"
         log.error(
             "configuration error: the orchestrator rejected our request with HTTP %d (%s); "
-            "events are dropped until API_KEY matches the orchestrator's",
+            "events are dropped and its lists unread until API_KEY matches the orchestrator's",
             status,
             hint,
         )
