@@ -70,6 +70,9 @@ async def test_started_payload_matches_the_contract(autojump_clock: trio.testing
                 "stream_mode": "HLS",
                 "stream_id": f"{CONTENT_A}|{channel.session.playback_session_id}",
             },
+            # What v2 keys the stream by and counts engine load by; v1 ignores both.
+            "content_id": CONTENT_A,
+            "engine_id": None,
         }
 
 

@@ -187,8 +187,8 @@ async def test_the_api_is_found_once_and_shown_in_the_status(
         status = (await h.client.get("/proxy/status")).json()
         assert status["events"]["api"] == "v1"
         assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]  # no players left
-        for event in h.orchestrator.events:
-            assert "content_id" not in event.payload  # v1 is sent its own body
+        for event in h.orchestrator.events:  # one body for every API; v1 ignores the rest
+            assert event.payload["content_id"] == CONTENT_A
     found = [r.getMessage() for r in caplog.records if "API" in r.getMessage()]
     assert found == [f"orchestrator {h.config.orchestrator_url}: API v1 (GET /engines)"]
 

@@ -23,7 +23,6 @@ from trioproxy.upstream.orchestrator import (
     OrchestratorError,
     api_of_list,
     ended_payload,
-    event_body,
     parse_engines,
     parse_running,
     started_payload,
@@ -142,16 +141,6 @@ def test_payloads_work_on_v1_and_both_v2_surfaces() -> None:
         "content_id": CONTENT,
         "reason": "no players",
     }
-    # v1 gets exactly its own body; v2, or an orchestrator not yet known, everything.
-    assert event_body(ended, "v1") == {
-        "container_id": "box-1",
-        "stream_id": STREAM_ID,
-        "reason": "no players",
-    }
-    assert "content_id" not in event_body(started, "v1")
-    assert "engine_id" not in event_body(started, "v1")
-    assert event_body(started, "v2") == started
-    assert event_body(started, None) == started
 
 
 def test_engine_lists_in_every_shape() -> None:
@@ -227,7 +216,7 @@ async def test_the_api_is_found_and_logged_once(
     await orchestrator.detect()
     await orchestrator.engines()
     assert orchestrator.api == api
-    assert orchestrator.settled.is_set()
+    assert orchestrator.detected
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1
     assert f"API {api}" in lines[0]
@@ -262,25 +251,13 @@ async def test_an_unknown_api_is_learned_later_and_meanwhile_events_carry_both(
     orchestrator = Orchestrator(http, stub.base_url, None)
     await orchestrator.detect()
     assert orchestrator.api is None
-    assert orchestrator.settled.is_set()  # the first events do not wait any longer
+    assert orchestrator.detected
     failing = False
     assert await orchestrator.post_event(a_started_event()) == 200
     assert stub.events[0][1]["content_id"] == CONTENT
     assert orchestrator.api == "v2"  # it named the stream by its content id
-    assert "events carry the fields of both" in caplog.text
+    assert "API not known yet" in caplog.text
     assert "orchestrator API: v2" in caplog.text
-
-
-async def test_v2_asking_for_content_id_gets_it_at_once() -> None:
-    """An orchestrator taken for v1 (a bare engine list) that turns out to need content_id."""
-    stub = Stub("v1")
-    orchestrator = client(stub)
-    await orchestrator.detect()
-    before = orchestrator.api
-    stub.kind = "v2"  # upgraded in place
-    assert await orchestrator.post_event(a_started_event()) == 200
-    assert [("content_id" in body) for _, body in stub.events] == [False, True]
-    assert (before, orchestrator.api) == ("v1", "v2")
 
 
 @pytest.mark.parametrize("kind", ["v1", "v2"])
@@ -376,17 +353,11 @@ async def test_the_event_sender_delivers_what_each_api_needs(
                 container_id="box-1", stream_id=STREAM_ID, content_id=CONTENT, reason="stopped"
             )
             await send.send(Event("stream_ended", STREAM_ID, ended))
-        await trio.sleep(1)
-        await orchestrator.detect()  # what the watcher does at start-up
-    # Without a known API the first event waited for detect(), not for its 10 s bound.
-    assert stub.event_times == ([0, 0] if kind == "v2-proxy" else [1, 1])
+    # Events do not wait for the API to be known: one body serves every API.
+    assert stub.event_times == [0, 0]
     assert sender.snapshot() == {"pending": 0, "delivered": 2, "dropped": 0}
     assert [name for name, _ in stub.events] == ["stream_started", "stream_ended"]
     started, ended_body = (body for _, body in stub.events)
-    if kind == "v1":
-        assert "content_id" not in started
-        assert ended_body == {"container_id": "box-1", "stream_id": STREAM_ID, "reason": "stopped"}
-    else:
-        assert started["content_id"] == CONTENT
-        assert started["engine_id"] == "box-1"
-        assert ended_body["content_id"] == CONTENT
+    assert started["content_id"] == CONTENT
+    assert started["engine_id"] == "box-1"
+    assert ended_body == ended

@@ -30,9 +30,6 @@ ATTEMPT_TIMEOUT = 15.0
 """Seconds one POST may take before it counts as failed and is retried."""
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
-API_WAIT = 10.0
-"""Seconds the first event waits for the orchestrator's API to be known (then it carries the
-fields of both)."""
 
 
 @dataclass
@@ -82,8 +79,6 @@ class EventSender:
             )
             self._drop()
             return
-        with trio.move_on_after(API_WAIT):
-            await self.orchestrator.settled.wait()
         attempt = 0
         while True:
             status: int | None = None

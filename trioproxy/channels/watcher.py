@@ -83,7 +83,7 @@ class StreamWatcher:
 
     async def poll(self) -> None:
         """One read of both lists; acts on what could be read."""
-        if self._orchestrator.api is None or not self._orchestrator.settled.is_set():
+        if self._orchestrator.api is None or not self._orchestrator.detected:
             with trio.move_on_after(READ_TIMEOUT):
                 await self._orchestrator.detect()
         looping = await self._read("/looping-streams", self._orchestrator.looping_streams)

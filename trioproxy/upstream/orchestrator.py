@@ -18,12 +18,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-import trio
 
 from .engine import Engine, Session
 
 __all__ = [
-    "V2_ONLY_FIELDS",
     "Api",
     "ApiSetting",
     "Event",
@@ -34,7 +32,6 @@ __all__ = [
     "RunningStreams",
     "api_of_list",
     "ended_payload",
-    "event_body",
     "parse_engines",
     "parse_looping",
     "parse_running",
@@ -47,7 +44,6 @@ EventKind = Literal["stream_started", "stream_ended"]
 Api = Literal["v1", "v2"]
 ApiSetting = Literal["auto", "v1", "v2"]
 
-V2_ONLY_FIELDS = ("content_id", "engine_id")
 """Top-level event fields v2 needs; v1 ignores them, and is sent its own body without them."""
 
 ENDED_STATUSES = frozenset({"ended", "stopped", "failed", "error", "closed"})
@@ -112,14 +108,6 @@ def ended_payload(
         "content_id": content_id,
         "reason": reason,
     }
-
-
-def event_body(payload: dict[str, Any], api: Api | None) -> dict[str, Any]:
-    """What is posted: a v1 orchestrator gets exactly its contract's body; v2, or one not yet
-    known, the full payload."""
-    if api != "v1":
-        return payload
-    return {name: value for name, value in payload.items() if name not in V2_ONLY_FIELDS}
 
 
 # ---- answers (pure) -----------------------------------------------------------------------------
@@ -223,10 +211,6 @@ def parse_looping(payload: Any) -> frozenset[str]:
     return frozenset(item.lower() for item in payload["stream_ids"] if isinstance(item, str))
 
 
-def _content_id_required(response: httpx.Response) -> bool:
-    return response.status_code == 400 and b"content_id" in response.content
-
-
 # ---- the client ---------------------------------------------------------------------------------
 
 
@@ -234,8 +218,8 @@ class Orchestrator:
     """Every request to the orchestrator, over the registry's shared HTTP client.
 
     :attr:`api` is the API it speaks: set by ``TRIOPROXY_ORCHESTRATOR_API``, else learned from
-    the answers (None until one tells). :attr:`settled` is set once the API is known or
-    :meth:`detect` has tried.
+    the answers (None until one tells). It decides how running streams are matched, and shows
+    in ``/proxy/status``; events carry the fields of both APIs whatever it is.
     """
 
     def __init__(
@@ -257,9 +241,6 @@ class Orchestrator:
         self.api_reason = "TRIOPROXY_ORCHESTRATOR_API" if self._forced else "not known yet"
         if self.api is None and self._under_api_v1:
             self.api, self.api_reason = "v2", "the URL ends in /api/v1"
-        self.settled = trio.Event()
-        if self.api is not None:
-            self.settled.set()
         self._detected_once = False
         self._auth_error_logged = False
         self._no_loop_list_logged = False
@@ -268,11 +249,15 @@ class Orchestrator:
 
     # ---- which API ------------------------------------------------------------------------
 
+    @property
+    def detected(self) -> bool:
+        """:meth:`detect` has run once (the API may still be unknown)."""
+        return self._detected_once
+
     def _learn(self, api: Api | None, reason: str) -> None:
         if api is None or self._forced or api == self.api:
             return
         previous, self.api, self.api_reason = self.api, api, reason
-        self.settled.set()
         if not self._detected_once:
             return  # detect() logs the first finding, once, at start-up
         if previous is None:
@@ -293,11 +278,10 @@ class Orchestrator:
                 if first:
                     self.api_reason = f"not known yet: {exc}"
         self._detected_once = True
-        self.settled.set()
         if first:
             if self.api is None:
                 log.info(
-                    "orchestrator %s: API %s; events carry the fields of both",
+                    "orchestrator %s: API %s",
                     self.base_url,
                     self.api_reason,
                 )
@@ -332,12 +316,7 @@ class Orchestrator:
     async def post_event(self, event: Event) -> int:
         """POST ``event``; its HTTP status (401/403 raise :class:`OrchestratorAuthError`)."""
         path = f"/events/{event.kind}"
-        body = event_body(event.payload, self.api)
-        response = await self._send("POST", path, body)
-        if _content_id_required(response) and not self._forced:
-            self._learn("v2", f"{path} asked for content_id")
-            if body is not event.payload:
-                response = await self._send("POST", path, event.payload)
+        response = await self._send("POST", path, event.payload)
         if response.status_code == 200 and event.kind == "stream_started":
             self._learn_from_started(event, response)
         return response.status_code
