@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from trioproxy.config import SETTINGS, Config, ConfigError, add_arguments, load_config
+from trioproxy.config import (
+    SETTINGS,
+    Config,
+    ConfigError,
+    Setting,
+    add_arguments,
+    load_config,
+    readme_table,
+    settings,
+)
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 def test_defaults_match_the_documented_ones() -> None:
@@ -71,6 +83,64 @@ def test_every_setting_has_a_flag_and_a_field() -> None:
 
 
 def test_readme_documents_every_setting() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     for setting in SETTINGS:
         assert f"| `{setting.env}` | `{setting.flag}` |" in readme, setting.env
+
+
+def _readme_configuration_table() -> str:
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    return "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
+
+
+def test_readme_table_is_the_declared_one() -> None:
+    assert _readme_configuration_table() == readme_table(), (
+        "README.md's configuration table differs from the settings declared in "
+        "trioproxy/config/settings.py: replace it with the output of `python -m trioproxy.config`"
+    )
+
+
+def test_readme_table_has_one_row_per_setting() -> None:
+    rows = readme_table().splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| `{s.env}`" for s in SETTINGS]
+    assert "| `HLS_BUFFER_READY_TIMEOUT` | `--hls-buffer-ready-timeout` | 30 |" in readme_table()
+    assert "| `ORCHESTRATOR_URL` | `--orchestrator-url` | unset |" in readme_table()
+
+
+@pytest.mark.parametrize("declared", SETTINGS, ids=lambda s: s.env)
+def test_documented_default_reads_back_as_the_default(declared: Setting) -> None:
+    text = "" if declared.default_text == "unset" else declared.default_text
+    assert declared.parse(text) == declared.default
+    assert load_config({declared.env: text}) == Config()
+
+
+def test_a_field_not_declared_as_a_setting_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Partial:
+        declared: int = settings.setting("TRIOPROXY_DECLARED", 1, int, "declared")
+        plain: int = 2
+
+    with pytest.raises(TypeError, match=r"Partial\.plain"):
+        settings.settings_of(Partial)
+
+
+def test_help_shows_variable_and_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "[env HLS_BUFFER_READY_TIMEOUT, default 30]" in text
+    assert "[env ORCHESTRATOR_URL, default unset]" in text
+    assert "`" not in text
+
+
+def test_a_bad_flag_names_the_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--hls-window-size", "0"])
+    with pytest.raises(ConfigError, match="--hls-window-size='0'"):
+        load_config({"HLS_WINDOW_SIZE": "4"}, args)
+
+
+def test_the_api_key_stays_out_of_the_repr() -> None:
+    assert "sekrit" not in repr(load_config({"API_KEY": "sekrit"}))

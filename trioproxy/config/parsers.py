@@ -1,0 +1,170 @@
+"""Parsers for setting values: each turns the text of a variable or flag into its typed value.
+
+A parser raises :class:`ValueError` with a message saying what the value must be; the loader adds
+the variable's name. Pure functions, except :func:`sources_file`, which reads the file it is given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .sources import parse_source_list, parse_sources_file
+
+__all__ = [
+    "IPNetwork",
+    "bind_address",
+    "host_list",
+    "http_url",
+    "log_level",
+    "max_height",
+    "network_list",
+    "optional_str",
+    "optional_url",
+    "orchestrator_api",
+    "positive_int",
+    "positive_seconds",
+    "seconds",
+    "source_list",
+    "sources_file",
+    "url_list",
+    "whole_number",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("must be a whole number ≥ 1")
+    return value
+
+
+def whole_number(text: str) -> int:
+    value = int(text.strip() or "0")
+    if value < 0:
+        raise ValueError("must be a whole number ≥ 0")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number of seconds ≥ 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value <= 0:
+        raise ValueError("must be a number of seconds > 0")
+    return value
+
+
+def http_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return text.strip().rstrip("/")
+
+
+def optional_url(text: str) -> str | None:
+    return http_url(text) if text.strip() else None
+
+
+def optional_str(text: str) -> str | None:
+    return text if text else None
+
+
+def url_list(text: str) -> tuple[str, ...]:
+    return tuple(http_url(item) for item in text.split(",") if item.strip())
+
+
+def host_list(text: str) -> tuple[str, ...]:
+    """``host``, ``host:port``, ``[v6]:port`` or ``*``, comma-separated, lower-cased."""
+    hosts = []
+    for item in (part.strip().lower() for part in text.split(",")):
+        if not item:
+            continue
+        if item != "*" and (any(c in item for c in "/@?# ") or item.startswith(":")):
+            raise ValueError(f"{item!r} is not a host or host:port")
+        hosts.append(item)
+    return tuple(hosts)
+
+
+def network_list(text: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def bind_address(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000")
+    return text.strip()
+
+
+def max_height(text: str) -> int:
+    """``720``, ``720p`` or ``1280x720``: the tallest picture wanted (0: no limit)."""
+    text = text.strip().lower().removesuffix("p")
+    if "x" in text:
+        width, _, text = text.partition("x")
+        if not width.isdigit():
+            raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    if not text.isdigit():
+        raise ValueError("must be HEIGHT or WIDTHxHEIGHT, e.g. 720 or 1280x720")
+    return int(text)
+
+
+def source_list(text: str) -> tuple[tuple[str, str], ...]:
+    return parse_source_list(text)
+
+
+def sources_file(text: str) -> tuple[tuple[str, str], ...]:
+    """The sources listed in the file named by ``text`` (empty: none)."""
+    if not text.strip():
+        return ()
+    try:
+        with open(text.strip(), encoding="utf-8") as file:
+            content = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    return parse_sources_file(content)
+
+
+def log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def orchestrator_api(text: str) -> Literal["auto", "v1", "v2"]:
+    api = text.strip().lower()
+    if api == "v1":
+        return "v1"
+    if api == "v2":
+        return "v2"
+    if api == "auto":
+        return "auto"
+    raise ValueError("must be one of auto, v1, v2")

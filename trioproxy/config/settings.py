@@ -1,0 +1,315 @@
+"""The settings, each declared once, as a field of :class:`Config`.
+
+A field declared with :func:`setting` carries its environment variable, parser and help; its name
+gives the attribute and the ``--flag``, its default the default. The loader, the ``--help`` text
+and the README's table all read :data:`SETTINGS`, which is derived from these fields.
+
+To add a setting, add one field::
+
+    chunk_size: int = setting("TRIOPROXY_CHUNK_SIZE", 65536, parse.positive_int, "bytes per read")
+
+then regenerate the README's table with ``python -m trioproxy.config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from . import parsers as parse
+from .parsers import IPNetwork
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "setting", "settings_of"]
+
+T = TypeVar("T")
+
+_KEY = "trioproxy.config"
+
+
+class ConfigError(ValueError):
+    """A setting has a value trioproxy cannot use."""
+
+
+@dataclass(frozen=True)
+class _Declared:
+    env: str
+    parse: Callable[[str], object]
+    help: str
+
+
+def setting(env: str, default: T, parse: Callable[[str], T], help: str, *, repr: bool = True) -> T:
+    """A :class:`Config` field read from ``env`` (and its ``--flag``) with ``parse``.
+
+    ``help`` is Markdown: it is the README's "Meaning" and, without backticks, the ``--help`` line.
+    ``repr=False`` keeps a secret out of the config's repr.
+    """
+    declared = _Declared(env=env, parse=parse, help=help)
+    return dataclasses.field(default=default, repr=repr, metadata={_KEY: declared})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as declared on :class:`Config`."""
+
+    field: str
+    env: str
+    parse: Callable[[str], object]
+    default: object
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def default_text(self) -> str:
+        """The default as a person would write it in the variable; ``unset`` for none."""
+        if self.default is None or self.default in ("", ()):
+            return "unset"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
+
+
+def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
+    """The settings declared on dataclass ``cls``; each field must come from :func:`setting`."""
+    found = []
+    for field in dataclasses.fields(cls):
+        declared = field.metadata.get(_KEY)
+        if not isinstance(declared, _Declared):
+            raise TypeError(f"{cls.__name__}.{field.name} is not declared with setting()")
+        found.append(
+            Setting(field.name, declared.env, declared.parse, field.default, declared.help)
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of trioproxy; :func:`~trioproxy.config.load_config` builds one."""
+
+    bind: str = setting(
+        "TRIOPROXY_BIND", "127.0.0.1:8000", parse.bind_address, "address to serve on"
+    )
+    orchestrator_url: str | None = setting(
+        "ORCHESTRATOR_URL",
+        None,
+        parse.optional_url,
+        "orchestrator base URL for events and the engine list (unset: no events)",
+    )
+    orchestrator_api: Literal["auto", "v1", "v2"] = setting(
+        "TRIOPROXY_ORCHESTRATOR_API",
+        "auto",
+        parse.orchestrator_api,
+        "the orchestrator's API: `v1` (Python), `v2` (Go, port 8083 or `…:8000/api/v1`), or "
+        "`auto` (found from its answers, logged at start-up, shown in `/proxy/status`)",
+    )
+    api_key: str | None = setting(
+        "API_KEY",
+        None,
+        parse.optional_str,
+        "Bearer key for the orchestrator and for trioproxy's control endpoints",
+        repr=False,
+    )
+    engines: tuple[str, ...] = setting(
+        "TRIOPROXY_ENGINES",
+        (),
+        parse.url_list,
+        "comma-separated engine base URLs; unset: the orchestrator's `/engines` (healthy ones), "
+        "or `http://127.0.0.1:6878` without an orchestrator",
+    )
+    max_streams_per_engine: int = setting(
+        "ACEXY_MAX_STREAMS_PER_ENGINE", 3, parse.positive_int, "channels one engine may carry"
+    )
+    hls_window_size: int = setting(
+        "HLS_WINDOW_SIZE", 6, parse.positive_int, "segments listed in a served playlist"
+    )
+    hls_max_segments: int = setting(
+        "HLS_MAX_SEGMENTS", 20, parse.positive_int, "segments kept in memory per channel"
+    )
+    hls_initial_segments: int = setting(
+        "HLS_INITIAL_SEGMENTS",
+        2,
+        parse.positive_int,
+        "segments buffered before the first playlist is answered",
+    )
+    hls_buffer_ready_timeout: float = setting(
+        "HLS_BUFFER_READY_TIMEOUT",
+        30.0,
+        parse.positive_seconds,
+        "seconds a first request waits for the initial segments (then 503)",
+    )
+    hls_client_idle_timeout: float = setting(
+        "HLS_CLIENT_IDLE_TIMEOUT",
+        30.0,
+        parse.positive_seconds,
+        "seconds without a request after which a player counts as gone",
+    )
+    proxy_grace_period: float = setting(
+        "PROXY_GRACE_PERIOD",
+        10.0,
+        parse.seconds,
+        "seconds a channel without players lingers before it stops",
+    )
+    shutdown_timeout: float = setting(
+        "TRIOPROXY_SHUTDOWN_TIMEOUT",
+        10.0,
+        parse.positive_seconds,
+        "seconds to stop every channel on SIGTERM/SIGINT",
+    )
+    stop_timeout: float = setting(
+        "TRIOPROXY_STOP_TIMEOUT",
+        10.0,
+        parse.positive_seconds,
+        "seconds a channel's teardown may spend stopping its engine session",
+    )
+    event_drain_timeout: float = setting(
+        "TRIOPROXY_EVENT_DRAIN_TIMEOUT",
+        300.0,
+        parse.positive_seconds,
+        "seconds a stopped channel keeps retrying its undelivered events",
+    )
+    session_timeout: float = setting(
+        "TRIOPROXY_SESSION_TIMEOUT",
+        30.0,
+        parse.positive_seconds,
+        "seconds to wait for an engine to open a session",
+    )
+    upstream_timeout: float = setting(
+        "TRIOPROXY_UPSTREAM_TIMEOUT",
+        30.0,
+        parse.positive_seconds,
+        "seconds an engine may keep failing before its channel ends",
+    )
+    segment_concurrency: int = setting(
+        "TRIOPROXY_SEGMENT_CONCURRENCY",
+        3,
+        parse.positive_int,
+        "segment downloads in flight per channel",
+    )
+    failure_backoff: float = setting(
+        "TRIOPROXY_FAILURE_BACKOFF",
+        10.0,
+        parse.seconds,
+        "seconds an id is refused after its channel failed upstream",
+    )
+    engine_refresh_interval: float = setting(
+        "TRIOPROXY_ENGINE_REFRESH",
+        30.0,
+        parse.positive_seconds,
+        "seconds between reads of the orchestrator's `/engines`",
+    )
+    log_level: str = setting("TRIOPROXY_LOG_LEVEL", "INFO", parse.log_level, "logging level")
+    max_channels: int = setting(
+        "TRIOPROXY_MAX_CHANNELS",
+        100,
+        parse.positive_int,
+        "channels running at once; over it a new channel gets `503` + `Retry-After`",
+    )
+    max_players_per_channel: int = setting(
+        "TRIOPROXY_MAX_PLAYERS_PER_CHANNEL",
+        100,
+        parse.positive_int,
+        "players one channel serves at once; a new player over it gets `503`",
+    )
+    max_opening_per_engine: int = setting(
+        "TRIOPROXY_MAX_OPENING_PER_ENGINE",
+        2,
+        parse.positive_int,
+        "engine sessions being opened at once on one engine; a burst over it gets `503`",
+    )
+    allow_upstream_hosts: tuple[str, ...] = setting(
+        "TRIOPROXY_ALLOW_UPSTREAM_HOSTS",
+        (),
+        parse.host_list,
+        "hosts (`host`, `host:port`, `*`) besides the known engines that playlists and segments "
+        "may come from",
+    )
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        "TRIOPROXY_TRUSTED_PROXIES",
+        (),
+        parse.network_list,
+        "addresses or networks (CIDR) whose `X-Forwarded-For` is believed",
+    )
+    stall_timeout: float = setting(
+        "TRIOPROXY_STALL_TIMEOUT",
+        60.0,
+        parse.positive_seconds,
+        "seconds without a new segment before a channel ends as stalled",
+    )
+    stat_interval: float = setting(
+        "TRIOPROXY_STAT_INTERVAL",
+        10.0,
+        parse.positive_seconds,
+        "seconds between checks of an engine session's `stat_url`",
+    )
+    watch_interval: float = setting(
+        "TRIOPROXY_WATCH_INTERVAL",
+        15.0,
+        parse.positive_seconds,
+        "seconds between reads of the orchestrator's running and looping streams",
+    )
+    variant_max_bandwidth: int = setting(
+        "TRIOPROXY_VARIANT_MAX_BANDWIDTH",
+        0,
+        parse.whole_number,
+        "from a master playlist, the best variant up to this many bits/s (0: the highest)",
+    )
+    variant_max_resolution: int = setting(
+        "TRIOPROXY_VARIANT_MAX_RESOLUTION",
+        0,
+        parse.max_height,
+        "from a master playlist, the best variant up to this height, e.g. `720` or `1280x720`",
+    )
+    hls_start_offset: float = setting(
+        "TRIOPROXY_HLS_START_OFFSET",
+        0.0,
+        parse.seconds,
+        "seconds behind live players start, via `#EXT-X-START` (0: no tag)",
+    )
+    sources: tuple[tuple[str, str], ...] = setting(
+        "TRIOPROXY_SOURCES",
+        (),
+        parse.source_list,
+        "named HLS sources served at `/sources/<name>.m3u8`: `name=url,name2=url2`",
+    )
+    sources_file: tuple[tuple[str, str], ...] = setting(
+        "TRIOPROXY_SOURCES_FILE",
+        (),
+        parse.sources_file,
+        "file of named HLS sources, one `name url` a line (`#` comments)",
+    )
+    vod_max_segments: int = setting(
+        "TRIOPROXY_VOD_MAX_SEGMENTS",
+        1000,
+        parse.positive_int,
+        "segments kept of finished (`#EXT-X-ENDLIST`) content, served whole",
+    )
+
+    def __post_init__(self) -> None:
+        if self.hls_window_size > self.hls_max_segments:
+            raise ConfigError(
+                f"HLS_WINDOW_SIZE ({self.hls_window_size}) must not exceed "
+                f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
+            )
+        if self.hls_initial_segments > self.hls_max_segments:
+            raise ConfigError(
+                f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
+                f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
+            )
+
+    def source_url(self, name: str) -> str | None:
+        """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""
+        for source, url in (*self.sources, *self.sources_file):
+            if source == name:
+                return url
+        return None
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+SETTINGS: tuple[Setting, ...] = settings_of(Config)
+"""Every setting, in the order of :class:`Config`'s fields."""
