@@ -1,14 +1,14 @@
 """The fetch loop: every upstream segment, in order, into the channel's window.
 
-Three tasks in one nursery (their place in the whole task tree: ``trioproxy.service``)::
+Its place in the task tree is drawn once, in ``trioproxy.service``. It is three tasks in one
+nursery: the *poller* reloads the upstream playlist at the pace :mod:`trioproxy.hls.plan` sets
+and queues, in order, what that plan says is new; the *dispatcher* starts up to
+``TRIOPROXY_SEGMENT_CONCURRENCY`` downloads at once; the *committer* appends finished downloads
+to the window in playlist order, and a segment that could not be had becomes a gap (a
+discontinuity), never a silent skip.
 
-    poller        reloads the upstream playlist at the pace ``hls.plan`` sets → jobs, in order
-    dispatcher    starts up to TRIOPROXY_SEGMENT_CONCURRENCY downloads at once
-    committer     appends finished downloads to the window in playlist order; a segment that
-                  could not be had becomes a gap (a discontinuity), never a silent skip
-
-What to fetch is planned by the pure functions of :mod:`trioproxy.hls.plan`. Progress goes into
-the channel's :class:`~trioproxy.channels.feed.Feed`; a failure leaves as
+Progress goes into the channel's :class:`~trioproxy.channels.feed.Feed`; a failure (the playlist
+or the segments failing for ``TRIOPROXY_UPSTREAM_TIMEOUT``) leaves as
 :class:`~trioproxy.errors.EngineError`.
 """
 

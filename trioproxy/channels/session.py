@@ -1,17 +1,15 @@
 """An upstream session: one session on a channel's upstream, from open to stop.
 
-A channel starts one with ``await nursery.start(session.run)`` and may replace it; the session
-writes into the channel's :class:`~trioproxy.channels.feed.Feed` and never calls back. Its tasks
-(their place in the whole task tree: ``trioproxy.service``)::
+A channel starts one with ``await nursery.start(session.run)`` and could replace it (its place
+in the task tree is drawn once, in ``trioproxy.service``). :meth:`UpstreamSession.run` opens the
+session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the channel with
+``task_status.started``; then runs the fetch loop (``fetcher.py``) and the health check
+(``health.py``) side by side until cancelled or failed; on the way out it stops what it opened
+(shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``).
 
-    run
-    ├─ open            shielded, bounded (TRIOPROXY_SESSION_TIMEOUT): task_status.started(session)
-    ├─ fetch loop      poller → downloads → commit (fetcher.py)
-    ├─ health check    stat_url and stall detection (health.py)
-    └─ stop            on the way out, shielded and bounded: a session we opened is stopped
-
-Every failure (the open, the fetch loop, the health check) leaves :meth:`UpstreamSession.run`
-as one :class:`SessionEnded`, for the channel's one error boundary.
+The session writes into the channel's :class:`~trioproxy.channels.feed.Feed` and never calls
+back. Every failure (the open, the fetch loop, the health check) leaves :meth:`run` as one
+:class:`SessionEnded`, for the channel's one error boundary.
 """
 
 from __future__ import annotations
