@@ -173,10 +173,7 @@ async def harness(
 
 def channel_tasks(registry: Registry) -> list[str]:
     """Names of the channel tasks still running in the registry's nursery."""
-    nursery = registry._nursery
-    if nursery is None:
-        return []
-    return [task.name for task in nursery.child_tasks if task.name.startswith("channel ")]
+    return [name for name in registry.task_names if name.startswith("channel ")]
 
 
 __all__ = [

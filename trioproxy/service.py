@@ -1,4 +1,46 @@
-"""Run the service: the HTTP client, the registry and Hypercorn, torn down in reverse order."""
+"""Run the service: the HTTP client, the registry and Hypercorn, torn down in reverse order.
+
+The whole task tree of the proxy, and who cancels what (``README.md`` shows the same tree)::
+
+    serve                                 until SIGINT/SIGTERM, then registry.shutdown()
+    └─ HTTP client                        httpx.AsyncClient: opened first, closed last
+       ├─ hypercorn.trio.serve(app)       connections → request handlers: they find or start
+       │                                  a channel and wait on it; no upstream I/O of their own
+       └─ registry.run                    one nursery for every channel; shutdown() hurries and
+          │                               stops each one, then cancels what outlives the deadline
+          ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
+          ├─ stream watcher               stops channels whose stream the orchestrator ended
+          └─ channel <id>                 channel.run; stop() cancels its life scope
+             ├─ event sender              stream_started, then stream_ended; outlives the life
+             │                            scope, until delivered or the deadline teardown sets
+             ├─ idle watchdog             no players (waiters count) for the grace period → stop()
+             └─ upstream session          raises SessionEnded to the channel's one except*
+                ├─ open                   shielded, bounded; task_status.started(session)
+                ├─ fetch loop             poller → downloads → commit, into the channel's window
+                └─ health check           stat_url and stall detection: raises, never calls back
+
+Who cancels what, and the stop order:
+
+- **The process**: the shutdown trigger returns → ``registry.shutdown()``: the directory and the
+  watcher are cancelled; every channel gets a deadline (``TRIOPROXY_SHUTDOWN_TIMEOUT``) for
+  opening, stopping and event delivery, and is stopped; the registry's nursery is cancelled a
+  second after that deadline as a backstop. Hypercorn then shuts down (``graceful_timeout``
+  cancels requests still in flight), and the HTTP client closes last.
+- **A channel** is stopped by ``registry.stop_channel`` (DELETE), its idle watchdog, the stream
+  watcher, its upstream session's failure, or shutdown. Stopping removes it from the registry's
+  map and cancels its life scope, and returns at once: a new request for the same id builds a
+  new channel. Then, in order: the upstream session stops the engine session it opened
+  (shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``); the channel's teardown queues
+  ``stream_ended`` behind ``stream_started`` and closes the send side; the event sender drains
+  what is queued until delivered or ``TRIOPROXY_EVENT_DRAIN_TIMEOUT``, and the channel's nursery
+  closes. Nothing of the channel runs after that.
+- **An upstream session** never calls back into its channel: readiness and the upstream's end
+  reach the channel through the channel's own data (its window, ``Feed.ready``, ``Feed.ended``,
+  ``task_status.started``); failures (a refused or slow open, a failing playlist or segments, an
+  ended or stalled session) leave it as one ``SessionEnded``, caught by the channel's one error
+  boundary (``except*`` in ``Channel.run``), which ends the channel and starts the id's failure
+  backoff.
+"""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ async def test_rejected_key_is_one_clear_error_and_nothing_else(
         for key in (CONTENT_A, CONTENT_B):
             assert (await h.open_playlist(key)).status_code == 200
             h.registry.stop_channel(key)
-        for channel in h.registry._closing.copy():
+        for channel in h.registry.closing:
             await channel.closed.wait()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1

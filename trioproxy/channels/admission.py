@@ -25,15 +25,15 @@ OPENING_RETRY_AFTER = 2.0
 
 
 def opening_counts(channels: Iterable[Channel]) -> Counter[str]:
-    """Sessions being opened, per engine URL: channels that have no session and are not closed.
+    """Sessions being opened, per engine URL (see :attr:`Channel.opening`).
 
-    A channel stopped while its session is being opened still counts: the open is shielded and
-    the engine works on it until it answers.
+    Channels of sources and renditions open nothing on an engine and are not counted.
     """
     counts: Counter[str] = Counter()
     for channel in channels:
-        if channel.session is None and not channel.closed.is_set() and channel.failure is None:
-            counts[channel.engine.base_url] += 1
+        engine = channel.upstream.engine_load
+        if engine is not None and channel.opening:
+            counts[engine.base_url] += 1
     return counts
 
 

@@ -1,15 +1,10 @@
-"""A channel: one engine session, its fetch loop, its event sender and its idle watchdog.
+"""A channel: what its players see, and the upstream session that fills it.
 
-``Channel.run`` is the channel's whole life. Its task tree::
-
-    run
-    ├─ event sender            (outlives the life scope; bounded by a deadline set at teardown)
-    └─ life scope              (cancelled by stop(): DELETE, idle watchdog, shutdown, failure)
-       ├─ open session         (shielded, bounded: a session we asked for is always stopped)
-       ├─ fetch loop           poller → dispatcher → committer (fetcher.py)
-       ├─ idle watchdog
-       └─ health check         stat_url and stall detection (health.py)
-    teardown (shielded, bounded): method=stop to the engine, stream_ended queued, send side closed
+The channel owns the segment window and resources (its :class:`~trioproxy.channels.feed.Feed`),
+its players, its event sender, its incarnation and URL. Its upstream session
+(:mod:`trioproxy.channels.session`) is a child it starts and could replace; the session's
+failures reach the channel's one error boundary in :meth:`Channel.run` as exceptions. Where this
+sits in the whole task tree, and who cancels what: ``trioproxy.service``.
 """
 
 from __future__ import annotations
@@ -24,18 +19,18 @@ from typing import Any
 import trio
 
 from ..config import Config
-from ..errors import BufferTimeout, ChannelFailed, EngineError, ProxyError
+from ..errors import BufferTimeout, ChannelFailed, ProxyError
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import Segment, SegmentWindow
 from ..upstream.engine import Engine, EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
-from ..upstream.sources import source_session
 from .events import Event, EventKind, EventSender
-from .fetcher import Fetcher
-from .health import watch_session
+from .feed import Feed
 from .players import ClientTracker
+from .session import SessionEnded, UpstreamSession, first_leaf
+from .upstreams import Upstream
 
 __all__ = ["Channel", "ChannelState"]
 
@@ -55,73 +50,111 @@ class Channel:
         self,
         *,
         name: str,
-        key_type: KeyType,
-        key: str,
-        engine: Engine,
+        upstream: Upstream,
         config: Config,
-        engines: EngineClient,
+        client: EngineClient,
         orchestrator: Orchestrator | None,
         on_stop: Callable[[Channel], None] = lambda channel: None,
-        on_closed: Callable[[Channel], None] = lambda channel: None,
     ) -> None:
         self.name = name
-        self.key_type = key_type
-        self.key = key
-        self.engine = engine
+        self.upstream = upstream
         self.config = config
         self.incarnation = secrets.token_hex(4)
-        self.window = SegmentWindow(config.hls_max_segments)
-        self.resources = ResourceCache(2 * config.hls_max_segments + 8)
-        """Init sections and keys, fetched once and served by the proxy."""
+        self.feed = Feed(
+            SegmentWindow(config.hls_max_segments),
+            ResourceCache(2 * config.hls_max_segments + 8),
+        )
         self.clients = ClientTracker(config.hls_client_idle_timeout)
-        self.session: Session | None = None
         self.stream_id: str | None = None
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
-        self.endlist = False
         self.report_end = True
         """False when the orchestrator ended the stream itself: no ``stream_ended`` from us."""
         self.created_at = trio.current_time()
-        self.ready = trio.Event()
-        """Set once the first playlist can be answered, or the channel ended: waiters wake."""
         self.closed = trio.Event()
         """Set when nothing of the channel runs any more."""
-        self.engines = engines
+        self._client = client
         self._orchestrator = orchestrator
         self._on_stop = on_stop
-        self._on_closed = on_closed
         self._life = trio.CancelScope()
-        self._open_scope = trio.CancelScope(shield=True)
         self._hurry_deadline = math.inf
         self._sender: EventSender | None = None
+        self._upstream_session: UpstreamSession | None = None
         self._waiters = 0
         self._waiters_left_at = self.created_at
         self._waiters_gone = trio.Event()
-        self._state = ChannelState.OPENING
-        self.fetcher = Fetcher(self)
+
+    # ---- what players see -------------------------------------------------------------------
+
+    @property
+    def window(self) -> SegmentWindow:
+        return self.feed.window
+
+    @property
+    def resources(self) -> ResourceCache:
+        """Init sections and keys, fetched once and served by the proxy."""
+        return self.feed.resources
+
+    @property
+    def ready(self) -> trio.Event:
+        """Set once the first playlist can be answered, or the channel ended: waiters wake."""
+        return self.feed.ready
+
+    @property
+    def variant(self) -> Variant | None:
+        """The variant followed, when the upstream answered a master playlist."""
+        return self.feed.variant
+
+    @property
+    def endlist(self) -> bool:
+        """The upstream's playlist ended and every segment it listed is in the window."""
+        return self.feed.ended.is_set()
+
+    # ---- the upstream -----------------------------------------------------------------------
+
+    @property
+    def key_type(self) -> KeyType:
+        return self.upstream.key_type
+
+    @property
+    def key(self) -> str:
+        return self.upstream.key
+
+    @property
+    def engine(self) -> Engine:
+        return self.upstream.engine
+
+    @property
+    def session(self) -> Session | None:
+        """The current upstream session, once it is open."""
+        return None if self._upstream_session is None else self._upstream_session.session
+
+    @property
+    def opening(self) -> bool:
+        """A session is being asked for: none is open yet, and the channel did not fail or close.
+
+        A channel stopped while its session is being opened still counts: the open is shielded
+        and the engine works on it until it answers.
+        """
+        return self.session is None and not self.closed.is_set() and self.failure is None
 
     # ---- life -------------------------------------------------------------------------------
 
     @property
     def state(self) -> ChannelState:
-        return self._state
+        if self.closed.is_set():
+            return ChannelState.CLOSED
+        if self.stopping:
+            return ChannelState.STOPPING
+        if self.ready.is_set():
+            return ChannelState.READY
+        if self.session is not None:
+            return ChannelState.BUFFERING
+        return ChannelState.OPENING
 
     @property
     def stopping(self) -> bool:
         return self.end_reason is not None
-
-    @property
-    def variant(self) -> Variant | None:
-        """The variant followed, when the upstream answered a master playlist."""
-        return self.fetcher.variant
-
-    def mark_ready(self) -> None:
-        """The first playlist can be served: wake every waiting player."""
-        if self.ready.is_set():
-            return
-        self._state = ChannelState.READY
-        log.info("channel %s: ready after %.2f s", self.name, trio.current_time() - self.created_at)
-        self.ready.set()
 
     @property
     def stream_established(self) -> bool:
@@ -133,13 +166,12 @@ class Channel:
         if self.end_reason is None:
             self.end_reason = reason
             log.info("channel %s: stopping (%s)", self.name, reason)
-        if self._state is not ChannelState.CLOSED:
-            self._state = ChannelState.STOPPING
         self._life.cancel()
         self.ready.set()
         self._on_stop(self)
 
     def fail(self, error: ProxyError, reason: str) -> None:
+        """Stop with a failure: waiting players get ``error``, the id is refused for a while."""
         if self.failure is None and self.end_reason is None:
             self.failure = error
         self.stop(reason)
@@ -147,7 +179,8 @@ class Channel:
     def hurry(self, deadline: float) -> None:
         """At process shutdown: finish opening, stopping and event delivery by ``deadline``."""
         self._hurry_deadline = min(self._hurry_deadline, deadline)
-        self._open_scope.deadline = min(self._open_scope.deadline, deadline)
+        if self._upstream_session is not None:
+            self._upstream_session.hurry(deadline)
         if self._sender is not None:
             self._sender.give_up_by(deadline)
 
@@ -156,10 +189,8 @@ class Channel:
         try:
             await self._run()
         finally:
-            self._state = ChannelState.CLOSED
             self.ready.set()
             self.closed.set()
-            self._on_closed(self)
             log.info("channel %s: closed", self.name)
 
     async def _run(self) -> None:
@@ -171,99 +202,63 @@ class Channel:
             else:
                 receive.close()
             with send:
+                # The channel's one error boundary: whatever ends its upstream session ends here.
                 try:
                     with self._life:
                         await self._live(send)
-                except Exception as exc:  # a bug: end this channel only, never its siblings
+                except* SessionEnded as group:
+                    ended = first_leaf(group)
+                    self.fail(ended.error, ended.reason)
+                except* Exception as group:  # a bug: end this channel only, never its siblings
                     log.exception("channel %s: internal error", self.name)
-                    self.fail(ProxyError(f"internal error: {exc!r}"), "internal error")
+                    self.fail(
+                        ProxyError(f"internal error: {first_leaf(group)!r}"), "internal error"
+                    )
                 finally:
-                    await self._teardown(send)
+                    self._teardown(send)
 
     async def _live(self, send: trio.MemorySendChannel[Event]) -> None:
-        self._open_scope.deadline = min(
-            self._hurry_deadline, trio.current_time() + self.config.session_timeout
+        upstream_session = UpstreamSession(
+            name=self.name,
+            upstream=self.upstream,
+            client=self._client,
+            feed=self.feed,
+            config=self.config,
+            hurry_deadline=self._hurry_deadline,
         )
-        with self._open_scope:
-            try:
-                if self.key_type == "url":  # a configured source: no session to open
-                    self.session = source_session(self.key)
-                else:
-                    self.session = await self.engines.open_session(
-                        self.engine, self.key_type, self.key
-                    )
-            except EngineError as exc:
-                self.fail(exc, f"engine session failed: {exc.message}")
-                return
-        if self._open_scope.cancelled_caught:
-            error = EngineError(
-                f"engine did not open a session in {self.config.session_timeout:g} s"
-            )
-            self.fail(error, "engine session timed out")
-            return
-        session = self.session
-        assert session is not None
-        log.info(
-            "channel %s: session %s open on %s",
-            self.name,
-            session.playback_session_id,
-            self.engine.base_url,
-        )
-        await trio.lowlevel.checkpoint()  # a stop that came while opening takes effect here
-        self.stream_id = f"{self.key}|{session.playback_session_id}"
-        self._state = ChannelState.BUFFERING
-        self._emit(
-            send,
-            "stream_started",
-            started_payload(
-                engine=self.engine,
-                key_type=self.key_type,
-                key=self.key,
-                session=session,
-                stream_id=self.stream_id,
-            ),
-        )
+        self._upstream_session = upstream_session
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.fetcher.run, session.playback_url)
+            session = await nursery.start(upstream_session.run)
+            self.stream_id = f"{self.key}|{session.playback_session_id}"
+            self._emit(
+                send,
+                "stream_started",
+                started_payload(
+                    engine=self.engine,
+                    key_type=self.key_type,
+                    key=self.key,
+                    session=session,
+                    stream_id=self.stream_id,
+                ),
+            )
             nursery.start_soon(self._watchdog)
-            nursery.start_soon(self._health, session)
 
-    async def _health(self, session: Session) -> None:
-        await watch_session(
-            self,
-            self.engines,
-            session,
-            stat_interval=self.config.stat_interval,
-            stall_timeout=self.config.stall_timeout,
-        )
-
-    async def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
-        """Stop the engine session and queue ``stream_ended``: shielded and bounded."""
+    def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
+        """Queue ``stream_ended`` (the session stopped its engine session on its way out)."""
         if self.end_reason is None:
             self.end_reason = "ended"
-        self._state = ChannelState.STOPPING
         self.ready.set()
-        with trio.CancelScope(shield=True):
-            if self.session is not None and self.key_type != "url":
-                with trio.move_on_at(
-                    min(self._hurry_deadline, trio.current_time() + self.config.stop_timeout)
-                ):
-                    try:
-                        await self.engines.stop_session(self.session)
-                        log.info("channel %s: engine session stopped", self.name)
-                    except EngineError as exc:
-                        log.warning("channel %s: engine stop failed: %s", self.name, exc.message)
-            if self.stream_id is not None and self._sender is not None and self.report_end:
-                self._emit(
-                    send,
-                    "stream_ended",
-                    ended_payload(
-                        container_id=self.engine.container_id,
-                        stream_id=self.stream_id,
-                        content_id=self.key,
-                        reason=self.end_reason,
-                    ),
-                )
+        if self.stream_id is not None and self._sender is not None and self.report_end:
+            self._emit(
+                send,
+                "stream_ended",
+                ended_payload(
+                    container_id=self.engine.container_id,
+                    stream_id=self.stream_id,
+                    content_id=self.key,
+                    reason=self.end_reason,
+                ),
+            )
         if self._sender is not None:
             self._sender.give_up_by(
                 min(self._hurry_deadline, trio.current_time() + self.config.event_drain_timeout)
@@ -324,7 +319,7 @@ class Channel:
         resource_uri: Callable[[int], str] = lambda number: f"r/{number}",
     ) -> str:
         """Our playlist: the newest segments, or all of finished content."""
-        if self.fetcher.serve_whole:
+        if self.feed.serve_whole:
             segments = list(self.window)
         else:
             segments = self.window.latest(self.config.hls_window_size)
@@ -333,9 +328,9 @@ class Channel:
             target_duration=self.window.target_duration,
             segment_uri=segment_uri,
             resource_uri=resource_uri,
-            endlist=self.endlist and self._state is not ChannelState.OPENING,
+            endlist=self.endlist,
             start_offset=self.config.hls_start_offset or None,
-            independent_segments=self.fetcher.independent_segments,
+            independent_segments=self.feed.independent_segments,
         )
 
     async def _watchdog(self) -> None:
@@ -362,7 +357,7 @@ class Channel:
             "incarnation": self.incarnation,
             "key_type": self.key_type,
             "key": self.key,
-            "state": self._state.value,
+            "state": self.state.value,
             "end_reason": self.end_reason,
             "age_seconds": round(now - self.created_at, 3),
             "engine": {"url": self.engine.base_url, "container_id": self.engine.container_id},

@@ -1,36 +1,34 @@
-"""A channel's fetch loop: every upstream segment, in order, into the channel's window.
+"""The fetch loop: every upstream segment, in order, into the channel's window.
 
-Three tasks in one nursery::
+Its place in the task tree is drawn once, in ``trioproxy.service``. It is three tasks in one
+nursery: the *poller* reloads the upstream playlist at the pace :mod:`trioproxy.hls.plan` sets
+and queues, in order, what that plan says is new; the *dispatcher* starts up to
+``TRIOPROXY_SEGMENT_CONCURRENCY`` downloads at once; the *committer* appends finished downloads
+to the window in playlist order, and a segment that could not be had becomes a gap (a
+discontinuity), never a silent skip.
 
-    poller        reloads the upstream playlist at the RFC 8216 §6.3.4 pace → jobs, in order
-    dispatcher    starts up to TRIOPROXY_SEGMENT_CONCURRENCY downloads at once
-    committer     appends finished downloads to the window in playlist order; a segment that
-                  could not be had becomes a gap (a discontinuity), never a silent skip
+Progress goes into the channel's :class:`~trioproxy.channels.feed.Feed`; a failure (the playlist
+or the segments failing for ``TRIOPROXY_UPSTREAM_TIMEOUT``) leaves as
+:class:`~trioproxy.errors.EngineError`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import trio
 
+from ..config import Config
 from ..errors import EngineError, ProxyError
-from ..hls.playlist import (
-    PlaylistError,
-    UpstreamPlaylist,
-    UpstreamSegment,
-    is_master_playlist,
-    parse_media_playlist,
-)
-from ..hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
+from ..hls.plan import plan_fetches, reload_pause
+from ..hls.playlist import PlaylistError, UpstreamSegment, is_master_playlist, parse_media_playlist
+from ..hls.variants import VariantLimits, parse_master_playlist, select_variant
 from ..hls.window import PLAIN, SegmentMeta
 from ..retry import backoff
+from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
-
-if TYPE_CHECKING:
-    from .channel import Channel
+from .feed import Feed
 
 __all__ = ["Fetcher"]
 
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 PLAYLIST_TIMEOUT = 10.0
 """Seconds one playlist reload may take."""
 SEGMENT_ATTEMPTS = 3
-EMPTY_POLL_INTERVAL = 1.0
-"""Reload pace while the engine lists no segments yet (it has no target duration to go by)."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
 
@@ -58,40 +54,46 @@ class _Job:
 
 
 class Fetcher:
-    """Fills one channel's window from its upstream; what it learned is read by the channel."""
+    """Fills a channel's feed from one upstream playlist URL."""
 
-    def __init__(self, channel: Channel) -> None:
-        self._channel = channel
-        self._config = channel.config
-        self._window = channel.window
-        self._resources = channel.resources
-        self._engines = channel.engines
-        self._name = channel.name
-        self.variant: Variant | None = None
-        """The variant followed, when the upstream answered a master playlist."""
-        self.upstream_ended = False
-        self.serve_whole = False
-        """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
-        self.independent_segments = False
-        self.last_good_segment_at = channel.created_at
+    def __init__(self, name: str, config: Config, client: EngineClient, feed: Feed) -> None:
+        self._name = name
+        self._config = config
+        self._client = client
+        self._feed = feed
+        self._window = feed.window
+        self._resources = feed.resources
+        self.started_at = trio.current_time()
+        self.last_good_segment_at = self.started_at
         self._segment_error = ""
-        self._last_discontinuity: int | None = None
 
     async def run(self, playback_url: str) -> None:
-        """Fetch until the upstream ends (or the channel's scope is cancelled)."""
+        """Fetch until the upstream ends (or the caller's scope is cancelled)."""
         jobs_send, jobs_receive = trio.open_memory_channel[_Job](self._config.hls_max_segments)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._download_in_order, jobs_receive)
-            await self._poll(playback_url, jobs_send)
-        if self.upstream_ended:
+            ended = await self._poll(playback_url, jobs_send)
+        if ended:
             # Only now is every listed segment in the window: the playlist may say it ends.
-            self._channel.endlist = True
+            self._feed.ended.set()
             if len(self._window):
-                self._channel.mark_ready()
+                self._set_ready()
 
-    async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> None:
-        """Reload the engine's playlist and queue every segment it lists that we have not seen."""
+    def _set_ready(self) -> None:
+        if not self._feed.ready.is_set():
+            log.info(
+                "channel %s: ready after %.2f s", self._name, trio.current_time() - self.started_at
+            )
+            self._feed.ready.set()
+
+    async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> bool:
+        """Reload the playlist and queue every segment it lists that we have not seen.
+
+        Returns True when the upstream playlist ended; raises ``EngineError`` when it failed
+        for ``TRIOPROXY_UPSTREAM_TIMEOUT``.
+        """
         last_sequence: int | None = None
+        last_discontinuity: int | None = None
         previous_last: int | None = None
         failing_since: float | None = None
         attempt = hops = 0
@@ -100,7 +102,7 @@ class Fetcher:
                 began = trio.current_time()
                 try:
                     with trio.fail_after(PLAYLIST_TIMEOUT):
-                        text, final_url = await self._engines.get_text(url)
+                        text, final_url = await self._client.get_text(url)
                     if is_master_playlist(text):
                         if hops >= MASTER_HOPS:
                             raise PlaylistError("master playlists nested too deep")
@@ -112,11 +114,7 @@ class Fetcher:
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     if began - failing_since >= self._config.upstream_timeout:
-                        self._channel.fail(
-                            EngineError(f"engine playlist failing: {reason}"),
-                            f"engine playlist failing: {reason}",
-                        )
-                        return
+                        raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     await trio.sleep(backoff(attempt))
                     attempt += 1
@@ -124,66 +122,43 @@ class Fetcher:
                 failing_since, attempt, hops = None, 0, 0
                 if playlist.target_duration:
                     self._window.raise_target_duration(playlist.target_duration)
-                self.independent_segments = playlist.independent_segments
+                self._feed.independent_segments = playlist.independent_segments
                 if last_sequence is None and playlist.endlist:
-                    self.serve_whole = True
+                    self._feed.serve_whole = True
                     self._window.grow(min(len(playlist.segments), self._config.vod_max_segments))
                     self._resources.limit = max(
                         self._resources.limit, 2 * self._window.max_segments
                     )
-                for job in self._new_jobs(playlist, last_sequence):
-                    await jobs.send(job)
-                    last_sequence = job.segment.sequence
-                    self._last_discontinuity = job.segment.discontinuity_number
-                if playlist.endlist:
-                    self.upstream_ended = True
-                    log.info("channel %s: upstream playlist ended", self._name)
-                    return
-                changed = playlist.last_sequence != previous_last
-                previous_last = playlist.last_sequence
-                if playlist.target_duration is None or not playlist.segments:
-                    pause = EMPTY_POLL_INTERVAL
-                else:
-                    pause = playlist.target_duration if changed else playlist.target_duration / 2
-                await trio.sleep_until(began + pause)
-
-    def _new_jobs(self, playlist: UpstreamPlaylist, last: int | None) -> list[_Job]:
-        """The segments of ``playlist`` after ``last``; a gap or a restart flags a discontinuity."""
-        segments = playlist.segments
-        if not segments:
-            return []
-        live_edge = max(1, self._config.hls_initial_segments)
-        gap = False
-        if last is None:
-            fresh = segments[-live_edge:] if not playlist.endlist else segments
-            fresh = fresh[: self._config.vod_max_segments]
-        elif segments[-1].sequence < last:
-            log.warning(
-                "channel %s: upstream media sequence went back from %d to %d; restarted",
-                self._name,
-                last,
-                segments[-1].sequence,
-            )
-            fresh, gap = segments[-live_edge:], True
-        else:
-            fresh = tuple(s for s in segments if s.sequence > last)
-            if fresh and fresh[0].sequence > last + 1:
-                log.warning(
-                    "channel %s: upstream dropped segments %d..%d before we saw them",
-                    self._name,
-                    last + 1,
-                    fresh[0].sequence - 1,
+                plan = plan_fetches(
+                    playlist,
+                    last_sequence,
+                    last_discontinuity,
+                    initial_segments=self._config.hls_initial_segments,
+                    vod_cap=self._config.vod_max_segments,
                 )
-                gap = True
-        jobs = []
-        previous = self._last_discontinuity
-        for index, segment in enumerate(fresh):
-            # A discontinuity the upstream listed only on a segment we never saw still counts.
-            missed = previous is not None and segment.discontinuity_number > previous
-            missed = missed and not segment.discontinuity
-            previous = segment.discontinuity_number
-            jobs.append(_Job(segment, (gap and index == 0) or missed))
-        return jobs
+                if plan.restarted_at is not None:
+                    log.warning(
+                        "channel %s: upstream media sequence went back from %d to %d; restarted",
+                        self._name,
+                        last_sequence,
+                        plan.restarted_at,
+                    )
+                if plan.dropped is not None:
+                    log.warning(
+                        "channel %s: upstream dropped segments %d..%d before we saw them",
+                        self._name,
+                        *plan.dropped,
+                    )
+                for fetch in plan.fetches:
+                    await jobs.send(_Job(fetch.segment, fetch.discontinuity_before))
+                    last_sequence = fetch.segment.sequence
+                    last_discontinuity = fetch.segment.discontinuity_number
+                if playlist.endlist:
+                    log.info("channel %s: upstream playlist ended", self._name)
+                    return True
+                pause = reload_pause(playlist, previous_last)
+                previous_last = playlist.last_sequence
+                await trio.sleep_until(began + pause)
 
     def _choose_variant(self, text: str, url: str) -> str:
         limits = VariantLimits(
@@ -191,14 +166,14 @@ class Fetcher:
             max_height=self._config.variant_max_resolution,
         )
         variant = select_variant(parse_master_playlist(text, url), limits)
-        if variant != self.variant:
+        if variant != self._feed.variant:
             log.info(
                 "channel %s: master playlist; following the variant of %d bit/s at %s",
                 self._name,
                 variant.bandwidth,
                 variant.uri,
             )
-        self.variant = variant
+        self._feed.variant = variant
         return variant.uri
 
     async def _download_in_order(self, jobs: trio.MemoryReceiveChannel[_Job]) -> None:
@@ -221,7 +196,7 @@ class Fetcher:
                 try:
                     with trio.fail_after(timeout):
                         job.data, job.meta = await fetch_segment(
-                            self._engines, self._resources, job.segment
+                            self._client, self._resources, job.segment
                         )
                     return
                 except (EngineError, trio.TooSlowError) as exc:
@@ -251,9 +226,7 @@ class Fetcher:
                     self._window.mark_gap()
                     stalled = now - self.last_good_segment_at >= self._config.upstream_timeout
                     if stalled and not job.segment.gap:
-                        message = f"engine segments failing: {self._segment_error}"
-                        self._channel.fail(EngineError(message), message)
-                        return
+                        raise EngineError(f"engine segments failing: {self._segment_error}")
                     continue
                 self.last_good_segment_at = now
                 self._window.append(
@@ -265,7 +238,7 @@ class Fetcher:
                     meta=job.meta,
                 )
                 if len(self._window) >= max(1, self._config.hls_initial_segments):
-                    self._channel.mark_ready()
+                    self._set_ready()
 
 
 def _describe(exc: BaseException) -> str:

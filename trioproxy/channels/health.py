@@ -1,29 +1,28 @@
 """A channel's health check: is the engine session still alive, and does it still advance?
 
-One task per channel, in the channel's life scope, ticking every ``TRIOPROXY_STAT_INTERVAL``:
+One task per upstream session, beside its fetch loop, ticking every ``TRIOPROXY_STAT_INTERVAL``:
 
 - it reads the session's ``stat_url``; an answer ``{"response": null, "error": "..."}`` (after a
   stop the engine says "unknown playback session id") means the engine ended the session itself;
 - it watches the channel's window: no new segment (and no gap) for ``TRIOPROXY_STALL_TIMEOUT``
   seconds since the session opened or since the last one means the stream stalled.
 
-Either ends the channel with a reason naming the cause. Reading ``stat_url`` may fail for a while
-(a busy engine): that alone never ends a channel; the fetch loop's own bounds handle a dead engine.
+Either raises :class:`~trioproxy.errors.EngineError` naming the cause; it never calls back.
+Reading ``stat_url`` may fail for a while (a busy engine): that alone ends nothing; the fetch
+loop's own bounds handle a dead engine.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from ..errors import EngineError
 from ..upstream.engine import EngineClient, Session
-
-if TYPE_CHECKING:
-    from .channel import Channel
+from .feed import Feed
 
 __all__ = ["STAT_TIMEOUT", "session_ended_error", "watch_session"]
 
@@ -54,15 +53,16 @@ async def _read_stat(engines: EngineClient, url: str) -> Any:
 
 
 async def watch_session(
-    channel: Channel,
     engines: EngineClient,
     session: Session,
+    feed: Feed,
     *,
     stat_interval: float,
     stall_timeout: float,
 ) -> None:
-    """Run until the channel's scope is cancelled; end the channel if its session dies or stalls."""
-    progress_mark = (channel.window.next_sequence, channel.window.gaps)
+    """Run until cancelled; raise ``EngineError`` when the session dies or stalls."""
+    window = feed.window
+    progress_mark = (window.next_sequence, window.gaps)
     progress_at = trio.current_time()
     tick = min(stat_interval, stall_timeout)
     deadline = progress_at
@@ -71,18 +71,14 @@ async def watch_session(
         deadline += tick
         await trio.sleep_until(deadline)
         now = trio.current_time()
-        mark = (channel.window.next_sequence, channel.window.gaps)
-        if mark != progress_mark or channel.endlist:
+        mark = (window.next_sequence, window.gaps)
+        if mark != progress_mark or feed.ended.is_set():
             progress_mark, progress_at = mark, now
         elif now - progress_at >= stall_timeout:
-            message = f"engine stream stalled: no new segment in {stall_timeout:g} s"
-            channel.fail(EngineError(message), message)
-            return
+            raise EngineError(f"engine stream stalled: no new segment in {stall_timeout:g} s")
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)
             ended = session_ended_error(payload)
             if ended is not None:
-                message = f"engine ended the session ({ended})"
-                channel.fail(EngineError(message), message)
-                return
+                raise EngineError(f"engine ended the session ({ended})")

@@ -1,4 +1,9 @@
-"""The channel registry: one nursery for every channel, and the map from id to running channel."""
+"""The channel registry: one nursery for every channel, and the map from id to running channel.
+
+The registry picks each channel's upstream (an engine with room for an AceStream id, or the URL
+of a source or rendition) and hands it to the channel. Its place in the whole task tree, and who
+cancels what: ``trioproxy.service``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from ..errors import ChannelFailed, NoEngineAvailable
 from ..upstream.engine import Engine, KeyType
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import GuardedEngineClient, UpstreamPolicy, source_hosts
-from ..upstream.sources import SOURCE_PREFIX, rendition_name, source_engine
+from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
+from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
 
 __all__ = ["Registry"]
@@ -105,11 +111,11 @@ class Registry:
     def _engines_in_use(self) -> list[Engine]:
         """Engines running or closing channels use (one the directory dropped may be among them).
 
-        Channels of URLs (sources, renditions) are left out: an upstream playlist naming a URL
+        Channels of URLs (sources, renditions) use no engine: an upstream playlist naming a URL
         must not make its host one we fetch from.
         """
         channels = [*self._channels.values(), *self._closing]
-        return [c.engine for c in channels if c.key_type != "url"]
+        return [c.upstream.engine_load for c in channels if c.upstream.engine_load is not None]
 
     def shutdown(self) -> None:
         self._shutdown.set()
@@ -131,7 +137,12 @@ class Registry:
 
     def get_or_start_source(self, source: str, url: str) -> Channel:
         """The channel of the configured source ``source``, started now if there is none."""
-        return self.get_or_start("url", url, name=SOURCE_PREFIX + source)
+        name = SOURCE_PREFIX + source
+        channel = self._channels.get(name)
+        if channel is not None:
+            return channel
+        self._admit(name)
+        return self._start(name, SourceUpstream(url))
 
     def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
         """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
@@ -141,16 +152,29 @@ class Registry:
             return None
         uri = variant.separate_renditions[index].uri
         assert uri is not None
-        return self.get_or_start("url", uri, name=rendition_name(parent.name, index), events=False)
-
-    def get_or_start(
-        self, key_type: KeyType, key: str, *, name: str | None = None, events: bool = True
-    ) -> Channel:
-        """The channel for ``key``, started now if there is none. Never waits."""
-        name = name or key
+        name = rendition_name(parent.name, index)
         channel = self._channels.get(name)
         if channel is not None:
             return channel
+        self._admit(name)
+        return self._start(name, SourceUpstream(uri), events=False)
+
+    def get_or_start(self, key_type: KeyType, key: str) -> Channel:
+        """The channel of AceStream content ``key``, started now on an engine with room if there
+        is none. Never waits."""
+        channel = self._channels.get(key)
+        if channel is not None:
+            return channel
+        self._admit(key, watched=True)
+        opening = opening_counts([*self._channels.values(), *self._closing])
+        engine = self.directory.acquire_if(self.admission.engine_free(opening))
+        if engine is None:
+            raise self.admission.refuse_opening()
+        return self._start(key, EngineUpstream(engine, key_type, key))
+
+    def _admit(self, name: str, *, watched: bool = False) -> None:
+        """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
+        orchestrator lists as looping (``watched``: AceStream content), or over the cap."""
         if self._nursery is None or self._shutdown.is_set():
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
@@ -162,34 +186,34 @@ class Registry:
                     f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
-        if self.watcher is not None and key_type != "url":
-            self.watcher.check(key)
+        if watched and self.watcher is not None:
+            self.watcher.check(name)
         self.admission.check_channel(len(self._channels))
-        if key_type == "url":
-            # A source is no engine stream: it takes no engine's capacity.
-            engine = source_engine(key)
-        else:
-            opening = opening_counts([*self._channels.values(), *self._closing])
-            accepted = self.directory.acquire_if(self.admission.engine_free(opening))
-            if accepted is None:
-                raise self.admission.refuse_opening()
-            engine = accepted
+
+    def _start(self, name: str, upstream: Upstream, *, events: bool = True) -> Channel:
+        assert self._nursery is not None
         channel = Channel(
             name=name,
-            key_type=key_type,
-            key=key,
-            engine=engine,
+            upstream=upstream,
             config=self.config,
-            engines=self.engines,
+            client=self.engines,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
-            on_closed=self._closed,
         )
         self._channels[name] = channel
         self.started_total += 1
-        log.info("channel %s: starting on %s", name, engine.base_url)
-        self._nursery.start_soon(channel.run, name=f"channel {name}")
+        log.info("channel %s: starting on %s", name, upstream.engine.base_url)
+        self._nursery.start_soon(self._run_channel, channel, name=f"channel {name}")
         return channel
+
+    async def _run_channel(self, channel: Channel) -> None:
+        try:
+            await channel.run()
+        finally:
+            self._forget(channel)
+            self._closing.discard(channel)
+            if channel.upstream.engine_load is not None:
+                self.directory.release(channel.upstream.engine_load)
 
     def stop_channel(self, name: str, reason: str = "stopped") -> bool:
         """Stop a channel now. Returns at once; False when there is no such running channel."""
@@ -208,12 +232,6 @@ class Registry:
         if not channel.closed.is_set():
             self._closing.add(channel)
 
-    def _closed(self, channel: Channel) -> None:
-        self._forget(channel)
-        self._closing.discard(channel)
-        if channel.key_type != "url":
-            self.directory.release(channel.engine)
-
     def _back_off(self, channel: Channel) -> None:
         if channel.failure is None or self.config.failure_backoff <= 0:
             return
@@ -229,6 +247,18 @@ class Registry:
     @property
     def channels(self) -> list[Channel]:
         return list(self._channels.values())
+
+    @property
+    def closing(self) -> list[Channel]:
+        """Channels stopped and still tearing down (their segments stay servable)."""
+        return list(self._closing)
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the tasks running in the channels' nursery (``channel <id>`` per channel)."""
+        if self._nursery is None:
+            return []
+        return [task.name for task in self._nursery.child_tasks]
 
     def snapshot(self) -> dict[str, Any]:
         orchestrator = self.orchestrator

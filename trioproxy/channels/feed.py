@@ -1,0 +1,36 @@
+"""What players of one channel see, as data: the channel owns it, its upstream session fills it.
+
+A :class:`Feed` outlives the upstream session that writes into it: a session that ends (or is
+replaced) leaves the window, the resources and what was learned about the upstream behind. The
+session reports its progress only through this data and the two events in it; it never calls
+back into the channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from ..hls.variants import Variant
+from ..hls.window import SegmentWindow
+from ..upstream.resources import ResourceCache
+
+__all__ = ["Feed"]
+
+
+@dataclass(eq=False)
+class Feed:
+    window: SegmentWindow
+    resources: ResourceCache
+    """Init sections and keys, fetched once and served by the proxy."""
+    ready: trio.Event = field(default_factory=trio.Event)
+    """Set once the first playlist can be answered (by the session), or when the channel ends
+    (by the channel): waiting players wake."""
+    ended: trio.Event = field(default_factory=trio.Event)
+    """Set once the upstream listed ``#EXT-X-ENDLIST`` and every segment it listed is in."""
+    variant: Variant | None = None
+    """The variant followed, when the upstream answered a master playlist."""
+    serve_whole: bool = False
+    """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
+    independent_segments: bool = False

@@ -1,0 +1,144 @@
+"""An upstream session: one session on a channel's upstream, from open to stop.
+
+A channel starts one with ``await nursery.start(session.run)`` and could replace it (its place
+in the task tree is drawn once, in ``trioproxy.service``). :meth:`UpstreamSession.run` opens the
+session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the channel with
+``task_status.started``; then runs the fetch loop (``fetcher.py``) and the health check
+(``health.py``) side by side until cancelled or failed; on the way out it stops what it opened
+(shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``).
+
+The session writes into the channel's :class:`~trioproxy.channels.feed.Feed` and never calls
+back. Every failure (the open, the fetch loop, the health check) leaves :meth:`run` as one
+:class:`SessionEnded`, for the channel's one error boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from typing import TypeVar
+
+import trio
+
+from ..config import Config
+from ..errors import EngineError, ProxyError
+from ..upstream.engine import EngineClient, Session
+from .feed import Feed
+from .fetcher import Fetcher
+from .health import watch_session
+from .upstreams import Upstream
+
+__all__ = ["SessionEnded", "UpstreamSession", "first_leaf"]
+
+log = logging.getLogger(__name__)
+
+
+class SessionEnded(Exception):
+    """The upstream session failed and is over."""
+
+    def __init__(self, reason: str, error: ProxyError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """Why, as logged and sent as ``stream_ended``'s reason."""
+        self.error = error
+        """What players waiting on the channel are told."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def first_leaf(group: BaseExceptionGroup[E]) -> E:
+    """The first exception in ``group``, however deeply nested."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found  # type: ignore[return-value]
+
+
+class UpstreamSession:
+    """Opens ``upstream``, fills ``feed`` from it and watches it; stops it on the way out."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        feed: Feed,
+        config: Config,
+        hurry_deadline: float = math.inf,
+    ) -> None:
+        self._name = name
+        self._upstream = upstream
+        self._client = client
+        self._feed = feed
+        self._config = config
+        self._hurry_deadline = hurry_deadline
+        self._open_scope = trio.CancelScope(shield=True)
+        self.session: Session | None = None
+        """The session once opened (stopped again when :meth:`run` ends)."""
+        self.fetcher = Fetcher(name, config, client, feed)
+
+    def hurry(self, deadline: float) -> None:
+        """At process shutdown: finish opening and stopping by ``deadline``."""
+        self._hurry_deadline = min(self._hurry_deadline, deadline)
+        self._open_scope.deadline = min(self._open_scope.deadline, deadline)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open, then fetch and watch until cancelled or failed; stop what was opened."""
+        try:
+            session = await self._open()
+            await trio.lowlevel.checkpoint()  # a stop that came while opening takes effect here
+            task_status.started(session)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.fetcher.run, session.playback_url)
+                    nursery.start_soon(
+                        partial(
+                            watch_session,
+                            self._client,
+                            session,
+                            self._feed,
+                            stat_interval=self._config.stat_interval,
+                            stall_timeout=self._config.stall_timeout,
+                        )
+                    )
+            except* EngineError as group:
+                error = first_leaf(group)
+                raise SessionEnded(error.message, error) from group
+        finally:
+            await self._stop()
+
+    async def _open(self) -> Session:
+        timeout = self._config.session_timeout
+        self._open_scope.deadline = min(self._hurry_deadline, trio.current_time() + timeout)
+        with self._open_scope:
+            try:
+                self.session = await self._upstream.open(self._client)
+            except EngineError as exc:
+                raise SessionEnded(f"engine session failed: {exc.message}", exc) from exc
+        if self.session is None:
+            error = EngineError(f"engine did not open a session in {timeout:g} s")
+            raise SessionEnded("engine session timed out", error)
+        log.info(
+            "channel %s: session %s open on %s",
+            self._name,
+            self.session.playback_session_id,
+            self._upstream.engine.base_url,
+        )
+        return self.session
+
+    async def _stop(self) -> None:
+        if self.session is None:
+            return
+        with trio.CancelScope(shield=True):
+            deadline = min(self._hurry_deadline, trio.current_time() + self._config.stop_timeout)
+            with trio.move_on_at(deadline):
+                try:
+                    await self._upstream.stop(self._client, self.session)
+                    log.info("channel %s: upstream session stopped", self._name)
+                except EngineError as exc:
+                    log.warning("channel %s: engine stop failed: %s", self._name, exc.message)
