@@ -1,75 +1,45 @@
-"""The HTTP layer: translate requests into registry calls and back. No upstream I/O happens here.
+"""The Quart app: the routes of the API, each translating HTTP into registry calls and back.
 
-Segments, the hot path, are answered by a small ASGI dispatcher in front of the Quart app;
-everything else goes to Quart.
+Every path comes from :mod:`.urls`. :class:`ProxyApp`, the ASGI entry point, puts the lean media
+path (:mod:`.media`) in front of this app; the app answers media requests too, more slowly, when
+used on its own.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import trio
-from hypercorn.typing import (
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    HTTPScope,
-    Scope,
-)
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import BaseConverter
 
 from ..channels.channel import Channel
 from ..channels.registry import Registry
 from ..config import Config
-from ..config.sources import is_source_name
 from ..errors import NotFound, ProxyError
 from ..hls.variants import render_master_playlist
-from ..hls.window import Segment
 from ..upstream.engine import KeyType
 from ..upstream.resources import CONTENT_TYPES
-from ..upstream.sources import RENDITION_NAME, SOURCE_PREFIX
-from .asgi import send_response
-from .guards import check_bearer, check_request, client_address
-from .ids import client_identity, is_channel_name, parse_stream_key
+from ..upstream.sources import RENDITION_NAME
+from . import urls
+from .guards import check_bearer, client_address
+from .ids import client_identity, parse_stream_key
+from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length"}
-_CORS_RAW = [(k.lower().encode(), v.encode()) for k, v in CORS.items()]
-_PREFLIGHT = [
-    *_CORS_RAW,
-    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-    (b"access-control-allow-headers", b"*"),
-    (b"access-control-max-age", b"86400"),
-]
-_IMMUTABLE = b"public, max-age=3600, immutable"
-_MEDIA_PATH = re.compile(
-    r"/(ace/hls|sources)/((?:[0-9a-f]{40}|[a-z0-9][a-z0-9_-]{0,63})(?:\.r[0-9]{1,2})?)/"
-    r"([0-9a-f]{8})/"
-    r"(r/)?([0-9]{1,15})\.(ts|m4s|aac|ac3|ec3|mp3|vtt|mp4|key)"
-)
-
-
-def channel_base(root_path: str, channel: Channel) -> str:
-    """The URL path every segment, init section and key of this channel incarnation lives under."""
-    if channel.name.startswith(SOURCE_PREFIX):
-        source = channel.name.removeprefix(SOURCE_PREFIX)
-        return f"{root_path}/sources/{source}/{channel.incarnation}/"
-    return f"{root_path}/ace/hls/{channel.name}/{channel.incarnation}/"
-
-
-def segment_path(root_path: str, channel: Channel, segment: Segment) -> str:
-    return f"{channel_base(root_path, channel)}{segment.sequence}.{segment.meta.extension}"
-
-
-def resource_path(root_path: str, channel: Channel, number: int) -> str:
-    return f"{channel_base(root_path, channel)}r/{channel.resources.filename(number)}"
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+_CONVERTERS = {
+    part: type(f"{part}_converter", (BaseConverter,), {"regex": regex})
+    for part, regex in urls.PARTS.items()
+}
 
 
 def error_response(error: ProxyError) -> Response:
@@ -89,6 +59,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 30
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.url_map.converters.update(_CONVERTERS)
 
     @app.errorhandler(ProxyError)
     async def proxy_error(error: ProxyError) -> Response:
@@ -108,6 +79,8 @@ def create_app(registry: Registry, config: Config) -> Quart:
             content_type="application/json",
         )
         response.headers.update(CORS)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
     @app.before_request
@@ -116,46 +89,46 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             _require_key(config)
 
-    @app.route("/healthz", methods=["GET", "HEAD"])
+    def route(path: urls.Path) -> Callable[[_Handler], _Handler]:
+        return app.route(path.rule, methods=list(path.methods))
+
+    @route(urls.HEALTHZ)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.route("/proxy/status")
+    @route(urls.STATUS)
     async def status() -> dict[str, Any]:
         return registry.snapshot()
 
-    @app.route("/proxy/channels/<name>", methods=["DELETE"])
+    @route(urls.CHANNEL)
     async def delete_channel(name: str) -> Response:
         # The key was checked by guard_state_changes, as for every state-changing request.
-        if not is_channel_name(name) or not registry.stop_channel(name, "stopped by request"):
-            raise NotFound(f"no running channel {name[:64]!r}")
+        if not registry.stop_channel(name, "stopped by request"):
+            raise NotFound(f"no running channel {name}")
         return Response(
             json.dumps({"channel": name, "status": "stopping"}),
             status=202,
             content_type="application/json",
         )
 
-    @app.route("/ace/getstream", methods=["GET", "HEAD"])
-    @app.route("/ace/manifest.m3u8", methods=["GET", "HEAD"])
+    @route(urls.GETSTREAM)
+    @route(urls.MANIFEST)
     async def getstream() -> Response:
         key_type, key = parse_stream_key(request.args)
         if request.method == "HEAD":
             # A HEAD probes the URL: it must not open an engine session.
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
         registry.get_or_start(key_type, key)
-        location = (
-            f"{request.root_path}/ace/hls/{key}/index.m3u8?client={secrets.token_urlsafe(12)}"
-        )
+        location = urls.PLAYLIST.build(request.root_path, name=key)
+        location += f"?client={secrets.token_urlsafe(12)}"
         if key_type == "infohash":
             location += "&kind=infohash"
         return Response("", status=302, headers={"Location": location, **CORS})
 
-    @app.route("/ace/hls/<name>/index.m3u8", methods=["GET", "HEAD"])
+    @route(urls.PLAYLIST)
     async def playlist(name: str) -> Response:
         if RENDITION_NAME.fullmatch(name):
             return await rendition_playlist(name)
-        if not is_channel_name(name):
-            raise NotFound("unknown channel")
         channel = registry.get(name)
         if request.method == "HEAD":
             if channel is None:
@@ -166,24 +139,40 @@ def create_app(registry: Registry, config: Config) -> Quart:
             channel = registry.get_or_start(kind, name)
         return await serve_playlist(channel)
 
-    @app.route("/sources/<name>.m3u8", methods=["GET", "HEAD"])
+    @route(urls.SOURCE)
     async def source_playlist(name: str) -> Response:
-        url = config.source_url(name) if is_source_name(name) else None
+        url = config.source_url(name)
         if url is None:
-            raise NotFound(f"no source named {name[:64]!r}")
+            raise NotFound(f"no source named {name!r}")
         if request.method == "HEAD":
             # A HEAD probes the URL: it must not start the channel.
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
         if not request.args.get("client"):
             # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
-            location = f"{request.root_path}/sources/{name}.m3u8?client={secrets.token_urlsafe(12)}"
+            location = urls.SOURCE.build(request.root_path, name=name)
+            location += f"?client={secrets.token_urlsafe(12)}"
             registry.get_or_start_source(name, url)
             return Response("", status=302, headers={"Location": location, **CORS})
         return await serve_playlist(registry.get_or_start_source(name, url))
 
-    @app.route("/sources/<name>/index.m3u8", methods=["GET", "HEAD"])
+    @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:
-        return await rendition_playlist(SOURCE_PREFIX + name)
+        return await rendition_playlist(urls.SOURCES.prefix + name)
+
+    @route(urls.SEGMENT)
+    @route(urls.RESOURCE)
+    @route(urls.SOURCE_SEGMENT)
+    @route(urls.SOURCE_RESOURCE)
+    async def media(**_: str) -> Response:
+        # ProxyApp answers these before they get here; this serves the app used on its own.
+        wanted = urls.match_media(request.path)
+        data = None if wanted is None else media_data(registry, wanted)
+        if wanted is None or data is None:
+            response = error_response(no_such_media(request.path))
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        headers = {"Cache-Control": IMMUTABLE, **CORS}
+        return Response(data, content_type=CONTENT_TYPES[wanted.extension], headers=headers)
 
     async def rendition_playlist(name: str) -> Response:
         """The playlist of an audio or subtitle rendition of a running channel's variant."""
@@ -222,14 +211,14 @@ def create_app(registry: Registry, config: Config) -> Quart:
         channel.check_servable()
         channel.touch(client)
         root = request.root_path
+        name, incarnation = channel.name, channel.incarnation
         variant = channel.variant
         if variant is not None and variant.separate_renditions and not request.args.get("media"):
             query = request.query_string.decode("latin-1")
             token = quote(request.args.get("client", ""), safe="")
-            base = channel_base(root, channel).removesuffix(f"{channel.incarnation}/")
 
             def rendition_uri(index: int) -> str:
-                return f"{base.removesuffix('/')}.r{index}/index.m3u8?client={token}"
+                return f"{urls.rendition_url(root, name, index)}?client={token}"
 
             media = f"{request.path}?{query}&media=1" if query else f"{request.path}?media=1"
             master = render_master_playlist(variant, media, rendition_uri)
@@ -237,8 +226,12 @@ def create_app(registry: Registry, config: Config) -> Quart:
                 master, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
             )
         body = channel.render_playlist(
-            lambda segment: segment_path(root, channel, segment),
-            lambda number: resource_path(root, channel, number),
+            lambda segment: urls.segment_url(
+                root, name, incarnation, segment.sequence, segment.meta.extension
+            ),
+            lambda number: urls.resource_url(
+                root, name, incarnation, channel.resources.filename(number)
+            ),
         )
         return Response(
             body, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
@@ -251,65 +244,9 @@ def _require_key(config: Config) -> None:
     check_bearer(request.headers.get("Authorization"), config.api_key)
 
 
-class ProxyApp:
-    """The ASGI entry point: segments answered here from memory, everything else by Quart."""
+class ProxyApp(MediaDispatcher):
+    """The ASGI entry point: the lean media path in front of the Quart app."""
 
     def __init__(self, registry: Registry, config: Config) -> None:
-        self.registry = registry
         self.quart = create_app(registry, config)
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "http":
-            refused = check_request(scope["path"], scope["query_string"], scope["headers"])
-            if refused is not None:
-                status, code, message = refused
-                body = json.dumps({"error": code, "message": message}).encode()
-                headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-                await send_response(send, status, [*headers, *_CORS_RAW], body)
-                return
-            # A CORS preflight, for the player-facing paths (not the control API).
-            if scope["method"] == "OPTIONS" and not scope["path"].startswith("/proxy/"):
-                await send_response(send, 204, _PREFLIGHT, b"")
-                return
-            if scope["method"] in ("GET", "HEAD"):
-                match = _MEDIA_PATH.fullmatch(scope["path"])
-                if match is not None:
-                    prefix, name, *rest = match.groups()
-                    if prefix == "sources":
-                        name = SOURCE_PREFIX + name
-                    await self._media(scope, send, name, *rest)
-                    return
-        await self.quart(scope, receive, send)
-
-    async def _media(
-        self,
-        scope: HTTPScope,
-        send: ASGISendCallable,
-        name: str,
-        incarnation: str,
-        resource: str | None,
-        number: str,
-        extension: str,
-    ) -> None:
-        """A segment (``<seq>.<ext>``) or an init section or key (``r/<n>.mp4``, ``r/<n>.key``)."""
-        head = scope["method"] == "HEAD"
-        channel = self.registry.find(name, incarnation)
-        data: bytes | None = None
-        if channel is not None and resource:
-            found = channel.resources.lookup(int(number))
-            if found is not None and extension == ("key" if found[0] == "key" else "mp4"):
-                data = found[1]
-        elif channel is not None:
-            segment = channel.window.get(int(number))
-            if segment is not None and segment.meta.extension == extension:
-                data = segment.data
-        if data is None:
-            body = json.dumps(NotFound(f"no such media {quote(scope['path'])}").body()).encode()
-            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-            await send_response(send, 404, [*headers, *_CORS_RAW], body, head=head)
-            return
-        content_type = CONTENT_TYPES[extension].encode()
-        headers = [(b"content-type", content_type), (b"cache-control", _IMMUTABLE)]
-        await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)
+        super().__init__(registry, self.quart)

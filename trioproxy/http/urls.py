@@ -1,0 +1,230 @@
+"""The URL scheme of the HTTP API, each path declared once.
+
+A :class:`Path` is a Werkzeug-style template whose placeholders are all typed by a part in
+:data:`PARTS` (``<stream:name>``). From that one template come the Quart rule (with :data:`PARTS`
+registered as converters), the regex the lean media path matches requests with, and the format
+that builds the path for redirects and playlists.
+
+Channels under ``/ace/hls/`` are named by their content id or infohash; channels of configured
+sources live under ``/sources/`` and the registry names them with :data:`SOURCE_PREFIX`. A
+:class:`Family` says which paths belong to which, so a channel's name alone gives its URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..upstream.resources import CONTENT_TYPES
+from ..upstream.sources import SOURCE_PREFIX
+
+__all__ = [
+    "ACE",
+    "CHANNEL",
+    "GETSTREAM",
+    "HEALTHZ",
+    "MANIFEST",
+    "PARTS",
+    "PATHS",
+    "PLAYLIST",
+    "RESOURCE",
+    "SEGMENT",
+    "SOURCE",
+    "SOURCES",
+    "SOURCE_RENDITION",
+    "SOURCE_RESOURCE",
+    "SOURCE_SEGMENT",
+    "STATUS",
+    "Family",
+    "MediaRequest",
+    "Path",
+    "family_of",
+    "match_media",
+    "rendition_url",
+    "resource_url",
+    "segment_url",
+]
+
+_SOURCE = r"[a-z0-9][a-z0-9_-]{0,63}"
+_RENDITION = r"\.r[0-9]{1,2}"
+_RESOURCE_EXTENSIONS = ("mp4", "key")
+
+PARTS: dict[str, str] = {
+    # A channel: its content id or infohash, lower-case.
+    "channel": r"[0-9a-f]{40}",
+    # A channel or one of its audio or subtitle renditions (``<channel>.r<n>``).
+    "stream": rf"[0-9a-f]{{40}}(?:{_RENDITION})?",
+    # A configured source, a rendition of one, either.
+    "source": _SOURCE,
+    "source_rendition": rf"{_SOURCE}{_RENDITION}",
+    "source_stream": rf"{_SOURCE}(?:{_RENDITION})?",
+    # One run of a channel: segment numbers restart with each.
+    "incarnation": r"[0-9a-f]{8}",
+    "number": r"[0-9]{1,15}",
+    "segment_ext": "|".join(e for e in CONTENT_TYPES if e not in _RESOURCE_EXTENSIONS),
+    "resource_ext": "|".join(_RESOURCE_EXTENSIONS),
+}
+"""Regex of each kind of path part (no ``/`` in any)."""
+
+_PLACEHOLDER = re.compile(r"<(\w+):(\w+)>")
+
+
+class Path:
+    """One path of the API and the methods it answers."""
+
+    __slots__ = ("_format", "methods", "regex", "rule")
+
+    def __init__(self, rule: str, *methods: str) -> None:
+        self.rule = rule
+        """The template, also the Quart rule."""
+        self.methods = methods
+        if re.search("[<>]", _PLACEHOLDER.sub("", rule)):
+            raise ValueError(f"a placeholder without a known kind of part in {rule!r}")
+        regex, template, end = [], [], 0
+        for placeholder in _PLACEHOLDER.finditer(rule):
+            literal = rule[end : placeholder.start()]
+            part, name = placeholder.groups()
+            regex += [re.escape(literal), f"(?P<{name}>{PARTS[part]})"]
+            template += [literal.replace("{", "{{").replace("}", "}}"), f"{{{name}}}"]
+            end = placeholder.end()
+        literal = rule[end:]
+        self.regex = re.compile("".join([*regex, re.escape(literal)]))
+        """Matches (``fullmatch``) the path; one named group per placeholder."""
+        self._format = "".join([*template, literal.replace("{", "{{").replace("}", "}}")])
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The parts of ``path`` if it is this path, else None."""
+        found = self.regex.fullmatch(path)
+        return None if found is None else found.groupdict()
+
+    def build(self, root_path: str = "", /, **parts: object) -> str:
+        """This path with ``parts`` filled in, under ``root_path`` (the app's mount point)."""
+        return root_path + self._format.format(**parts)
+
+    def __repr__(self) -> str:
+        return f"Path({self.rule!r}, {', '.join(map(repr, self.methods))})"
+
+
+_READ = ("GET", "HEAD")
+
+HEALTHZ = Path("/healthz", *_READ)
+STATUS = Path("/proxy/status", "GET")
+CHANNEL = Path("/proxy/channels/<channel:name>", "DELETE")
+"""DELETE stops the channel."""
+GETSTREAM = Path("/ace/getstream", *_READ)
+MANIFEST = Path("/ace/manifest.m3u8", *_READ)
+PLAYLIST = Path("/ace/hls/<stream:name>/index.m3u8", *_READ)
+"""The media playlist of a channel or of one of its renditions."""
+SEGMENT = Path(
+    "/ace/hls/<stream:name>/<incarnation:incarnation>/<number:number>.<segment_ext:extension>",
+    *_READ,
+)
+RESOURCE = Path(
+    "/ace/hls/<stream:name>/<incarnation:incarnation>/r/<number:number>.<resource_ext:extension>",
+    *_READ,
+)
+"""An init section (``.mp4``) or a key (``.key``)."""
+SOURCE = Path("/sources/<source:name>.m3u8", *_READ)
+"""The playlist of a configured source."""
+SOURCE_RENDITION = Path("/sources/<source_rendition:name>/index.m3u8", *_READ)
+SOURCE_SEGMENT = Path(
+    "/sources/<source_stream:name>/<incarnation:incarnation>/<number:number>"
+    ".<segment_ext:extension>",
+    *_READ,
+)
+SOURCE_RESOURCE = Path(
+    "/sources/<source_stream:name>/<incarnation:incarnation>/r/<number:number>"
+    ".<resource_ext:extension>",
+    *_READ,
+)
+
+PATHS: tuple[Path, ...] = (
+    HEALTHZ,
+    STATUS,
+    CHANNEL,
+    GETSTREAM,
+    MANIFEST,
+    PLAYLIST,
+    SEGMENT,
+    RESOURCE,
+    SOURCE,
+    SOURCE_RENDITION,
+    SOURCE_SEGMENT,
+    SOURCE_RESOURCE,
+)
+"""Every path of the API."""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """The paths of the channels whose registry names start with ``prefix``."""
+
+    prefix: str
+    rendition: Path
+    segment: Path
+    resource: Path
+
+
+ACE = Family("", PLAYLIST, SEGMENT, RESOURCE)
+SOURCES = Family(SOURCE_PREFIX, SOURCE_RENDITION, SOURCE_SEGMENT, SOURCE_RESOURCE)
+
+
+def family_of(channel: str) -> tuple[Family, str]:
+    """The family of the channel named ``channel`` in the registry, and its name in URLs."""
+    if channel.startswith(SOURCE_PREFIX):
+        return SOURCES, channel.removeprefix(SOURCE_PREFIX)
+    return ACE, channel
+
+
+def segment_url(root_path: str, channel: str, incarnation: str, number: int, ext: str) -> str:
+    family, name = family_of(channel)
+    return family.segment.build(
+        root_path, name=name, incarnation=incarnation, number=number, extension=ext
+    )
+
+
+def resource_url(root_path: str, channel: str, incarnation: str, filename: str) -> str:
+    """The URL of resource ``filename`` (``<number>.mp4`` or ``<number>.key``)."""
+    family, name = family_of(channel)
+    number, _, ext = filename.partition(".")
+    return family.resource.build(
+        root_path, name=name, incarnation=incarnation, number=number, extension=ext
+    )
+
+
+def rendition_url(root_path: str, channel: str, index: int) -> str:
+    """The playlist URL of rendition ``index`` of the channel named ``channel``."""
+    family, name = family_of(channel)
+    return family.rendition.build(root_path, name=f"{name}.r{index}")
+
+
+class MediaRequest(NamedTuple):
+    """A request for a segment, an init section or a key of one channel incarnation."""
+
+    channel: str
+    """The registry's name of the channel."""
+    incarnation: str
+    number: int
+    extension: str
+    resource: bool
+    """An init section or key (``r/<n>.<ext>``) rather than a segment."""
+
+
+_MEDIA_PARTS = ("name", "incarnation", "number", "extension")
+_MEDIA = (
+    (ACE, SEGMENT, False),
+    (ACE, RESOURCE, True),
+    (SOURCES, SOURCE_SEGMENT, False),
+    (SOURCES, SOURCE_RESOURCE, True),
+)
+
+
+def match_media(path: str) -> MediaRequest | None:
+    """The media ``path`` asks for, or None when it is no media path."""
+    for family, media_path, resource in _MEDIA:
+        found = media_path.regex.fullmatch(path)
+        if found is not None:
+            name, incarnation, number, extension = found.group(*_MEDIA_PARTS)
+            return MediaRequest(family.prefix + name, incarnation, int(number), extension, resource)
+    return None
