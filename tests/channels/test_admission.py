@@ -73,6 +73,7 @@ async def test_session_opens_per_engine_are_capped(autojump_clock: trio.testing.
             assert response.status_code == 503
         await trio.sleep(5.0)  # the first open is done
         assert (await h.client.get("/ace/getstream", params={"id": CONTENT_B})).status_code == 302
+        await trio.testing.wait_all_tasks_blocked()  # the new channel's open reaches the engine
         assert h.engine.requests["open"] == 2
 
 
