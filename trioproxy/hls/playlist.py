@@ -12,10 +12,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from .m3u import PlaylistError, attribute_list, format_attributes, lines, quoted, resolve
+from m3u8.model import InitializationSection
+
+from .m3u import (
+    PlaylistError,
+    attribute_list,
+    date_time,
+    format_attributes,
+    load,
+    normalized,
+    quoted,
+    resolve,
+    uri_lines,
+)
 from .window import KeyTag, Segment, rounded_duration
 
 __all__ = [
@@ -30,7 +43,6 @@ __all__ = [
     "render_media_playlist",
 ]
 
-_LEADING_NUMBER = re.compile(r"\s*[0-9]+(?:\.[0-9]*)?(?=\s|$)")
 MAX_DURATION = 3600.0
 """Longest EXTINF accepted: anything longer is a broken playlist."""
 
@@ -112,19 +124,46 @@ class UpstreamPlaylist:
         return self.segments[-1].sequence if self.segments else None
 
 
+_MASTER_TAG = re.compile(r"^[^\S\n]*#EXT-X-STREAM-INF", re.MULTILINE)
+
+
 def is_master_playlist(text: str) -> bool:
-    """Whether ``text`` is a master (multivariant) playlist rather than a media playlist."""
-    return any(line.name == "EXT-X-STREAM-INF" for line in lines(text))
+    """Whether ``text`` is a master (multivariant) playlist rather than a media playlist.
+
+    The tag m3u8 takes as the sign of one (``is_variant``), looked for without a full parse:
+    the caller parses the playlist right after, as one kind or the other.
+    """
+    return _MASTER_TAG.search(normalized(text)) is not None
 
 
-def _integer(value: str, tag: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise PlaylistError(f"#{tag} is not a whole number: {value[:40]!r}") from None
-    if number < 0:
-        raise PlaylistError(f"#{tag} is negative")
-    return number
+class _Tags:
+    """The tags we read ourselves, as m3u8's ``custom_tags_parser`` for one media playlist.
+
+    ``#EXT-X-KEY``: m3u8 keeps one key per segment, the last listed; HLS has one in force per
+    ``KEYFORMAT`` (an identity key beside FairPlay's, say). Each segment whose keys changed gets
+    the ones in force as its custom value ``keys``; one without it has its predecessor's.
+    ``#EXT-X-PROGRAM-DATE-TIME``: a date m3u8 would choke on (malformed, no zone, at the end
+    of time) is dropped here rather than failing the playlist.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.in_force: dict[str, Key] = {}
+
+    def __call__(self, line: str, lineno: int, data: dict[str, Any], state: dict[str, Any]) -> bool:
+        if line.startswith("#EXT-X-KEY:"):
+            key = _key(line[len("#EXT-X-KEY:") :], self.url)
+            if key.method == "NONE":
+                self.in_force.clear()
+            else:
+                self.in_force[key.keyformat] = key
+            # What m3u8.parser.save_segment_custom_value does (not in its type stubs).
+            segment = state.setdefault("segment", {})
+            segment.setdefault("custom_parser_values", {})["keys"] = tuple(self.in_force.values())
+            return True
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            return date_time(line.partition(":")[2]) is None
+        return False
 
 
 def _byterange(value: str, previous_end: int | None) -> ByteRange:
@@ -158,137 +197,85 @@ def _key(value: str, base: str) -> Key:
     )
 
 
-def _later(moment: datetime, seconds: float) -> datetime | None:
-    try:
-        return moment + timedelta(seconds=seconds)
-    except OverflowError:  # a date near the end of time: dropped, never fatal
-        return None
+def _count(value: float | None, tag: str) -> int:
+    if value is not None and value < 0:
+        raise PlaylistError(f"#{tag} is negative")
+    return int(value or 0)  # m3u8 reads each of them with int()
 
 
-def _date_time(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None  # a malformed date is dropped, never fatal
-    return moment if moment.tzinfo is not None else None
+def _init(section: InitializationSection, url: str) -> Resource:
+    byterange = _byterange(section.byterange, 0) if section.byterange is not None else None
+    return Resource(resolve(url, section.uri or ""), byterange)
 
 
 def parse_media_playlist(text: str, url: str) -> UpstreamPlaylist:
     """Parse an upstream media playlist fetched from ``url``; raise :class:`PlaylistError`."""
-    media_sequence = 0
-    discontinuity_sequence = 0
-    target: float | None = None
-    endlist = independent = False
-    playlist_type: str | None = None
-    skipped = 0
-    raw: list[UpstreamSegment] = []
-    # What applies to the next segment only ...
-    duration: float | None = None
-    title = ""
-    byterange_text: str | None = None
-    discontinuity = gap = False
-    date_time: datetime | None = None
-    line_date_time: datetime | None = None
-    # ... and what applies until changed.
-    init: Resource | None = None
-    keys: dict[str, Key] = {}
+    document, read = load(text, url, _Tags(url))
+    if document.is_variant:
+        raise PlaylistError("a master playlist where a media playlist was expected")
+    # m3u8 files a last #EXTINF (or LL-HLS parts) without its URI as a segment without one.
+    listed = [s for s in document.segments if s.uri is not None]
+    if len(listed) != uri_lines(read):
+        raise PlaylistError(f"a URI without #EXTINF after segment {len(listed)}")
+    media_sequence = _count(document.media_sequence, "EXT-X-MEDIA-SEQUENCE")
+    discontinuity_sequence = _count(document.discontinuity_sequence, "EXT-X-DISCONTINUITY-SEQUENCE")
+    target = _count(document.target_duration, "EXT-X-TARGETDURATION")
+    skipped = _count(document.skip.skipped_segments if document.skip else 0, "EXT-X-SKIP")
+    inits: dict[tuple[str | None, str | None], Resource] = {}
+    for section in document.segment_map:  # every #EXT-X-MAP; None for one without attributes
+        if section is None or section.uri is None:
+            raise PlaylistError("#EXT-X-MAP without URI")
+        inits[(section.uri, section.byterange)] = _init(section, url)
+    segments: list[UpstreamSegment] = []
     previous: UpstreamSegment | None = None
-    for line in lines(text):
-        tag, value = line.name, line.value
-        if line.is_uri:
-            if duration is None:
-                raise PlaylistError(f"segment {len(raw)} has no #EXTINF")
-            uri = resolve(url, value)
-            byterange = None
-            if byterange_text is not None:
-                previous_end = None
-                if previous is not None and previous.uri == uri and previous.byterange:
-                    previous_end = previous.byterange.offset + previous.byterange.length
-                byterange = _byterange(byterange_text, previous_end)
-            if date_time is None and previous and previous.program_date_time and not discontinuity:
-                date_time = _later(previous.program_date_time, previous.duration)
-            number = (previous.discontinuity_number if previous else discontinuity_sequence) + (
-                1 if discontinuity else 0
-            )
-            previous = UpstreamSegment(
-                sequence=0,  # numbered below, once the media sequence is known for sure
-                uri=uri,
-                duration=duration,
-                discontinuity=discontinuity,
-                title=title,
-                byterange=byterange,
-                init=init,
-                keys=tuple(k for k in keys.values() if k.method != "NONE"),
-                program_date_time=date_time,
-                date_time_listed=line_date_time is not None,
-                discontinuity_number=number,
-                gap=gap,
-            )
-            raw.append(previous)
-            duration, title, byterange_text = None, "", None
-            discontinuity = gap = False
-            date_time = line_date_time = None
-            continue
-        if tag == "EXTINF":
-            length_text, _, title = value.partition(",")
-            # IPTV lists put attributes after the duration: "#EXTINF:5.0 tvg-id=...,Title".
-            leading = _LEADING_NUMBER.match(length_text)
-            if leading is None:
-                raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
-            duration = float(leading.group(0))
-            if not math.isfinite(duration) or not 0 <= duration <= MAX_DURATION:
-                raise PlaylistError(f"segment {len(raw)} has no valid #EXTINF duration")
-            title = title.strip()
-        elif tag == "EXT-X-BYTERANGE":
-            byterange_text = value
-        elif tag == "EXT-X-DISCONTINUITY":
-            discontinuity = True
-        elif tag == "EXT-X-GAP":
-            gap = True
-        elif tag == "EXT-X-PROGRAM-DATE-TIME":
-            date_time = line_date_time = _date_time(value)
-        elif tag == "EXT-X-MAP":
-            attributes = attribute_list(value)
-            if "URI" not in attributes:
-                raise PlaylistError("#EXT-X-MAP without URI")
-            map_range = None
-            if "BYTERANGE" in attributes:
-                map_range = _byterange(attributes["BYTERANGE"], 0)
-            init = Resource(resolve(url, attributes["URI"]), map_range)
-        elif tag == "EXT-X-KEY":
-            key = _key(value, url)
-            if key.method == "NONE":
-                keys.clear()
-            else:
-                keys[key.keyformat] = key
-        elif tag == "EXT-X-MEDIA-SEQUENCE":
-            media_sequence = _integer(value, tag)
-        elif tag == "EXT-X-DISCONTINUITY-SEQUENCE":
-            discontinuity_sequence = _integer(value, tag)
-        elif tag == "EXT-X-TARGETDURATION":
-            target = float(_integer(value, tag)) or None
-        elif tag == "EXT-X-ENDLIST":
-            endlist = True
-        elif tag == "EXT-X-PLAYLIST-TYPE":
-            playlist_type = value.strip().upper() or None
-        elif tag == "EXT-X-INDEPENDENT-SEGMENTS":
-            independent = True
-        elif tag == "EXT-X-SKIP":
-            skipped = _integer(attribute_list(value).get("SKIPPED-SEGMENTS", "0"), tag)
-        elif tag == "EXT-X-STREAM-INF":
-            raise PlaylistError("a master playlist where a media playlist was expected")
-        # Anything else (EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-DATERANGE, vendor tags ...) is
-        # not carried over: it says nothing about the whole segments we serve.
-    first = media_sequence + skipped
-    segments = tuple(replace(s, sequence=first + i) for i, s in enumerate(raw))
+    keys: tuple[Key, ...] = ()
+    number = discontinuity_sequence
+    for sequence, listing in enumerate(listed, media_sequence + skipped):
+        duration = listing.duration
+        if duration is None:
+            raise PlaylistError(f"segment {len(segments)} has no #EXTINF")
+        if not math.isfinite(duration) or not 0 <= duration <= MAX_DURATION:
+            raise PlaylistError(f"segment {len(segments)} has no valid #EXTINF duration")
+        uri = resolve(url, listing.uri or "")
+        byterange = None
+        if listing.byterange is not None:
+            previous_end = None
+            if previous is not None and previous.uri == uri and previous.byterange:
+                previous_end = previous.byterange.offset + previous.byterange.length
+            byterange = _byterange(listing.byterange, previous_end)
+        init = None
+        if listing.init_section is not None:
+            init = inits[(listing.init_section.uri, listing.init_section.byterange)]
+        keys = listing.custom_parser_values.get("keys", keys)
+        listed_time = listing.program_date_time
+        carried = previous is not None and previous.program_date_time is not None
+        moment = listed_time or (
+            listing.current_program_date_time if carried and not listing.discontinuity else None
+        )
+        number += 1 if listing.discontinuity else 0
+        previous = UpstreamSegment(
+            sequence=sequence,
+            uri=uri,
+            duration=duration,
+            discontinuity=listing.discontinuity,
+            title=(listing.title or "").strip(),
+            byterange=byterange,
+            init=init,
+            keys=keys,
+            program_date_time=moment,
+            date_time_listed=listed_time is not None,
+            discontinuity_number=number,
+            gap=bool(listing.gap_tag),
+        )
+        segments.append(previous)
     return UpstreamPlaylist(
         media_sequence=media_sequence,
-        target_duration=target,
-        segments=segments,
-        endlist=endlist,
+        target_duration=float(target) or None,
+        segments=tuple(segments),
+        endlist=bool(document.is_endlist),
         discontinuity_sequence=discontinuity_sequence,
-        playlist_type=playlist_type,
-        independent_segments=independent,
+        playlist_type=(document.playlist_type or "").upper() or None,
+        independent_segments=bool(document.is_independent_segments),
     )
 
 

@@ -2,14 +2,19 @@
 
 A channel serves one media playlist, so from a master playlist we pick one variant: the highest
 bandwidth by default, or the highest that fits the operator's limits (bandwidth, resolution).
+Variants and renditions are m3u8's; their attributes are kept as listed, to be written back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from .m3u import PlaylistError, attribute_list, format_attributes, lines, quoted, resolve
+import m3u8
+from m3u8.parser import remove_quotes
+
+from .m3u import PlaylistError, format_attributes, load, quoted, resolve
 
 __all__ = [
     "Rendition",
@@ -80,21 +85,32 @@ class VariantLimits:
     max_height: int = 0
 
 
-def _resolution(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()):
-        return None
-    return int(width), int(height)
+def _listed(attributes: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A tag's attributes as m3u8 read them (``group_id``), under their names (``GROUP-ID``)."""
+    pairs = []
+    for name, value in attributes.items():
+        if not name:
+            continue  # a value without a name: junk m3u8 keeps under ""
+        # FRAME-RATE is the one m3u8 reads as a float; §4.3.4.2 writes it with 3 decimals.
+        text = f"{value:.3f}" if isinstance(value, float) else remove_quotes(str(value))
+        pairs.append((name.upper().replace("_", "-"), text))
+    return tuple(pairs)
 
 
-def _bandwidth(attributes: dict[str, str]) -> int:
-    for name in ("BANDWIDTH", "AVERAGE-BANDWIDTH"):
-        text = attributes.get(name, "").strip()
-        if text.isdigit():
-            return int(text)
-    return 0
+def _rendition(media: m3u8.Media, attributes: dict[str, Any], url: str) -> Rendition | None:
+    try:
+        uri = resolve(url, media.uri) if media.uri else None
+    except PlaylistError:
+        return None
+    return Rendition(
+        type=(media.type or "").upper(),
+        group_id=media.group_id or "",
+        name=media.name or "",
+        uri=uri,
+        default=(media.default or "").upper() == "YES",
+        language=media.language,
+        attributes=_listed(attributes),
+    )
 
 
 def parse_master_playlist(text: str, url: str) -> list[Variant]:
@@ -102,47 +118,26 @@ def parse_master_playlist(text: str, url: str) -> list[Variant]:
 
     I-frame playlists and variants whose URI is not an http(s) URL are left out.
     """
-    renditions: list[Rendition] = []
-    pending: dict[str, str] | None = None
-    found: list[tuple[dict[str, str], str]] = []
-    for line in lines(text):
-        if line.is_uri:
-            if pending is not None:
-                found.append((pending, line.value))
-            pending = None
-        elif line.name == "EXT-X-STREAM-INF":
-            pending = attribute_list(line.value)
-        elif line.name == "EXT-X-MEDIA":
-            attributes = attribute_list(line.value)
-            uri = attributes.get("URI")
-            try:
-                absolute = resolve(url, uri) if uri else None
-            except PlaylistError:
-                continue
-            renditions.append(
-                Rendition(
-                    type=attributes.get("TYPE", "").upper(),
-                    group_id=attributes.get("GROUP-ID", ""),
-                    name=attributes.get("NAME", ""),
-                    uri=absolute,
-                    default=attributes.get("DEFAULT", "").upper() == "YES",
-                    language=attributes.get("LANGUAGE"),
-                    attributes=tuple(attributes.items()),
-                )
-            )
+    document, _ = load(text, url)
+    renditions = [
+        rendition
+        for media, attributes in zip(document.media, document.data["media"], strict=True)
+        if (rendition := _rendition(media, attributes, url)) is not None
+    ]
     variants = []
-    for attributes, uri in found:
+    for playlist, listed in zip(document.playlists, document.data["playlists"], strict=True):
         try:
-            absolute = resolve(url, uri)
+            absolute = resolve(url, playlist.uri or "")
         except PlaylistError:
             continue
-        audio, subtitles = attributes.get("AUDIO"), attributes.get("SUBTITLES")
+        info = playlist.stream_info
+        audio, subtitles = info.audio, info.subtitles
         variants.append(
             Variant(
                 uri=absolute,
-                bandwidth=_bandwidth(attributes),
-                resolution=_resolution(attributes.get("RESOLUTION")),
-                codecs=attributes.get("CODECS"),
+                bandwidth=info.bandwidth or info.average_bandwidth or 0,
+                resolution=info.resolution,
+                codecs=info.codecs,
                 audio=audio,
                 subtitles=subtitles,
                 renditions=tuple(
@@ -151,7 +146,7 @@ def parse_master_playlist(text: str, url: str) -> list[Variant]:
                     if (r.type == "AUDIO" and r.group_id == audio)
                     or (r.type == "SUBTITLES" and r.group_id == subtitles)
                 ),
-                attributes=tuple(attributes.items()),
+                attributes=_listed(listed["stream_info"]),
             )
         )
     if not variants:
