@@ -231,6 +231,19 @@ class Registry:
     def channels(self) -> list[Channel]:
         return list(self._channels.values())
 
+    @property
+    def closing(self) -> list[Channel]:
+        """Channels stopped and still tearing down (their segments stay servable)."""
+        return list(self._closing)
+
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the tasks running in the registry's nursery (``channel <name>`` for each
+        channel, running or closing); empty when :meth:`run` is not running."""
+        if self._nursery is None:
+            return []
+        return [task.name for task in self._nursery.child_tasks]
+
     def snapshot(self) -> dict[str, Any]:
         orchestrator = self.orchestrator
         return {
