@@ -86,3 +86,4 @@ async def test_a_player_through_the_harness(autojump_clock: trio.testing.MockClo
         assert log.gaps == []
         assert log.sequences == list(range(1, 10))  # one new segment per reload, in order
         assert log.first_segment.is_set()
+        assert (await h.wait_channel(CONTENT_A)).state.value == "ready"
