@@ -1,4 +1,4 @@
-"""The soak's fixtures: an orchestrator that keeps exact books, players, and a fault injector.
+"""The soak's fixtures: players coming and going, and a fault injector.
 
 Everything here runs in the soak's own process, on 127.0.0.1; the proxy under test runs in a
 child process so that its RSS and file descriptors are its own.
@@ -6,10 +6,8 @@ child process so that its RSS and file descriptors are its own.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,116 +16,49 @@ from urllib.parse import urljoin
 
 import httpx
 import trio
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.http.asgi import read_body, send_response, serve_lifespan
 from trioproxy.testing.faults import FAULTS, FaultyEngine
+from trioproxy.testing.orchestrator import FakeOrchestrator
+from trioproxy.testing.players import HttpxGetter, Player, PlayerLog, Reply
 
 from .report import pyplot
 
-__all__ = ["Injector", "Players", "SoakOrchestrator", "plot"]
+__all__ = ["Injector", "Players", "RudePlayer", "plot"]
 
 log = logging.getLogger("soak")
 
-_URI = re.compile(r"^[^#\s].*$", re.MULTILINE)
-
 
 @dataclass
-class SoakOrchestrator:
-    """Accepts events and keeps books: per stream id, how many starts and ends it accepted."""
+class RudePlayer(Player):
+    """With ``http`` set, leaves in the middle of a segment now and then (30 % of them)."""
 
-    api_key: str
-    status: int = 200
-    delay: float = 0.0
-    garbage_lists: bool = False
-    started: Counter[str] = field(default_factory=Counter)
-    ended: Counter[str] = field(default_factory=Counter)
-    running: dict[str, str] = field(default_factory=dict)
-    """Stream id → playback session id, for streams started and not ended."""
-    ended_here: set[str] = field(default_factory=set)
-    """Streams the orchestrator ended itself (an operator, the loop detector)."""
-    ended_unknown: list[str] = field(default_factory=list)
-    """``stream_ended`` for ids never started: must stay empty."""
-    sessions: dict[str, str] = field(default_factory=dict)
-    """Stream id → playback session id, for every stream ever started."""
-    attempts: Counter[str] = field(default_factory=Counter)
+    http: httpx.AsyncClient | None = None
+    base: str = ""
+    rng: random.Random = field(default_factory=random.Random)
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        body = await read_body(receive)
-        if body is None:
-            return
-        auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        status, payload = await self._handle(scope["method"], scope["path"], auth, body)
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        await send_response(send, status, [(b"content-type", b"application/json")], data)
-
-    async def _handle(self, method: str, path: str, auth: str, body: bytes) -> tuple[int, Any]:
-        if auth != f"Bearer {self.api_key}":
-            return 401, {"detail": "bad key"}
-        if method == "GET" and path in ("/streams", "/looping-streams"):
-            self.attempts[path] += 1
-            if self.garbage_lists:
-                return 200, b"<html>oops"
-            if path == "/looping-streams":
-                return 200, {"stream_ids": []}
-            return 200, [{"id": sid, "status": "started"} for sid in self.running]
-        if method != "POST" or not path.startswith("/events/"):
-            return 404, {"detail": "not found"}
-        kind = path.removeprefix("/events/")
-        self.attempts[kind] += 1
-        if self.delay:
-            await trio.sleep(self.delay)
-        if self.status != 200:
-            return self.status, {"detail": "failing"}
-        payload = json.loads(body)
-        if kind == "stream_started":
-            sid = payload["labels"]["stream_id"]
-            self.started[sid] += 1
-            self.running[sid] = payload["session"]["playback_session_id"]
-            self.sessions[sid] = payload["session"]["playback_session_id"]
-            return 200, {"id": sid, "status": "started"}
-        sid = payload["stream_id"]
-        if sid not in self.started:
-            self.ended_unknown.append(sid)
-            return 200, {"updated": False, "stream": None}
-        self.ended[sid] += 1
-        self.running.pop(sid, None)
-        return 200, {"updated": True, "stream": None}
-
-    def end_one(self, rng: random.Random) -> str | None:
-        """End a running stream on the orchestrator's side."""
-        if not self.running:
-            return None
-        sid = rng.choice(sorted(self.running))
-        del self.running[sid]
-        self.ended_here.add(sid)
-        return sid
+    async def segment(self, url: str) -> Reply | None:
+        if self.http is None or self.rng.random() >= 0.3:
+            return await super().segment(url)
+        began = trio.current_time()
+        async with self.http.stream("GET", urljoin(self.base, url)) as response:
+            self.log.answered("segment", began, response.status_code)
+            async for _chunk in response.aiter_raw(4096):
+                break
+            self.log.abandoned += 1
+            await response.aclose()
+        return None
 
 
 @dataclass
 class Players:
-    """Players joining and leaving channels at random; counts every answer they get."""
+    """Players joining and leaving channels at random; ``log`` counts every answer they get."""
 
     proxy: str
     keys: list[str]
     rng: random.Random
-    statuses: Counter[str] = field(default_factory=Counter)
-    segments: int = 0
-    segment_bytes: int = 0
+    log: PlayerLog = field(default_factory=lambda: PlayerLog(keep_requests=False))
     active: int = 0
     joined: int = 0
-    aborted_mid_segment: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-
-    def _count(self, what: str, status: int) -> None:
-        self.statuses[f"{what} {status}"] += 1
 
     async def player(self, http: httpx.AsyncClient, lifetime: float) -> None:
         self.active += 1
@@ -135,8 +66,6 @@ class Players:
         try:
             with trio.move_on_after(lifetime):
                 await self._play(http)
-        except httpx.HTTPError as exc:
-            self.errors[type(exc).__name__] += 1
         finally:
             self.active -= 1
 
@@ -144,44 +73,21 @@ class Players:
         # A few popular channels stay up; the rest come and go with their few players.
         weights = [1.0 / (rank + 1) for rank in range(len(self.keys))]
         key = self.rng.choices(self.keys, weights)[0]
-        response = await http.get(f"{self.proxy}/ace/getstream", params={"id": key})
-        self._count("getstream", response.status_code)
-        if response.status_code != 302:
-            return
-        url = urljoin(self.proxy, response.headers["location"])
-        seen: set[str] = set()
-        hammer = self.rng.random() < 0.05  # a broken player: reloads 50 times a second
-        rude = self.rng.random() < 0.2  # leaves in the middle of a segment now and then
-        while True:
-            response = await http.get(url)
-            self._count("playlist", response.status_code)
-            if response.status_code in (502, 503):
-                await trio.sleep(float(response.headers.get("retry-after", "2")))
-                continue
-            if response.status_code != 200:
-                return
-            if hammer:
-                await trio.sleep(0.02)
-                continue
-            uris = [u for u in _URI.findall(response.text) if u not in seen][-2:]
-            for uri in uris:
-                seen.add(uri)
-                await self._segment(http, urljoin(self.proxy, uri), rude)
-            await trio.sleep(2.0)
-
-    async def _segment(self, http: httpx.AsyncClient, url: str, rude: bool) -> None:
-        async with http.stream("GET", url) as response:
-            self._count("segment", response.status_code)
-            if rude and self.rng.random() < 0.3:
-                async for _chunk in response.aiter_raw(4096):
-                    break
-                self.aborted_mid_segment += 1
-                await response.aclose()
-                return
-            data = await response.aread()
-        if response.status_code == 200:
-            self.segments += 1
-            self.segment_bytes += len(data)
+        # Each honours Retry-After on a 502/503 and leaves on any other error.
+        player = RudePlayer(
+            HttpxGetter(http, self.proxy),
+            self.log,
+            start_with=2,
+            retry_after=True,
+            leave_on_error=True,
+            base=self.proxy,
+            rng=self.rng,
+        )
+        if self.rng.random() < 0.05:  # a broken player: reloads 50 times a second
+            player.pace, player.segments = 0.02, False
+        elif self.rng.random() < 0.2:  # leaves in the middle of a segment now and then
+            player.http = http
+        await player.watch(key)
 
 
 @dataclass
@@ -189,7 +95,7 @@ class Injector:
     """Injects one fault at a time, at random, each for a bounded time; logs what it did."""
 
     engines: list[FaultyEngine]
-    orchestrator: SoakOrchestrator
+    orchestrator: FakeOrchestrator
     proxy: str
     api_key: str
     rng: random.Random
@@ -260,9 +166,9 @@ class Injector:
             await trio.sleep(duration)
             self.orchestrator.delay = 0.0
         elif choice == "orchestrator_garbage_lists":
-            self.orchestrator.garbage_lists = True
+            self.orchestrator.list_body = b"<html>oops"
             await trio.sleep(duration)
-            self.orchestrator.garbage_lists = False
+            self.orchestrator.list_body = None
         elif choice == "orchestrator_ends_stream":
             detail = self.orchestrator.end_one(self.rng) or ""
         else:

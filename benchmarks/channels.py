@@ -22,8 +22,9 @@ from typing import Any
 
 import trio
 
+from trioproxy.testing.players import random_content_id
+
 from .loadgen import Connection, split_url
-from .players import random_content_id
 from .report import base_parser, begin, pyplot, write_result
 from .servers import Child, start_child
 

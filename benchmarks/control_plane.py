@@ -23,8 +23,9 @@ from typing import Any
 
 import trio
 
-from .loadgen import Connection, split_url
-from .players import PlayerLog, play, random_content_id
+from trioproxy.testing.players import PlayerLog, random_content_id
+
+from .loadgen import Connection, play, split_url
 from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import Child, start_child
 from .stats import ratio, spread

@@ -26,8 +26,9 @@ from typing import Any
 
 import trio
 
+from trioproxy.testing.players import parse_playlist, random_content_id
+
 from .loadgen import Connection, split_url
-from .players import parse_playlist, random_content_id
 from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import start_child
 from .stats import percentile, ratio

@@ -15,8 +15,9 @@ from typing import Any
 
 import trio
 
-from .loadgen import sample_lag
-from .players import PlayerLog, play, random_content_id
+from trioproxy.testing.players import PlayerLog, random_content_id
+
+from .loadgen import play, sample_lag
 from .report import Target, base_parser, begin, pyplot, write_result
 from .servers import Child, start_child
 from .stats import percentile, spread

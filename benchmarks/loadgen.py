@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client on Trio sockets, for load generation.
+"""A lean HTTP/1.1 client on Trio sockets, for load generation, and HLS players on it.
 
 httpx costs about as much CPU per request as the server under test; this client parses just
 enough HTTP/1.1 (status, headers, Content-Length or chunked bodies, keep-alive) to keep the load
@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 
 import trio
 
+from trioproxy.testing.players import Player, PlayerLog
+
 from .stats import spread
 
-__all__ = ["Connection", "LoadResult", "Response", "hammer", "sample_lag", "split_url"]
+__all__ = ["Connection", "LoadResult", "Response", "hammer", "play", "sample_lag", "split_url"]
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -195,3 +197,19 @@ async def sample_lag(samples: list[float], until: float, interval: float = 0.01)
         began = trio.current_time()
         await trio.sleep(interval)
         samples.append(trio.current_time() - began - interval)
+
+
+async def play(base_url: str, content_id: str, until: float, log: PlayerLog) -> None:
+    """One :class:`~trioproxy.testing.players.Player` on its own keep-alive connection: opens
+    the channel, reloads once per target duration and fetches each new segment once (starting
+    at the newest), until ``until`` (``trio.current_time()``)."""
+    host, port, _ = split_url(base_url)
+    connection = Connection(host, port)
+
+    async def get(url: str) -> Response:
+        return await connection.request("GET", url)
+
+    try:
+        await Player(get, log).watch(content_id, until)
+    finally:
+        await connection.aclose()

@@ -7,7 +7,7 @@ when it is ready, then answers one JSON line per command read from stdin (``engi
 ``orchestrator``, ``lag``, ``quit``). End of stdin stops it.
 
 Kinds:
-- ``fixtures``: the simulated engine (on several ports) and the slow orchestrator;
+- ``fixtures``: the simulated engine (on several ports) and the fake orchestrator (with a delay);
 - ``proxy``: :func:`trioproxy.service.serve` with a :class:`~trioproxy.config.Config`;
 - ``bare``: a bare ASGI app on Hypercorn answering every GET with the bytes of one file.
 """
@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,8 +36,8 @@ from trioproxy.config import Config
 from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine, demo_media
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
-from .fixtures import SlowOrchestrator
 from .stats import spread
 
 __all__ = ["Child", "start_child"]
@@ -55,10 +56,12 @@ Handler = Callable[[str], Awaitable[Any]]
 class Child:
     """A running server process: its ready line, commands, CPU time and RSS."""
 
-    def __init__(self, process: trio.Process, ready: dict[str, Any]) -> None:
+    def __init__(
+        self, process: trio.Process, ready: dict[str, Any], pending: bytearray | None = None
+    ) -> None:
         self.process = process
         self.ready = ready
-        self._pending = bytearray()
+        self._pending = pending if pending is not None else bytearray()
 
     @property
     def pid(self) -> int:
@@ -107,8 +110,7 @@ async def start_child(kind: str, spec: dict[str, Any]) -> AsyncIterator[Child]:
         pending = bytearray()
         with trio.fail_after(READY_TIMEOUT):
             ready = json.loads(await _read_line(process, pending))
-        child = Child(process, ready)
-        child._pending = pending
+        child = Child(process, ready, pending)
         yield child
     except BaseException:
         sys.stderr.write(_tail(log.name))
@@ -178,7 +180,7 @@ async def run_fixtures(spec: dict[str, Any]) -> None:
         backlog=float(spec.get("backlog", 6.0)),
         segment_delay=float(spec.get("segment_delay", 0.0)),
     )
-    orchestrator = SlowOrchestrator(delay=float(spec.get("orchestrator_delay", 0.0)))
+    orchestrator = FakeOrchestrator(delay=float(spec.get("orchestrator_delay", 0.0)))
     engine_config = hypercorn_config("127.0.0.1:0")
     engine_config.bind = ["127.0.0.1:0"] * int(spec.get("engine_ports", 1))
     engine_config.keep_alive_max_requests = 1_000_000
@@ -197,7 +199,8 @@ async def run_fixtures(spec: dict[str, Any]) -> None:
             ]
             return {"sessions": per_session, "stops": len(engine.stops)}
         if name == "orchestrator":
-            return {"events": dict(orchestrator.events), "in_flight": orchestrator.in_flight}
+            events = Counter(orchestrator.kinds())
+            return {"events": dict(events), "in_flight": orchestrator.in_flight}
         return {"error": f"unknown command {name!r}"}
 
     async with trio.open_nursery() as nursery:

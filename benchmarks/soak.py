@@ -2,8 +2,8 @@
 
     python -m benchmarks.soak --minutes 30
 
-Runs simulated engines (with fault injection) and an orchestrator that keeps exact books in this
-process, all on 127.0.0.1 port 0, and ``python -m trioproxy serve`` as a child process. Players
+Runs simulated engines (with fault injection) and the fake orchestrator (it keeps exact books) in
+this process, all on 127.0.0.1 port 0, and ``python -m trioproxy serve`` as a child process. Players
 join and leave random channels (some reload 50 times a second, some leave mid-segment); every
 ~20 s one fault is injected for a bounded time (engine playlist 5xx or garbage, a stalled
 playlist, segments 404/5xx/truncated, a session the engine ends itself, session opens failing or
@@ -40,8 +40,9 @@ from hypercorn.trio import serve as hypercorn_serve
 from trioproxy.service import hypercorn_config
 from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.faults import FaultyEngine
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
-from ._soak_support import Injector, Players, SoakOrchestrator, plot
+from ._soak_support import Injector, Players, plot
 
 __all__ = ["main"]
 
@@ -176,7 +177,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         FaultyEngine(SimulatedEngine(media, durations=[2.0], list_size=6, backlog=6.0))
         for _ in range(args.engines)
     ]
-    orchestrator = SoakOrchestrator(api_key=API_KEY)
+    orchestrator = FakeOrchestrator(api_key=API_KEY)
     keys = [f"{rng.getrandbits(160):040x}" for _ in range(args.channels)]
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 engine.open_non_json = False
                 engine.inner.session_error = None
                 engine.inner.open_delay = 0.0
-            orchestrator.status, orchestrator.delay, orchestrator.garbage_lists = 200, 0.0, False
+            orchestrator.status, orchestrator.delay, orchestrator.list_body = 200, 0.0, None
             # Every channel closes on its own (no players → grace period) and drains its events.
             settled = False
             with trio.move_on_after(SETTLE_TIMEOUT):
@@ -281,7 +282,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def _report(
     args: argparse.Namespace,
     engines: list[FaultyEngine],
-    orchestrator: SoakOrchestrator,
+    orchestrator: FakeOrchestrator,
     players: Players,
     injector: Injector,
     samples: list[dict[str, Any]],
@@ -300,9 +301,9 @@ def _report(
     unbalanced = sorted(
         sid for sid in started if sid not in ended_here and (started[sid], ended[sid]) != (1, 1)
     )
-    with_stream = set(orchestrator.sessions.values())
+    with_stream = {s.playback_session_id for s in orchestrator.streams.values()}
     all_sessions = {sid for e in engines for sid in e.inner.sessions}
-    statuses = dict(sorted(players.statuses.items()))
+    statuses = dict(sorted(players.log.counts.items()))
     server_errors = sum(n for k, n in statuses.items() if k.endswith(" 500"))
     rss = [s["rss_kib"] for s in samples]
     fds = [s["fds"] for s in samples]
@@ -326,7 +327,7 @@ def _report(
             "ended_by_orchestrator_also_ended_by_proxy": sum(ended[s] for s in ended_here),
             "stream_ended_for_unknown_id": len(orchestrator.ended_unknown),
             "unbalanced_streams": unbalanced,
-            "attempts": dict(orchestrator.attempts),
+            "attempts": dict(orchestrator.requests),
         },
         "sessions": {
             "opened": opened,
@@ -338,12 +339,12 @@ def _report(
         },
         "players": {
             "joined": players.joined,
-            "segments": players.segments,
-            "segment_bytes": players.segment_bytes,
-            "left_mid_segment": players.aborted_mid_segment,
+            "segments": players.log.segments,
+            "segment_bytes": players.log.segment_bytes,
+            "left_mid_segment": players.log.abandoned,
             "answers": statuses,
             "http_5xx_500": server_errors,
-            "client_errors": dict(players.errors),
+            "client_errors": dict(players.log.failures),
         },
         "faults": dict(injector.done),
         "fault_timeline": injector.timeline,

@@ -1,5 +1,8 @@
 """An in-memory HLS origin behind a minimal engine: any playlist shape, served on virtual time.
 
+Run the proxy in front of it with ``harness(origin_config(), origin=Origin(...))``
+(:mod:`trioproxy.testing.harness`).
+
 The engine hands out a ``playback_url`` on the origin, as a real engine (or any HLS server) would;
 the origin serves the playlists it was given, answers any other path with deterministic bytes
 (honouring ``Range``), follows the redirects it was told to make, and records what it was asked.
@@ -8,26 +11,18 @@ the origin serves the playlists it was given, answers any other path with determ
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.asgi import send_response
+from trioproxy.testing.harness import ENGINE_URL, ORIGIN_URL
 
-from .fakes import ENGINE_URL, ORCHESTRATOR_URL, PROXY_URL, FakeOrchestrator
-
-ORIGIN_URL = "http://origin.test"
-
-__all__ = ["ORIGIN_URL", "Origin", "OriginHarness", "media_bytes", "origin_harness"]
+__all__ = ["ORIGIN_URL", "Origin", "media_bytes", "origin_config"]
 
 
 def media_bytes(path: str, size: int = 3000) -> bytes:
@@ -110,24 +105,12 @@ class Origin:
         await send_response(send, 200, [(b"content-type", b"application/octet-stream")], data)
 
 
-@dataclass
-class OriginHarness:
-    config: Config
-    origin: Origin
-    registry: Registry
-    client: httpx.AsyncClient
-
-    async def open_playlist(self, key: str = "c" * 40) -> httpx.Response:
-        response = await self.client.get("/ace/getstream", params={"id": key})
-        assert response.status_code == 302, response.text
-        return await self.client.get(response.headers["location"])
-
-
 def origin_config(**changes: Any) -> Config:
+    """The proxy's settings in front of an :class:`Origin`; no orchestrator unless one is named."""
     values: dict[str, Any] = {
         "engines": (ENGINE_URL,),
         # The origin is no engine: allowed by name. No stat_url reads or stall checks in the
-        # fetch logs these tests compare (tests/test_faults_engine.py covers both).
+        # fetch logs these tests compare (tests/channels/test_faults_engine.py covers both).
         "allow_upstream_hosts": ("origin.test",),
         "stat_interval": 3600.0,
         "stall_timeout": 3600.0,
@@ -139,25 +122,3 @@ def origin_config(**changes: Any) -> Config:
     }
     values.update(changes)
     return Config(**values)
-
-
-@asynccontextmanager
-async def origin_harness(
-    origin: Origin, config: Config | None = None, orchestrator: FakeOrchestrator | None = None
-) -> AsyncIterator[OriginHarness]:
-    """The proxy in front of ``origin``; events go to ``orchestrator`` when one is given."""
-    config = config or origin_config()
-    transport = httpx.ASGITransport(origin)  # type: ignore[arg-type]
-    mounts = {ENGINE_URL: transport, ORIGIN_URL: transport}
-    if orchestrator is not None:
-        config = config.replace(orchestrator_url=ORCHESTRATOR_URL)
-        mounts[ORCHESTRATOR_URL] = httpx.ASGITransport(orchestrator)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(mounts=mounts, timeout=None) as http:
-        registry = Registry(config, http)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(registry.run)
-            app = ProxyApp(registry, config)
-            proxy = httpx.ASGITransport(app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=proxy, base_url=PROXY_URL) as client:
-                yield OriginHarness(config, origin, registry, client)
-            registry.shutdown()

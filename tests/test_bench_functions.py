@@ -10,7 +10,6 @@ import pytest
 
 from benchmarks.__main__ import parse_args
 from benchmarks.data_plane import parse_wrk
-from benchmarks.players import parse_playlist
 from benchmarks.report import Target, fmt
 from benchmarks.stats import percentile, spread
 
@@ -55,11 +54,6 @@ def test_wrk_output_is_parsed() -> None:
     assert result["p99_ms"] == pytest.approx(1200.0)
     assert result["errors"] == 3
     assert result["requests"] == 14200
-
-
-def test_player_reads_target_duration_and_uris() -> None:
-    text = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\n/a/1.ts\n#EXTINF:4.0,\n/a/2.ts\n"
-    assert parse_playlist(text) == (4.0, ["/a/1.ts", "/a/2.ts"])
 
 
 def test_runner_arguments() -> None:

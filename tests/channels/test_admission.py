@@ -7,16 +7,14 @@ import trio
 import trio.testing
 
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, CONTENT_B, default_config, small_media
-from ..faultkit import fault_harness
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness, small_media
 
 CONTENT_C = "c" * 40
 
 
 async def test_channel_cap(autojump_clock: trio.testing.MockClock) -> None:
     config = default_config(max_channels=2, max_streams_per_engine=10)
-    async with fault_harness(config) as h:
+    async with harness(config) as h:
         await h.start(CONTENT_A)
         await h.start(CONTENT_B)
         response = await h.client.get("/ace/getstream", params={"id": CONTENT_C})
@@ -36,7 +34,7 @@ async def test_channel_cap(autojump_clock: trio.testing.MockClock) -> None:
 
 
 async def test_player_cap(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness(default_config(max_players_per_channel=2)) as h:
+    async with harness(default_config(max_players_per_channel=2)) as h:
         urls = [await h.start(CONTENT_A) for _ in range(3)]
         assert (await h.client.get(urls[0])).status_code == 200
         assert (await h.client.get(urls[1])).status_code == 200
@@ -58,7 +56,7 @@ async def test_player_cap(autojump_clock: trio.testing.MockClock) -> None:
 async def test_session_opens_per_engine_are_capped(autojump_clock: trio.testing.MockClock) -> None:
     engine = SimulatedEngine(small_media(), durations=[2.0], backlog=6.0, open_delay=5.0)
     config = default_config(max_opening_per_engine=1, max_streams_per_engine=10)
-    async with fault_harness(config, engine=engine) as h:
+    async with harness(config, engine=engine) as h:
         await h.start(CONTENT_A)
         refused = await h.client.get("/ace/getstream", params={"id": CONTENT_B})
         assert refused.status_code == 503
@@ -83,7 +81,7 @@ async def test_a_burst_of_unknown_channels_cannot_flood_the_engine(
     """Thousands of requests for channels nobody plays: bounded engine sessions, the rest 503."""
     engine = SimulatedEngine(small_media(), durations=[2.0], backlog=6.0, open_delay=2.0)
     config = default_config(max_opening_per_engine=2, max_streams_per_engine=5, max_channels=20)
-    async with fault_harness(config, engine=engine) as h:
+    async with harness(config, engine=engine) as h:
         playing = await h.start(CONTENT_A)
         assert (await h.client.get(playing)).status_code == 200
         statuses: dict[int, int] = {}

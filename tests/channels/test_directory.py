@@ -9,6 +9,8 @@ import pytest
 
 from trioproxy.channels.directory import EngineDirectory, parse_engines
 from trioproxy.errors import NoEngineAvailable
+from trioproxy.testing.harness import ORCHESTRATOR_URL, asgi_transport
+from trioproxy.testing.orchestrator import FakeOrchestrator
 from trioproxy.upstream.orchestrator import Orchestrator
 
 
@@ -25,7 +27,7 @@ def test_least_loaded_engine_and_load_counted_at_once() -> None:
 
 
 async def test_orchestrator_engines_healthy_only_forwarded_first() -> None:
-    listed = [
+    rows: list[object] = [
         {
             "container_id": "c1",
             "host": "10.0.0.1",
@@ -45,15 +47,15 @@ async def test_orchestrator_engines_healthy_only_forwarded_first() -> None:
         {"container_id": "c5", "host": "x", "port": "6878", "health_status": "healthy"},
         "garbage",
     ]
-    engines = parse_engines(listed)
+    engines = parse_engines(rows)
     assert [e.container_id for e in engines] == ["c1", "c2", "c4"]
     assert engines[2].base_url == "http://[::1]:6878"
-    orchestrator = httpx.MockTransport(lambda request: httpx.Response(200, json=listed))
-    async with httpx.AsyncClient(transport=orchestrator) as http:
+    orchestrator = FakeOrchestrator(engines=rows)
+    async with httpx.AsyncClient(transport=asgi_transport(orchestrator)) as http:
         directory = EngineDirectory(
             static=(),
             max_streams_per_engine=1,
-            orchestrator=Orchestrator(http, "http://orch", None),
+            orchestrator=Orchestrator(http, ORCHESTRATOR_URL, None),
         )
         await directory.refresh()
     assert directory.engines == engines

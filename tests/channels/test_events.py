@@ -8,14 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from ..fakes import CONTENT_A, CONTENT_B, FakeOrchestrator, Harness, default_config, harness
-
-
-async def keep_watching(h: Harness, key: str) -> None:
-    response = await h.client.get("/ace/getstream", params={"id": key})
-    while True:
-        await h.client.get(response.headers["location"])
-        await trio.sleep(2)
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
 
 async def test_orchestrator_down_for_a_minute_loses_nothing(
@@ -24,7 +18,7 @@ async def test_orchestrator_down_for_a_minute_loses_nothing(
     async with harness() as h, trio.open_nursery() as players:
         h.orchestrator_transport.refusing = True
         assert (await h.open_playlist(CONTENT_A)).status_code == 200
-        players.start_soon(keep_watching, h, CONTENT_B)
+        players.start_soon(h.watch, CONTENT_B)
         await trio.sleep(1)
         a, b = h.registry.channels
         await trio.sleep(20)
@@ -122,6 +116,6 @@ async def test_no_orchestrator_means_no_events_and_no_errors(
         h.registry.stop_channel(CONTENT_A)
         await trio.sleep(5)
         assert h.orchestrator.attempts == 0
-        assert h.engine.open_sessions == []
+        assert h.sim.open_sessions == []
         assert h.registry.snapshot()["events"] is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

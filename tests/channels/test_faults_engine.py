@@ -12,23 +12,26 @@ import pytest
 import trio
 import trio.testing
 
-from ..fakes import CONTENT_A, CONTENT_B, channel_tasks, default_config
-from ..faultkit import FaultHarness, fault_harness, no_jitter, play
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    CONTENT_B,
+    Harness,
+    channel_tasks,
+    default_config,
+    harness,
+)
+
+pytestmark = pytest.mark.usefixtures("no_jitter")
 
 
-@pytest.fixture(autouse=True)
-def _fixed_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_jitter(monkeypatch)
-
-
-async def _open_ready(h: FaultHarness, key: str = CONTENT_A) -> str:
+async def _open_ready(h: Harness, key: str = CONTENT_A) -> str:
     url = await h.start(key)
     response = await h.client.get(url)
     assert response.status_code == 200, response.text
     return url
 
 
-async def _until_closed(h: FaultHarness, url: str, key: str = CONTENT_A) -> list[int]:
+async def _until_closed(h: Harness, url: str, key: str = CONTENT_A) -> list[int]:
     """A player keeps reloading every 2 s while the channel dies: what it was answered."""
     channel = h.channel(key)
     statuses = []
@@ -39,7 +42,7 @@ async def _until_closed(h: FaultHarness, url: str, key: str = CONTENT_A) -> list
     return statuses
 
 
-def _assert_clean_end(h: FaultHarness, reason_part: str) -> None:
+def _assert_clean_end(h: Harness, reason_part: str) -> None:
     reasons = h.ended_reasons()
     assert len(reasons) == 1, reasons
     assert reason_part in reasons[0], reasons
@@ -62,7 +65,7 @@ def _assert_clean_end(h: FaultHarness, reason_part: str) -> None:
 async def test_session_open_failure_is_a_502_and_backs_off(
     autojump_clock: trio.testing.MockClock, fault: str, message: str
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         if fault == "error":
             h.sim.session_error = "content not found"
         elif fault == "non_json":
@@ -91,7 +94,7 @@ async def test_session_open_failure_is_a_502_and_backs_off(
 
 
 async def test_session_open_timeout(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness(default_config(session_timeout=20.0)) as h:
+    async with harness(default_config(session_timeout=20.0)) as h:
         h.sim.open_delay = 1000.0
         url = await h.start()
         response = await h.client.get(url)
@@ -116,7 +119,7 @@ async def test_session_open_timeout(autojump_clock: trio.testing.MockClock) -> N
 async def test_playlist_failing_ends_channel_after_bounded_retries(
     autojump_clock: trio.testing.MockClock, fault: Any, reason_part: str
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url = await _open_ready(h)
         await trio.sleep(4.0)
         before = h.engine.requests["playlist"]
@@ -135,7 +138,7 @@ async def test_playlist_failing_ends_channel_after_bounded_retries(
 
 
 async def test_stalled_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness(default_config(stall_timeout=40.0, stat_interval=5.0)) as h:
+    async with harness(default_config(stall_timeout=40.0, stat_interval=5.0)) as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = "stall"
         stalled_from = trio.current_time()
@@ -150,11 +153,10 @@ async def test_stalled_playlist_ends_channel(autojump_clock: trio.testing.MockCl
 
 async def test_engine_that_never_lists_a_segment(autojump_clock: trio.testing.MockClock) -> None:
     from trioproxy.testing.engine import SimulatedEngine
-
-    from ..fakes import small_media
+    from trioproxy.testing.harness import small_media
 
     engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=10_000.0)
-    async with fault_harness(default_config(stall_timeout=60.0), engine=engine) as h:
+    async with harness(default_config(stall_timeout=60.0), engine=engine) as h:
         url = await h.start()
         first = await h.client.get(url)
         assert first.status_code == 503  # the buffer-ready timeout
@@ -179,7 +181,7 @@ async def test_engine_that_never_lists_a_segment(autojump_clock: trio.testing.Mo
 async def test_failing_segments_end_channel(
     autojump_clock: trio.testing.MockClock, fault: Any, reason_part: str
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = fault
         failing_from = trio.current_time()
@@ -194,7 +196,7 @@ async def test_failing_segments_end_channel(
 
 
 async def test_engine_disappearing_mid_stream(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url = await _open_ready(h)
         await trio.sleep(4.0)
         h.engine_transport.refusing = True
@@ -212,7 +214,7 @@ async def test_engine_disappearing_mid_stream(autojump_clock: trio.testing.MockC
 
 
 async def test_session_ended_by_the_engine(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness(default_config(stat_interval=5.0)) as h:
+    async with harness(default_config(stat_interval=5.0)) as h:
         url = await _open_ready(h)
         h.engine.end_session(h.session_id())
         ended_at = trio.current_time()
@@ -224,13 +226,13 @@ async def test_session_ended_by_the_engine(autojump_clock: trio.testing.MockCloc
 async def test_one_failing_channel_does_not_disturb_another(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url_a = await _open_ready(h, CONTENT_A)
         url_b = await _open_ready(h, CONTENT_B)
         h.engine.faults[h.session_id(CONTENT_A)] = "playlist_garbage"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_until_closed, h, url_a, CONTENT_A)
-            statuses_b = await play(h, url_b, until=trio.current_time() + 60.0)
+            statuses_b = await h.play(url_b, until=trio.current_time() + 60.0)
         assert set(statuses_b) == {200}
         assert h.registry.get(CONTENT_A) is None
         assert h.channel(CONTENT_B).state.value == "ready"
@@ -238,16 +240,16 @@ async def test_one_failing_channel_does_not_disturb_another(
 
 async def test_health_checks_are_paced(autojump_clock: trio.testing.MockClock) -> None:
     """A healthy channel costs the engine one stat_url read per interval, nothing more."""
-    async with fault_harness(default_config(stat_interval=5.0)) as h:
+    async with harness(default_config(stat_interval=5.0)) as h:
         url = await _open_ready(h)
         opened_at = trio.current_time()
-        await play(h, url, until=opened_at + 61.0)
+        await h.play(url, until=opened_at + 61.0)
         assert h.engine.requests["stat"] == 12  # at 5, 10, ..., 60 s after the session opened
         assert h.channel().state.value == "ready"
 
 
 async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = "playlist_hang"
         hung_from = trio.current_time()
@@ -263,8 +265,8 @@ async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockCl
 async def test_stat_reads_keep_their_own_pace(autojump_clock: trio.testing.MockClock) -> None:
     """A stall check more often than stat reads does not read stat_url more often."""
     config = default_config(stat_interval=30.0, stall_timeout=10.0)
-    async with fault_harness(config) as h:
+    async with harness(config) as h:
         url = await _open_ready(h)
         opened_at = trio.current_time()
-        await play(h, url, until=opened_at + 61.0)
+        await h.play(url, until=opened_at + 61.0)
         assert h.engine.requests["stat"] == 2  # at 30 and 60 s

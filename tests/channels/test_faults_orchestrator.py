@@ -9,16 +9,20 @@ import pytest
 import trio
 import trio.testing
 
-from ..fakes import CONTENT_A, CONTENT_B, channel_tasks, default_config
-from ..faultkit import FaultHarness, StreamsOrchestrator, fault_harness, no_jitter, play
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    CONTENT_B,
+    Harness,
+    channel_tasks,
+    default_config,
+    harness,
+)
+from trioproxy.testing.orchestrator import FakeOrchestrator
+
+pytestmark = pytest.mark.usefixtures("no_jitter")
 
 
-@pytest.fixture(autouse=True)
-def _fixed_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_jitter(monkeypatch)
-
-
-async def _ready_at(h: FaultHarness, key: str = CONTENT_A) -> float:
+async def _ready_at(h: Harness, key: str = CONTENT_A) -> float:
     """Start a channel and return when its first playlist was answered."""
     url = await h.start(key)
     response = await h.client.get(url)
@@ -27,14 +31,14 @@ async def _ready_at(h: FaultHarness, key: str = CONTENT_A) -> float:
 
 
 async def _baseline_ready_time() -> float:
-    async with fault_harness() as h:
+    async with harness() as h:
         return await _ready_at(h)
 
 
-async def _watch(h: FaultHarness, key: str, nursery: trio.Nursery) -> None:
+async def _watch(h: Harness, key: str, nursery: trio.Nursery) -> None:
     """A player that keeps ``key`` playing until the nursery is cancelled."""
     url = await h.start(key)
-    nursery.start_soon(play, h, url, float("inf"))
+    nursery.start_soon(h.play, url)
 
 
 @pytest.mark.parametrize("fault", ["down", "slow", "5xx", "garbage"])
@@ -43,7 +47,7 @@ async def test_players_never_wait_for_a_failing_orchestrator(
 ) -> None:
     baseline = await _baseline_ready_time()
     start = trio.current_time()
-    async with fault_harness() as h:
+    async with harness() as h:
         if fault == "down":
             h.orchestrator_transport.refusing = True
         elif fault == "slow":
@@ -60,7 +64,7 @@ async def test_players_never_wait_for_a_failing_orchestrator(
             await _watch(h, CONTENT_A, nursery)
             await _watch(h, CONTENT_B, nursery)
             url_b = await h.start(CONTENT_B)
-            statuses = await play(h, url_b, until=trio.current_time() + 60.0)
+            statuses = await h.play(url_b, until=trio.current_time() + 60.0)
             assert set(statuses) == {200}
             # The orchestrator recovers: the stream_started retried meanwhile gets through, once.
             h.orchestrator_transport.refusing = False
@@ -78,7 +82,7 @@ async def test_players_never_wait_for_a_failing_orchestrator(
 async def test_slow_orchestrator_retries_are_bounded(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         h.orchestrator.delay = 30.0
         await _ready_at(h)
         await trio.sleep(120.0)
@@ -92,9 +96,9 @@ async def test_wrong_key_is_one_error_line(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "the-wrong-key-0123456789"
-    orchestrator = StreamsOrchestrator(api_key="the-right-key")
+    orchestrator = FakeOrchestrator(api_key="the-right-key")
     config = default_config(api_key=secret, watch_interval=5.0)
-    async with fault_harness(config, orchestrator=orchestrator) as h:
+    async with harness(config, orchestrator=orchestrator) as h:
         await _ready_at(h, CONTENT_A)
         await _ready_at(h, CONTENT_B)
         await trio.sleep(60.0)  # many list reads and both channels' events rejected
@@ -110,7 +114,7 @@ async def test_channel_the_orchestrator_ends_is_stopped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     config = default_config(watch_interval=15.0)
-    async with fault_harness(config) as h, trio.open_nursery() as nursery:
+    async with harness(config) as h, trio.open_nursery() as nursery:
         await _watch(h, CONTENT_A, nursery)
         await _watch(h, CONTENT_B, nursery)
         await trio.sleep(1.0)
@@ -138,10 +142,10 @@ async def test_channel_the_orchestrator_ends_is_stopped(
 async def test_a_new_channel_is_not_stopped_before_it_is_listed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    orchestrator = StreamsOrchestrator(delay=3.0)  # stream_started takes 3 s to be accepted
+    orchestrator = FakeOrchestrator(delay=3.0)  # stream_started takes 3 s to be accepted
     config = default_config(watch_interval=1.0)
     async with (
-        fault_harness(config, orchestrator=orchestrator) as h,
+        harness(config, orchestrator=orchestrator) as h,
         trio.open_nursery() as nursery,
     ):
         await _watch(h, CONTENT_A, nursery)
@@ -153,8 +157,8 @@ async def test_a_new_channel_is_not_stopped_before_it_is_listed(
 
 
 async def test_looping_content_is_refused_with_422(autojump_clock: trio.testing.MockClock) -> None:
-    orchestrator = StreamsOrchestrator(looping=[CONTENT_A.upper()])
-    async with fault_harness(default_config(watch_interval=5.0), orchestrator=orchestrator) as h:
+    orchestrator = FakeOrchestrator(looping=[CONTENT_A.upper()])
+    async with harness(default_config(watch_interval=5.0), orchestrator=orchestrator) as h:
         await trio.sleep(1.0)
         response = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
         assert response.status_code == 422
@@ -168,7 +172,7 @@ async def test_looping_content_is_refused_with_422(autojump_clock: trio.testing.
 async def test_unreadable_lists_are_logged_once(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with fault_harness(default_config(watch_interval=5.0)) as h:
+    async with harness(default_config(watch_interval=5.0)) as h:
         h.orchestrator.list_status = 500
         await trio.sleep(99.0)
         warnings = [r for r in caplog.records if r.name == "trioproxy.channels.watcher"]
@@ -181,7 +185,7 @@ async def test_the_api_is_found_once_and_shown_in_the_status(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trioproxy.upstream.orchestrator")
-    async with fault_harness(default_config(watch_interval=5.0)) as h:
+    async with harness(default_config(watch_interval=5.0)) as h:
         await _ready_at(h)
         await trio.sleep(30.0)
         status = (await h.client.get("/proxy/status")).json()
@@ -197,7 +201,7 @@ async def test_events_for_v2_name_the_content_and_the_engine(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     config = default_config(orchestrator_api="v2", watch_interval=600.0)
-    async with fault_harness(config) as h:
+    async with harness(config) as h:
         await _ready_at(h)
         channel = h.channel()
         h.registry.stop_channel(CONTENT_A)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ..fakes import CONTENT_A, CONTENT_B
-from ..faultkit import fault_harness, play
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, harness
 
 
 async def test_a_player_reloading_50_times_a_second(autojump_clock: trio.testing.MockClock) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url_a = await h.start(CONTENT_A)
         url_b = await h.start(CONTENT_B)
         assert (await h.client.get(url_a)).status_code == 200
@@ -19,8 +18,8 @@ async def test_a_player_reloading_50_times_a_second(autojump_clock: trio.testing
         started = trio.current_time()
         before = h.engine.requests.copy()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(play, h, url_a, started + 60.0, 0.02)  # 3000 reloads
-            statuses_b = await play(h, url_b, until=started + 60.0)
+            nursery.start_soon(h.play, url_a, started + 60.0, 0.02)  # 3000 reloads
+            statuses_b = await h.play(url_b, until=started + 60.0)
         assert set(statuses_b) == {200}
         # The engine polls at its own pace whatever the players do: one playlist reload per
         # target duration per channel (2 s), one download per new segment.
@@ -35,7 +34,7 @@ async def test_a_player_reloading_50_times_a_second(autojump_clock: trio.testing
 async def test_requests_for_unknown_segments_touch_no_upstream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with fault_harness() as h:
+    async with harness() as h:
         url = await h.start(CONTENT_A)
         assert (await h.client.get(url)).status_code == 200
         before = h.engine.requests.copy()

@@ -9,18 +9,14 @@ import trio.testing
 
 from trioproxy.channels.channel import Channel
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, Harness, default_config, harness, small_media
+from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
 
 
 async def watch(h: Harness, seconds: float) -> Channel:
     """Play CONTENT_A for ``seconds``, reloading like a player; return the channel."""
-    response = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
-    url = response.headers["location"]
-    end = trio.current_time() + seconds
-    while trio.current_time() < end:
-        assert (await h.client.get(url)).status_code == 200
-        await trio.sleep(2.0)
+    url = await h.start(CONTENT_A)
+    statuses = await h.play(url, until=trio.current_time() + seconds)
+    assert set(statuses) == {200}
     channel = h.registry.get(CONTENT_A)
     assert channel is not None
     return channel
@@ -38,8 +34,8 @@ async def test_downloads_slower_than_real_time_lose_nothing(
     config = default_config(hls_max_segments=60, hls_window_size=6)
     async with harness(config, engine) as h:
         channel = await watch(h, 90.0)
-        (session,) = h.engine.sessions.values()
-        produced = h.engine.produced(session, trio.current_time())
+        (session,) = h.sim.sessions.values()
+        produced = h.sim.produced(session, trio.current_time())
         fetched = upstream_sequences(channel)
         first = fetched[0]
         assert first is not None
@@ -153,11 +149,11 @@ async def test_failing_playlist_backs_off_then_ends_the_channel(
         assert "playlist failing" in channel.end_reason
         assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
         assert h.orchestrator.events[1].payload["reason"] == channel.end_reason
-        assert h.engine.open_sessions == []
+        assert h.sim.open_sessions == []
         # Players are told, and the id is refused for a while rather than reopened at once.
         response = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
         assert response.status_code == 502
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1
 
 
 async def test_segments_are_served_from_memory_with_their_length(
@@ -166,7 +162,7 @@ async def test_segments_are_served_from_memory_with_their_length(
     async with harness() as h:
         playlist = await h.open_playlist(CONTENT_A)
         uris = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
-        (session,) = h.engine.sessions.values()
+        (session,) = h.sim.sessions.values()
         requested = dict(session.segment_requests)
         for uri in uris:
             response = await h.client.get(uri)

@@ -6,8 +6,7 @@ import trio
 import trio.testing
 
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, default_config, harness, small_media
+from trioproxy.testing.harness import CONTENT_A, default_config, harness, small_media
 
 # default_config(): HLS_CLIENT_IDLE_TIMEOUT 10 s, PROXY_GRACE_PERIOD 5 s.
 
@@ -24,8 +23,8 @@ async def test_channel_stops_after_idle_timeout_plus_grace(
         await channel.closed.wait()
         # The player counts as gone 10 s after its last request; the channel lingers 5 s more.
         assert channel.end_reason == "no players"
-        assert h.engine.stops
-        assert h.engine.open_sessions == []
+        assert h.sim.stops
+        assert h.sim.open_sessions == []
         assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
         assert h.orchestrator.events[1].at == last_request + 15.0
         assert h.registry.get(CONTENT_A) is None
@@ -46,7 +45,7 @@ async def test_player_returning_within_grace_keeps_the_channel(
         await trio.sleep(13.0)
         assert h.registry.get(CONTENT_A) is channel
         assert not channel.stopping
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1
 
 
 async def test_players_are_told_apart_by_token_not_address(
@@ -78,7 +77,7 @@ async def test_a_player_waiting_for_a_slow_engine_keeps_the_channel(
         response = await h.open_playlist(CONTENT_A)
         assert response.status_code == 200
         assert trio.current_time() - began >= 25.0
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1
 
 
 async def test_buffer_timeout_answers_503_with_retry_after(
@@ -95,4 +94,4 @@ async def test_buffer_timeout_answers_503_with_retry_after(
         assert int(response.headers["retry-after"]) >= 1
         # The retry joins the same channel: still one engine session.
         response = await h.open_playlist(CONTENT_A)
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1

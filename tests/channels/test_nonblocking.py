@@ -6,8 +6,8 @@ import trio
 import trio.testing
 
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, CONTENT_B, FakeOrchestrator, harness, small_media
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, harness, small_media
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
 
 async def test_slow_engine_and_orchestrator_block_nothing_else(

@@ -14,10 +14,9 @@ from trioproxy.channels.feed import Feed
 from trioproxy.channels.session import SessionEnded, UpstreamSession
 from trioproxy.errors import EngineError
 from trioproxy.hls.window import SegmentWindow
+from trioproxy.testing.harness import default_config
 from trioproxy.upstream.engine import Engine, EngineClient, KeyType, Session
 from trioproxy.upstream.resources import ResourceCache
-
-from ..fakes import default_config
 
 SESSION = Session(
     playback_url="http://engine.test/playlist.m3u8",

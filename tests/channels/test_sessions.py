@@ -5,7 +5,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ..fakes import CONTENT_A, FakeOrchestrator, default_config, harness
+from trioproxy.testing.harness import CONTENT_A, default_config, harness
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
 
 async def test_four_players_reloading_share_one_session(
@@ -29,7 +30,7 @@ async def test_four_players_reloading_share_one_session(
             for _ in range(4):
                 nursery.start_soon(player)
 
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1
         assert h.orchestrator.kinds() == ["stream_started"]
         assert len(set(urls)) == 4  # each player got its own token ...
         channel = h.registry.get(CONTENT_A)

@@ -6,16 +6,15 @@ import trio
 import trio.testing
 
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import (
+from trioproxy.testing.harness import (
     CONTENT_A,
     CONTENT_B,
-    FakeOrchestrator,
     channel_tasks,
     default_config,
     harness,
     small_media,
 )
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
 
 async def test_stop_before_stream_started_was_answered(
@@ -41,8 +40,8 @@ async def test_stop_before_stream_started_was_answered(
         assert ended.payload["stream_id"] == channel.stream_id
         assert ended.payload["reason"] == "stopped by request"
         assert started.at < ended.at
-        assert [s.session_id for s in h.engine.sessions.values()] == h.engine.stops
-        assert h.engine.open_sessions == []
+        assert [s.session_id for s in h.sim.sessions.values()] == h.sim.stops
+        assert h.sim.open_sessions == []
         assert channel_tasks(h.registry) == []
         assert h.registry.snapshot()["closing"] == []
 
@@ -67,8 +66,8 @@ async def test_new_request_during_teardown_gets_a_fresh_channel_without_delay(
         assert not old.closed.is_set()  # still stopping its engine session
         await old.closed.wait()
         assert trio.current_time() == asked_at + 8.0
-        assert len(h.engine.sessions) == 2
-        assert len(h.engine.open_sessions) == 1
+        assert len(h.sim.sessions) == 2
+        assert len(h.sim.open_sessions) == 1
 
 
 async def test_delete_needs_the_api_key_when_one_is_set(
@@ -103,5 +102,5 @@ async def test_shutdown_stops_every_channel_within_the_timeout(
         for channel in channels:
             await channel.closed.wait()
         assert trio.current_time() - began <= 4.0
-        assert h.engine.open_sessions == []
+        assert h.sim.open_sessions == []
         assert {c.end_reason for c in channels} == {"proxy shutdown"}

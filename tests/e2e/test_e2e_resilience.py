@@ -15,8 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from trioproxy.config import Config
 from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, CONTENT_B
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B
 
 BIG = 4_000_000
 """Bytes per segment: more than socket buffers hold, so a disconnect lands mid-send."""

@@ -15,8 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from trioproxy.service import hypercorn_config
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, CONTENT_B, small_media
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, small_media
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

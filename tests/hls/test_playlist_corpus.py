@@ -28,8 +28,9 @@ import trio
 import trio.testing
 
 from trioproxy.hls.m3u import attribute_list
+from trioproxy.testing.harness import harness
 
-from ..origin import Origin, origin_config, origin_harness
+from ..origin import Origin, origin_config
 
 CORPUS = Path(__file__).parent / "data" / "playlists"
 CASES = sorted(CORPUS.glob("*.m3u8"))
@@ -82,7 +83,7 @@ async def describe(case: Path, text: str) -> str:
         hls_buffer_ready_timeout=30.0,
     )
     out: list[str] = []
-    async with origin_harness(origin, config) as h:
+    async with harness(config, origin=origin) as h:
         first = await h.client.get("/ace/getstream", params={"id": KEY})
         url = first.headers["location"]
         response = await h.client.get(url)

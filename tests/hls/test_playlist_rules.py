@@ -17,8 +17,9 @@ from trioproxy.hls.m3u import PlaylistError
 from trioproxy.hls.playlist import ByteRange, parse_media_playlist, render_media_playlist
 from trioproxy.hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
 from trioproxy.hls.window import KeyTag, SegmentMeta, SegmentWindow
+from trioproxy.testing.harness import harness
 
-from ..origin import Origin, origin_config, origin_harness
+from ..origin import Origin, origin_config
 
 BASE = "http://origin.test/live/index.m3u8"
 
@@ -225,8 +226,8 @@ async def test_finished_content_is_served_whole_and_polling_ends(
         rows += ["#EXTINF:4.0,", f"v{n}.ts"]
     origin = Origin(playlists={"/live/index.m3u8": "\n".join([*rows, "#EXT-X-ENDLIST"])})
     config = origin_config(hls_window_size=6, hls_max_segments=20)
-    async with origin_harness(origin, config) as h:
-        response = await h.open_playlist()
+    async with harness(config, origin=origin) as h:
+        response = await h.open_playlist("c" * 40)
         assert response.status_code == 200
         url = response.url
         await trio.sleep(10)

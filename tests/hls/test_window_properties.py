@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from trioproxy.hls.m3u import lines
 from trioproxy.hls.playlist import render_media_playlist
 from trioproxy.hls.window import SegmentWindow
+from trioproxy.testing.harness import harness
 
-from ..origin import Origin, origin_config, origin_harness
+from ..origin import Origin, origin_config
 
 KEY = "d" * 40
 ENTRY = "/live/chan/index.m3u8"
@@ -116,7 +117,7 @@ async def watch(texts: list[str]) -> list[Published]:
     origin.playlists[ENTRY] = lambda load: texts[min(load, len(texts)) - 1]
     config = origin_config(hls_initial_segments=1, upstream_timeout=30.0)
     published: list[Published] = []
-    async with origin_harness(origin, config) as h:
+    async with harness(config, origin=origin) as h:
         first = await h.client.get("/ace/getstream", params={"id": KEY})
         url = first.headers["location"]
         for _ in range(3 * len(texts) + 6):

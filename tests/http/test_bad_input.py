@@ -7,8 +7,7 @@ import trio
 import trio.testing
 
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, default_config, harness, small_media
+from trioproxy.testing.harness import CONTENT_A, default_config, harness, small_media
 
 BAD_STREAM_QUERIES = [
     "",
@@ -54,7 +53,7 @@ async def test_bad_stream_ids_are_400(
         assert response.headers["content-type"] == "application/json"
         assert response.json()["error"] == "bad_request"
         assert response.json()["message"]
-        assert h.engine.sessions == {}
+        assert h.sim.sessions == {}
 
 
 @pytest.mark.parametrize("path", BAD_PATHS)
@@ -73,7 +72,7 @@ async def test_wrong_methods_are_405_json(autojump_clock: trio.testing.MockClock
         assert response.json()["error"] == "method_not_allowed"
         assert (await h.client.get(f"/proxy/channels/{CONTENT_A}")).status_code == 405
         assert (await h.client.delete(f"/proxy/channels/{'z' * 40}")).status_code == 404
-        assert h.engine.sessions == {}
+        assert h.sim.sessions == {}
 
 
 async def test_head_opens_no_session(autojump_clock: trio.testing.MockClock) -> None:
@@ -81,7 +80,7 @@ async def test_head_opens_no_session(autojump_clock: trio.testing.MockClock) -> 
         response = await h.client.head("/ace/getstream", params={"id": CONTENT_A})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/vnd.apple.mpegurl"
-        assert h.engine.sessions == {}
+        assert h.sim.sessions == {}
 
 
 async def test_engine_refusing_the_session_is_502_then_backed_off(
@@ -92,7 +91,7 @@ async def test_engine_refusing_the_session_is_502_then_backed_off(
         response = await h.open_playlist(CONTENT_A)
         assert response.status_code == 502
         assert "content not found" in response.json()["message"]
-        assert len(h.engine.sessions) == 0
+        assert len(h.sim.sessions) == 0
         # A player that keeps reloading does not hammer the engine: the id is refused a while.
         await trio.sleep(0.1)
         again = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
@@ -119,4 +118,4 @@ async def test_full_engines_answer_503_with_retry_after(
         assert response.status_code == 503
         assert response.json()["error"] == "no_engine_available"
         assert "retry-after" in response.headers
-        assert len(h.engine.sessions) == 1
+        assert len(h.sim.sessions) == 1

@@ -14,8 +14,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from trioproxy.config import Config
 from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, small_media
+from trioproxy.testing.harness import CONTENT_A, small_media
 
 HANDSHAKE = (
     "Upgrade: websocket\r\n"

@@ -26,9 +26,14 @@ from trioproxy.hls.playlist import PlaylistError, parse_media_playlist
 from trioproxy.http.app import ProxyApp
 from trioproxy.http.ids import parse_stream_key
 from trioproxy.testing.engine import SimulatedEngine
-
-from ..fakes import CONTENT_A, channel_tasks, default_config, small_media
-from ..faultkit import FaultHarness, fault_harness
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    Harness,
+    channel_tasks,
+    default_config,
+    harness,
+    small_media,
+)
 
 FUZZ = settings(
     max_examples=40,
@@ -195,7 +200,7 @@ QUERIES = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from(["GET", "HEAD", "DELETE", "POST"]), PATHS, QUERIES)))
 def test_no_request_is_answered_with_a_500(requests: list[tuple[str, str, bytes]]) -> None:
     async def main() -> None:
-        async with fault_harness() as h:
+        async with harness() as h:
             app = ProxyApp(h.registry, h.config)
             for method, path, query in requests:
                 status = await _asgi(app, method, path, query)
@@ -248,7 +253,7 @@ def test_a_channel_fed_mutated_playlists_never_breaks(data: st.DataObject, rate:
 
     async def main() -> None:
         config = default_config(upstream_timeout=10.0, stall_timeout=15.0, failure_backoff=1.0)
-        async with fault_harness(config, engine=MutatingEngine(mutate)) as h:
+        async with harness(config, engine=MutatingEngine(mutate)) as h:
             await _watch(h, statuses, until=60.0)
             channel = h.registry.get(CONTENT_A)
             if channel is not None:
@@ -265,7 +270,7 @@ def test_a_channel_fed_mutated_playlists_never_breaks(data: st.DataObject, rate:
     assert set(statuses) <= {200, 502, 503}, statuses
 
 
-async def _watch(h: FaultHarness, statuses: list[int], until: float) -> None:
+async def _watch(h: Harness, statuses: list[int], until: float) -> None:
     url = await h.start()
     while trio.current_time() < until:
         response = await h.client.get(url)

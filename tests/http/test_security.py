@@ -17,11 +17,16 @@ from trioproxy.config import ConfigError, load_config
 from trioproxy.errors import Forbidden, Unauthorized, UpstreamRefused
 from trioproxy.http.guards import check_bearer, client_address
 from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    ENGINE_URL,
+    channel_tasks,
+    default_config,
+    harness,
+    small_media,
+)
 from trioproxy.upstream.engine import Engine, Session
 from trioproxy.upstream.policy import GuardedEngineClient, UpstreamPolicy
-
-from ..fakes import CONTENT_A, ENGINE_URL, channel_tasks, default_config, small_media
-from ..faultkit import fault_harness
 
 KEY = "s3cret-key-for-tests-0123456789"
 
@@ -44,7 +49,7 @@ async def test_state_changes_need_the_key_and_it_is_never_logged(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with fault_harness(default_config(api_key=KEY)) as h:
+    async with harness(default_config(api_key=KEY)) as h:
         await h.start()
         path = f"/proxy/channels/{CONTENT_A}"
         assert (await h.client.delete(path)).status_code == 401
@@ -126,7 +131,7 @@ async def test_upstream_elsewhere_is_refused(
 ) -> None:
     evil = CountingTransport()
     mounts: dict[str, httpx.AsyncBaseTransport] = {"all://evil.test": evil}
-    async with fault_harness(engine=ElsewhereEngine(where), extra_mounts=mounts) as h:
+    async with harness(engine=ElsewhereEngine(where), mounts=mounts) as h:
         url = await h.start()
         response = await h.client.get(url)
         assert response.status_code in (502, 503)
@@ -145,7 +150,7 @@ async def test_allowed_upstream_host_is_fetched(autojump_clock: trio.testing.Moc
     evil = CountingTransport()
     mounts: dict[str, httpx.AsyncBaseTransport] = {"all://evil.test": evil}
     config = default_config(allow_upstream_hosts=("evil.test",))
-    async with fault_harness(config, ElsewhereEngine("playback_url"), extra_mounts=mounts) as h:
+    async with harness(config, ElsewhereEngine("playback_url"), mounts=mounts) as h:
         await h.client.get(await h.start())
         assert evil.requests >= 1
         assert not h.registry.policy.permits("http://evil.test.example/steal.m3u8")
@@ -202,7 +207,7 @@ async def test_forwarded_for_tells_players_apart_only_when_trusted(
     autojump_clock: trio.testing.MockClock, trusted: tuple[str, ...], clients: int
 ) -> None:
     config = default_config(trusted_proxies=_nets(*trusted))
-    async with fault_harness(config) as h:
+    async with harness(config) as h:
         await h.start()
         playlist = f"/ace/hls/{CONTENT_A}/index.m3u8"  # no client token: identity by address
         for forwarded in ("198.51.100.1", "198.51.100.2"):

@@ -15,8 +15,7 @@ from trioproxy.channels.registry import Registry
 from trioproxy.http import urls
 from trioproxy.http.app import create_app
 from trioproxy.http.urls import MediaRequest
-
-from ..fakes import CONTENT_A, PROXY_URL, asgi_transport, default_config, harness
+from trioproxy.testing.harness import CONTENT_A, PROXY_URL, asgi_transport, default_config, harness
 
 SAMPLES = {
     "channel": CONTENT_A,
@@ -127,7 +126,7 @@ async def test_a_bad_part_is_a_json_404(
             if method != "HEAD":
                 assert response.json()["error"] == "not_found"
                 assert response.json()["message"]
-        assert h.engine.sessions == {}
+        assert h.sim.sessions == {}
 
 
 @pytest.mark.parametrize("path", urls.PATHS, ids=lambda path: path.rule)
@@ -141,7 +140,7 @@ async def test_a_wrong_method_is_a_json_405(
         assert response.headers["content-type"] == "application/json"
         assert response.json()["error"] == "method_not_allowed"
         assert set(path.methods) <= set(response.headers["allow"].split(", "))
-        assert h.engine.sessions == {}
+        assert h.sim.sessions == {}
 
 
 async def test_the_app_alone_serves_media_as_the_lean_path_does(

@@ -11,9 +11,10 @@ import trio.testing
 
 from trioproxy.config import ConfigError, load_config
 from trioproxy.config.sources import parse_source_list, parse_sources_file
+from trioproxy.testing.harness import ORCHESTRATOR_URL, harness
+from trioproxy.testing.orchestrator import FakeOrchestrator
 
-from ..fakes import FakeOrchestrator
-from ..origin import ORIGIN_URL, Origin, origin_config, origin_harness
+from ..origin import ORIGIN_URL, Origin, origin_config
 
 FEED = ORIGIN_URL + "/feeds/news/index.m3u8"
 
@@ -35,8 +36,9 @@ async def test_a_source_is_served_to_many_players_from_one_poller(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     orchestrator = FakeOrchestrator()
-    config = origin_config(sources=(("news", FEED),))
-    async with origin_harness(news_origin(), config, orchestrator) as h:
+    origin = news_origin()
+    config = origin_config(sources=(("news", FEED),), orchestrator_url=ORCHESTRATOR_URL)
+    async with harness(config, orchestrator=orchestrator, origin=origin) as h:
 
         async def player() -> None:
             first = await h.client.get("/sources/news.m3u8")
@@ -63,7 +65,7 @@ async def test_a_source_is_served_to_many_players_from_one_poller(
         assert channel.clients.count(trio.current_time()) == 3
         assert len(h.registry.channels) == 1
         # One poller: the origin saw about one reload per target duration, not one per player.
-        assert h.origin.playlist_loads <= trio.current_time() / 2.0 + 3
+        assert origin.playlist_loads <= trio.current_time() / 2.0 + 3
         # Players gone: the channel stops after the idle timeout and the grace period.
         await trio.sleep(config.hls_client_idle_timeout + config.proxy_grace_period + 1)
         assert h.registry.get("source/news") is None
@@ -77,7 +79,8 @@ async def test_a_source_is_served_to_many_players_from_one_poller(
 
 async def test_only_configured_sources_exist(autojump_clock: trio.testing.MockClock) -> None:
     config = origin_config(sources=(("news", FEED),))
-    async with origin_harness(news_origin(), config) as h:
+    origin = news_origin()
+    async with harness(config, origin=origin) as h:
         for path in ["/sources/other.m3u8", "/sources/NEWS.m3u8", "/sources/..%2Fx.m3u8"]:
             response = await h.client.get(path)
             assert response.status_code == 404, path
@@ -87,13 +90,14 @@ async def test_only_configured_sources_exist(autojump_clock: trio.testing.MockCl
             "/sources/news.m3u8", params={"client": "abcdefgh12", "url": "http://evil.test/x"}
         )
         assert response.status_code == 200
-        assert not any("evil" in r for r in h.origin.requests)
+        assert not any("evil" in r for r in origin.requests)
         assert h.registry.get("source/news") is not None
 
 
 async def test_head_never_starts_a_source(autojump_clock: trio.testing.MockClock) -> None:
     config = origin_config(sources=(("news", FEED),))
-    async with origin_harness(news_origin(), config) as h:
+    origin = news_origin()
+    async with harness(config, origin=origin) as h:
         response = await h.client.head("/sources/news.m3u8")
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/vnd.apple.mpegurl"
@@ -102,13 +106,13 @@ async def test_head_never_starts_a_source(autojump_clock: trio.testing.MockClock
         assert head.status_code == 200
         await trio.sleep(5)
         assert h.registry.channels == []
-        assert h.origin.requests == []
+        assert origin.requests == []
 
 
 async def test_preflight_is_answered_for_player_paths(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with origin_harness(news_origin(), origin_config()) as h:
+    async with harness(origin_config(), origin=news_origin()) as h:
         response = await h.client.options("/ace/hls/" + "f" * 40 + "/00000000/1.ts")
         assert response.status_code == 204
         assert response.headers["access-control-allow-origin"] == "*"
@@ -161,7 +165,7 @@ async def test_a_source_with_a_separate_audio_rendition(
 ) -> None:
     origin = Origin(playlists={"/feeds/tv/master.m3u8": MASTER})
     config = origin_config(sources=(("tv", ORIGIN_URL + "/feeds/tv/master.m3u8"),))
-    async with origin_harness(origin, config) as h:
+    async with harness(config, origin=origin) as h:
         master = await h.client.get("/sources/tv.m3u8", params={"client": "player-one"})
         assert master.status_code == 200
         lines = master.text.splitlines()

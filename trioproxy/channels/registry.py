@@ -255,7 +255,8 @@ class Registry:
 
     @property
     def task_names(self) -> list[str]:
-        """Names of the tasks running in the channels' nursery (``channel <id>`` per channel)."""
+        """Names of the tasks running in the registry's nursery (``channel <name>`` for each
+        channel, running or closing); empty when :meth:`run` is not running."""
         if self._nursery is None:
             return []
         return [task.name for task in self._nursery.child_tasks]

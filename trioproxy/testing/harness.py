@@ -1,0 +1,240 @@
+"""The proxy in memory: a :class:`~trioproxy.channels.registry.Registry` and the HTTP app, reached
+through ``httpx.ASGITransport``, in front of the fault engine (a simulated engine inside it, no
+faults unless asked) or an HLS origin, and the fake orchestrator. No sockets, so everything runs
+on whatever clock the Trio run has: tests use the autojump clock, and "an engine that takes 3 s"
+costs no real time.
+
+Any host the harness does not serve is refused as a connection error: nothing ever reaches the
+real network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from ..channels.channel import Channel
+from ..channels.registry import Registry
+from ..config import Config
+from ..http.app import ProxyApp
+from .engine import SimulatedEngine
+from .faults import FaultyEngine
+from .orchestrator import FakeOrchestrator
+from .players import HttpxGetter, Player, PlayerLog
+
+__all__ = [
+    "CONTENT_A",
+    "CONTENT_B",
+    "ENGINE_URL",
+    "ORCHESTRATOR_URL",
+    "ORIGIN_URL",
+    "PROXY_URL",
+    "App",
+    "Harness",
+    "RefusingTransport",
+    "asgi_transport",
+    "channel_tasks",
+    "default_config",
+    "harness",
+    "small_media",
+]
+
+ENGINE_URL = "http://engine.test:6878"
+ORCHESTRATOR_URL = "http://orchestrator.test"
+ORIGIN_URL = "http://origin.test"
+PROXY_URL = "http://proxy.test"
+
+CONTENT_A = "a" * 40
+CONTENT_B = "b" * 40
+
+App = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
+"""An ASGI application, typed with Hypercorn's scope and callables."""
+
+
+def small_media(count: int = 64, size: int = 1000) -> list[bytes]:
+    """Distinct fake segment payloads (for runs that never decode media); no loop within 64."""
+    return [bytes([n]) * size for n in range(count)]
+
+
+def default_config(**changes: Any) -> Config:
+    """The harness's configuration: its engine and orchestrator, a short start and idle time.
+
+    HLS_INITIAL_SEGMENTS 2, PROXY_GRACE_PERIOD 5 s, HLS_CLIENT_IDLE_TIMEOUT 10 s; ``changes``
+    override any field.
+    """
+    values: dict[str, Any] = {
+        "engines": (ENGINE_URL,),
+        "orchestrator_url": ORCHESTRATOR_URL,
+        "hls_initial_segments": 2,
+        "proxy_grace_period": 5.0,
+        "hls_client_idle_timeout": 10.0,
+    }
+    values.update(changes)
+    return Config(**values)
+
+
+class RefusingTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport; while ``refusing`` is set, every request fails to connect."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.refusing = False
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refusing:
+            self.refused += 1
+            await trio.lowlevel.checkpoint()
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def asgi_transport(app: App) -> httpx.ASGITransport:
+    """An in-memory transport to ``app`` (httpx types ASGI apps loosely; ours use Hypercorn's)."""
+    return httpx.ASGITransport(app)  # type: ignore[arg-type]
+
+
+def channel_tasks(registry: Registry) -> list[str]:
+    """Names of the channel tasks still running under the registry."""
+    return [name for name in registry.task_names if name.startswith("channel ")]
+
+
+@dataclass
+class Harness:
+    """A proxy wired to an engine (or an origin) and a fake orchestrator, all in memory."""
+
+    config: Config
+    engine: FaultyEngine
+    """The fault engine at :data:`ENGINE_URL`; with an ``origin``, the origin serves there."""
+    engine_transport: RefusingTransport
+    """What serves :data:`ENGINE_URL`; set ``refusing`` for an engine that is gone."""
+    orchestrator: FakeOrchestrator
+    orchestrator_transport: RefusingTransport
+    registry: Registry
+    client: httpx.AsyncClient
+    """The proxy's HTTP API, as a player or an operator reaches it."""
+    origin: App | None = None
+
+    @property
+    def sim(self) -> SimulatedEngine:
+        """The simulated engine inside the fault engine."""
+        return self.engine.inner
+
+    async def start(self, key: str = CONTENT_A) -> str:
+        """``/ace/getstream`` for ``key``: the playlist URL the player is sent to."""
+        response = await self.client.get("/ace/getstream", params={"id": key})
+        if response.status_code != 302:
+            raise AssertionError(f"getstream answered {response.status_code}: {response.text}")
+        return str(response.headers["location"])
+
+    async def open_playlist(self, key: str = CONTENT_A, **params: str) -> httpx.Response:
+        """What a player does first: ``/ace/getstream``, then the URL it was redirected to."""
+        response = await self.client.get("/ace/getstream", params={"id": key, **params})
+        if response.status_code != 302:
+            raise AssertionError(f"getstream answered {response.status_code}: {response.text}")
+        return await self.client.get(response.headers["location"])
+
+    def channel(self, key: str = CONTENT_A) -> Channel:
+        """The running channel of ``key``."""
+        channel = self.registry.get(key)
+        if channel is None:
+            raise AssertionError(f"no channel {key} is running")
+        return channel
+
+    def session_id(self, key: str = CONTENT_A) -> str:
+        """The engine session the channel of ``key`` plays from."""
+        session = self.channel(key).session
+        if session is None:
+            raise AssertionError(f"channel {key} has no engine session")
+        return session.playback_session_id
+
+    async def wait_channel(self, key: str = CONTENT_A) -> Channel:
+        """The channel of ``key`` once its first segments are buffered (started if need be)."""
+        channel = self.registry.get_or_start("content_id", key)
+        await channel.ready.wait()
+        return channel
+
+    def ended_reasons(self) -> list[str]:
+        """The ``reason`` of every ``stream_ended`` the orchestrator accepted, in order."""
+        return self.orchestrator.ended_reasons()
+
+    def channel_tasks(self) -> list[str]:
+        return channel_tasks(self.registry)
+
+    async def play(
+        self,
+        url: str,
+        until: float = math.inf,
+        period: float | None = 2.0,
+        *,
+        log: PlayerLog | None = None,
+    ) -> list[int]:
+        """A player on ``url`` (reloading every ``period`` s, fetching each new segment once)
+        until ``trio.current_time()`` reaches ``until``: the status of every playlist load."""
+        log = log if log is not None else PlayerLog()
+        await Player(HttpxGetter(self.client), log, pace=period).play(url, until)
+        return log.statuses("playlist")
+
+    async def watch(self, key: str = CONTENT_A, until: float = math.inf) -> list[int]:
+        """:meth:`play` on the channel of ``key``, from ``/ace/getstream`` on."""
+        return await self.play(await self.start(key), until)
+
+
+@asynccontextmanager
+async def harness(
+    config: Config | None = None,
+    engine: SimulatedEngine | None = None,
+    orchestrator: FakeOrchestrator | None = None,
+    *,
+    origin: App | None = None,
+    mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> AsyncIterator[Harness]:
+    """Run the proxy in memory until the block ends, then shut it down and wait for it.
+
+    ``engine`` (default: :func:`small_media`, 2 s segments, 6 s on air) runs inside a
+    :class:`~trioproxy.testing.faults.FaultyEngine` at :data:`ENGINE_URL`. An ``origin`` — an
+    HLS server that also answers the engine's session API — serves :data:`ENGINE_URL` and
+    :data:`ORIGIN_URL` instead. ``mounts`` add hosts (``{"all://evil.test": transport}``).
+    """
+    config = config or default_config()
+    faulty = FaultyEngine(engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0))
+    orchestrator = orchestrator or FakeOrchestrator()
+    engine_transport = RefusingTransport(asgi_transport(origin or faulty))
+    orchestrator_transport = RefusingTransport(asgi_transport(orchestrator))
+    nowhere = RefusingTransport(httpx.MockTransport(lambda request: httpx.Response(599)))
+    nowhere.refusing = True
+    routes: dict[str, httpx.AsyncBaseTransport] = {
+        ENGINE_URL: engine_transport,
+        ORCHESTRATOR_URL: orchestrator_transport,
+        "all://": nowhere,
+    }
+    if origin is not None:
+        routes[ORIGIN_URL] = engine_transport
+    routes.update(mounts or {})
+    async with httpx.AsyncClient(mounts=routes, timeout=None) as http:
+        registry = Registry(config, http)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(registry.run)
+            proxy = asgi_transport(ProxyApp(registry, config))
+            async with httpx.AsyncClient(transport=proxy, base_url=PROXY_URL) as client:
+                yield Harness(
+                    config,
+                    faulty,
+                    engine_transport,
+                    orchestrator,
+                    orchestrator_transport,
+                    registry,
+                    client,
+                    origin,
+                )
+            registry.shutdown()
