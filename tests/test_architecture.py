@@ -104,7 +104,7 @@ def _tree(text: str) -> list[str]:
     """The task tree: the block of lines from ``serve`` to the last line drawn with ├└│."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("serve "))
-    tree = []
+    tree: list[str] = []
     for line in lines[start:]:
         if tree and not line.strip().startswith(("└", "├", "│")) and not line.startswith("   "):
             break
