@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..errors import EngineError, ProxyError
+from ..errors import EngineError, ProxyError, UpstreamRefused
 from ..hls.playlist import (
     PlaylistError,
     UpstreamPlaylist,
@@ -109,6 +109,9 @@ class Fetcher:
                         continue
                     playlist = parse_media_playlist(text, final_url)
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        self._channel.fail(exc, exc.message)
+                        return
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     if began - failing_since >= self._config.upstream_timeout:
@@ -232,6 +235,9 @@ class Fetcher:
                         job.segment.sequence,
                         self._segment_error,
                     )
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        self._channel.fail(exc, exc.message)
+                        return
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:

@@ -10,9 +10,9 @@ import trio
 
 from ..config import Config
 from ..errors import ChannelFailed, NoEngineAvailable
-from ..upstream.engine import Engine, KeyType
+from ..upstream.engine import EngineClient, KeyType
 from ..upstream.orchestrator import Orchestrator
-from ..upstream.policy import GuardedEngineClient, UpstreamPolicy, source_hosts
+from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, rendition_name, source_engine
 from .admission import Admission, opening_counts
 from .channel import Channel
@@ -42,12 +42,7 @@ class Registry:
             http=http,
             refresh_interval=config.engine_refresh_interval,
         )
-        self.policy = UpstreamPolicy(
-            lambda: self.directory.engines,
-            [*config.allow_upstream_hosts, *source_hosts(config)],
-            self._engines_in_use,
-        )
-        self.engines = GuardedEngineClient(http, self.policy)
+        self.policy = UpstreamPolicy.from_config(http, config)
         self.admission = Admission(config)
         self.orchestrator = (
             Orchestrator(http, config.orchestrator_url, config.api_key)
@@ -103,15 +98,6 @@ class Registry:
         with scope:
             await self.watcher.run()
 
-    def _engines_in_use(self) -> list[Engine]:
-        """Engines running or closing channels use (one the directory dropped may be among them).
-
-        Channels of URLs (sources, renditions) are left out: an upstream playlist naming a URL
-        must not make its host one we fetch from.
-        """
-        channels = [*self._channels.values(), *self._closing]
-        return [c.engine for c in channels if c.key_type != "url"]
-
     def shutdown(self) -> None:
         self._shutdown.set()
 
@@ -142,12 +128,23 @@ class Registry:
             return None
         uri = variant.separate_renditions[index].uri
         assert uri is not None
-        return self.get_or_start("url", uri, name=rendition_name(parent.name, index), events=False)
+        name = rendition_name(parent.name, index)
+        return self.get_or_start("url", uri, name=name, events=False, upstream=parent.engines)
 
     def get_or_start(
-        self, key_type: KeyType, key: str, *, name: str | None = None, events: bool = True
+        self,
+        key_type: KeyType,
+        key: str,
+        *,
+        name: str | None = None,
+        events: bool = True,
+        upstream: EngineClient | None = None,
     ) -> Channel:
-        """The channel for ``key``, started now if there is none. Never waits."""
+        """The channel for ``key``, started now if there is none. Never waits.
+
+        ``upstream`` is the client the channel fetches with, which reaches only its hosts;
+        by default, the engine's (``policy.for_engine``) or the URL's (``policy.for_source``).
+        """
         name = name or key
         channel = self._channels.get(name)
         if channel is not None:
@@ -175,13 +172,17 @@ class Registry:
             if accepted is None:
                 raise self.admission.refuse_opening()
             engine = accepted
+        if upstream is None:
+            upstream = (
+                self.policy.for_source(key) if key_type == "url" else self.policy.for_engine(engine)
+            )
         channel = Channel(
             name=name,
             key_type=key_type,
             key=key,
             engine=engine,
             config=self.config,
-            engines=self.engines,
+            engines=upstream,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             on_closed=self._closed,

@@ -141,6 +141,16 @@ def _sources_file(text: str) -> tuple[tuple[str, str], ...]:
     return parse_sources_file(content)
 
 
+def _byte_count(text: str) -> int:
+    """A number of bytes ≥ 1, maybe with a binary suffix: ``65536``, ``64K``, ``8M``, ``1G``."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError("must be a number of bytes ≥ 1, e.g. 65536, 64K, 8M or 1G")
+    return int(digits) * scale
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -388,6 +398,34 @@ SETTINGS: tuple[Setting, ...] = (
         "1000",
         "segments kept of finished (#EXT-X-ENDLIST) content, served whole",
     ),
+    Setting(
+        "max_playlist_bytes",
+        "TRIOPROXY_MAX_PLAYLIST_BYTES",
+        _byte_count,
+        "8M",
+        "bytes read at most of one upstream playlist, decoded (a 10,000-segment DVR list: 2-5M)",
+    ),
+    Setting(
+        "max_segment_bytes",
+        "TRIOPROXY_MAX_SEGMENT_BYTES",
+        _byte_count,
+        "64M",
+        "bytes read at most of one upstream segment (8 s at 40 Mbit/s: 40M)",
+    ),
+    Setting(
+        "max_init_bytes",
+        "TRIOPROXY_MAX_INIT_BYTES",
+        _byte_count,
+        "1M",
+        "bytes read at most of one initialization section (#EXT-X-MAP)",
+    ),
+    Setting(
+        "max_key_bytes",
+        "TRIOPROXY_MAX_KEY_BYTES",
+        _byte_count,
+        "4K",
+        "bytes read at most of one encryption key (#EXT-X-KEY; AES-128 keys are 16)",
+    ),
 )
 
 
@@ -425,6 +463,10 @@ class Config:
     variant_max_resolution: int = 0
     hls_start_offset: float = 0.0
     vod_max_segments: int = 1000
+    max_playlist_bytes: int = 8 << 20
+    max_segment_bytes: int = 64 << 20
+    max_init_bytes: int = 1 << 20
+    max_key_bytes: int = 4 << 10
     sources: tuple[tuple[str, str], ...] = ()
     sources_file: tuple[tuple[str, str], ...] = ()
 
