@@ -334,7 +334,7 @@ class EngineClient:
         ``until_full``, once ``keep`` bytes are had). A gzip body is bounded twice: what arrives
         and what it decodes to.
         """
-        kept: list[bytes] = []
+        kept = bytearray()
         have = received = 0
         more = False
         decoder = _Gunzip() if gunzip else None
@@ -353,7 +353,7 @@ class EngineClient:
             if have + len(chunk) > keep:
                 chunk, more = chunk[: keep - have], True
             if chunk:
-                kept.append(chunk)
+                kept.extend(chunk)
                 have += len(chunk)
             return more or (until_full and have == keep)
 
@@ -366,7 +366,7 @@ class EngineClient:
             raise EngineError(f"{shown(str(response.url))}: {_describe(exc)}") from exc
         except zlib.error as exc:
             raise EngineError(f"{shown(str(response.url))}: playlist is not valid gzip") from exc
-        return b"".join(kept), more
+        return bytes(kept), more
 
     async def _stream_body(self, response: httpx.Response, take: Callable[[bytes], bool]) -> None:
         """Feed the body to ``take`` chunk by chunk until it says stop or the body ends.
