@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..config import Config
-from ..errors import EngineError, ProxyError
+from ..errors import EngineError, ProxyError, UpstreamRefused
 from ..hls.plan import plan_fetches, reload_pause
 from ..hls.playlist import PlaylistError, UpstreamSegment, is_master_playlist, parse_media_playlist
 from ..hls.variants import VariantLimits, parse_master_playlist, select_variant
@@ -111,6 +111,8 @@ class Fetcher:
                         continue
                     playlist = parse_media_playlist(text, final_url)
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        raise
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     if began - failing_since >= self._config.upstream_timeout:
@@ -207,6 +209,8 @@ class Fetcher:
                         job.segment.sequence,
                         self._segment_error,
                     )
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        raise
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:

@@ -70,6 +70,8 @@ class Setting:
             return "unset"
         if isinstance(self.default, float):
             return f"{self.default:g}"
+        if self.parse is parse.byte_count and isinstance(self.default, int):
+            return parse.format_bytes(self.default)
         return str(self.default)
 
 
@@ -224,8 +226,8 @@ class Config:
         "TRIOPROXY_ALLOW_UPSTREAM_HOSTS",
         (),
         parse.host_list,
-        "hosts (`host`, `host:port`, `*`) besides the known engines that playlists and segments "
-        "may come from",
+        "hosts (`host`, `host:port`, `*`) every channel may fetch playlists and segments from, "
+        "besides its own engine or source",
     )
     trusted_proxies: tuple[IPNetwork, ...] = setting(
         "TRIOPROXY_TRUSTED_PROXIES",
@@ -286,6 +288,30 @@ class Config:
         1000,
         parse.positive_int,
         "segments kept of finished (`#EXT-X-ENDLIST`) content, served whole",
+    )
+    max_playlist_bytes: int = setting(
+        "TRIOPROXY_MAX_PLAYLIST_BYTES",
+        8 << 20,
+        parse.byte_count,
+        "bytes read at most of one upstream playlist, decoded (a 10,000-segment DVR list: 2-5M)",
+    )
+    max_segment_bytes: int = setting(
+        "TRIOPROXY_MAX_SEGMENT_BYTES",
+        64 << 20,
+        parse.byte_count,
+        "bytes read at most of one upstream segment (8 s at 40 Mbit/s: 40M)",
+    )
+    max_init_bytes: int = setting(
+        "TRIOPROXY_MAX_INIT_BYTES",
+        1 << 20,
+        parse.byte_count,
+        "bytes read at most of one initialization section (`#EXT-X-MAP`)",
+    )
+    max_key_bytes: int = setting(
+        "TRIOPROXY_MAX_KEY_BYTES",
+        4 << 10,
+        parse.byte_count,
+        "bytes read at most of one encryption key (`#EXT-X-KEY`; AES-128 keys are 16)",
     )
 
     def __post_init__(self) -> None:
