@@ -51,25 +51,35 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from ._version import __version__
 from .channels.registry import Registry
 from .config import Config
 from .http.app import ProxyApp
+from .http.connections import (
+    ConnectionLimits,
+    Connections,
+    ForwardedLimit,
+    default_connection_cap,
+    raise_open_file_limit,
+)
+from .http.server import serve_http
 from .upstream.transport import UpstreamTransport
 
-__all__ = ["hypercorn_config", "serve", "signal_trigger"]
+__all__ = ["connection_limits", "hypercorn_config", "serve", "signal_trigger"]
 
 log = logging.getLogger(__name__)
 
 
-def hypercorn_config(bind: str) -> HypercornConfig:
+def hypercorn_config(bind: str, *, shutdown_timeout: float = 10.0) -> HypercornConfig:
     hconfig = HypercornConfig()
     hconfig.bind = [bind]
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")  # through our handlers, once
-    hconfig.graceful_timeout = 3.0
+    # Requests in flight at shutdown get this long, then their connections are closed; the
+    # whole shutdown fits in ``shutdown_timeout``.
+    hconfig.graceful_timeout = min(3.0, shutdown_timeout / 2)
+    hconfig.shutdown_timeout = min(3.0, shutdown_timeout / 2)
     hconfig.keep_alive_timeout = 75.0
     hconfig.h11_max_incomplete_size = 16 * 1024
     hconfig.h2_max_header_list_size = 16 * 1024
@@ -89,6 +99,22 @@ UPSTREAM_CONNECTIONS = 512
 """Upstream requests in flight at once, over every channel and event post."""
 UPSTREAM_KEEPALIVE = 32
 """Idle connections kept open per origin (engine or orchestrator)."""
+FD_RESERVE = UPSTREAM_CONNECTIONS + 64
+"""Descriptors kept free of client connections: upstream requests, event posts, logs."""
+
+
+def connection_limits(config: Config, fd_limit: int) -> ConnectionLimits:
+    """The caps and timeouts of client connections under an open-file limit of ``fd_limit``."""
+    cap = config.max_connections or default_connection_cap(fd_limit, FD_RESERVE)
+    if cap >= fd_limit:
+        log.warning("TRIOPROXY_MAX_CONNECTIONS=%d is not below the file limit %d", cap, fd_limit)
+    return ConnectionLimits(
+        max_connections=cap,
+        per_address=config.max_connections_per_address,
+        header_timeout=config.header_timeout,
+        send_timeout=config.send_timeout,
+        trusted_proxies=config.trusted_proxies,
+    )
 
 
 def http_client() -> httpx.AsyncClient:
@@ -110,31 +136,49 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = signal_trigger,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown_trigger`` returns, then stop every channel in the shutdown timeout.
+    """Serve until ``shutdown_trigger`` returns, then stop every channel and return within
+    ``config.shutdown_timeout``.
 
     ``task_status.started`` gets the bound addresses (``http://host:port``).
     """
+    limits = connection_limits(config, raise_open_file_limit())
+    log.info(
+        "client connections: at most %d, %s per address",
+        limits.max_connections,
+        limits.per_address or "any number",
+    )
+    connections = Connections(limits)
     async with http_client() as http:
         registry = Registry(config, http)
 
-        async def stop_channels_then_server() -> None:
-            # Channels stop first: players still waiting on one are answered at once, so
-            # Hypercorn's graceful shutdown has nothing left to wait for.
-            if shutdown_trigger is None:
-                await trio.sleep_forever()
-            else:
-                await shutdown_trigger()
-            registry.shutdown()
-
         async with trio.open_nursery() as nursery:
+
+            async def stop_channels_then_server() -> None:
+                # Channels stop first: players still waiting on one are answered at once, so
+                # Hypercorn's graceful shutdown has nothing left to wait for.
+                if shutdown_trigger is None:
+                    await trio.sleep_forever()
+                else:
+                    await shutdown_trigger()
+                registry.shutdown()
+                # Whatever is still running at the shutdown timeout is cancelled.
+                nursery.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout
+
             await nursery.start(registry.run)
+            app = ForwardedLimit(
+                ProxyApp(registry, config), limits.per_address, config.trusted_proxies
+            )
             try:
-                await hypercorn_serve(
-                    ProxyApp(registry, config),
-                    hypercorn_config(config.bind),
+                await serve_http(
+                    app,
+                    hypercorn_config(config.bind, shutdown_timeout=config.shutdown_timeout),
+                    connections,
                     shutdown_trigger=stop_channels_then_server,
                     task_status=task_status,
                 )
             finally:
                 registry.shutdown()
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_timeout
+                )
     log.info("stopped")

@@ -161,6 +161,34 @@ class Config:
         parse.positive_seconds,
         "seconds to stop every channel on SIGTERM/SIGINT",
     )
+    header_timeout: float = setting(
+        "TRIOPROXY_HEADER_TIMEOUT",
+        5.0,
+        parse.positive_seconds,
+        "seconds a client has to send a whole request head, from its first byte (or from "
+        "connecting); then the connection is closed",
+    )
+    send_timeout: float = setting(
+        "TRIOPROXY_SEND_TIMEOUT",
+        20.0,
+        parse.positive_seconds,
+        "seconds a response may make no progress (a client not reading) before its connection "
+        "is closed",
+    )
+    max_connections: int = setting(
+        "TRIOPROXY_MAX_CONNECTIONS",
+        0,
+        parse.whole_number,
+        "client connections open at once; 0: derived from the open-file limit, leaving room for "
+        "upstream connections",
+    )
+    max_connections_per_address: int = setting(
+        "TRIOPROXY_MAX_CONNECTIONS_PER_ADDRESS",
+        64,
+        parse.whole_number,
+        "connections (behind a trusted proxy: requests in flight) one client address may hold; "
+        "0: no limit",
+    )
     stop_timeout: float = setting(
         "TRIOPROXY_STOP_TIMEOUT",
         10.0,
