@@ -4,8 +4,10 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
 
     serve                                 until SIGINT/SIGTERM, then registry.shutdown()
     └─ HTTP client                        httpx.AsyncClient: opened first, closed last
-       ├─ hypercorn.trio.serve(app)       connections → request handlers: they find or start
-       │                                  a channel and wait on it; no upstream I/O of their own
+       ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
+       │  │                               writers closed → Hypercorn's TCPServer per connection
+       │  └─ request handlers             find or start a channel and wait on it (a deadline);
+       │                                  no upstream I/O of their own
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
@@ -24,8 +26,10 @@ Who cancels what, and the stop order:
 - **The process**: the shutdown trigger returns → ``registry.shutdown()``: the directory and the
   watcher are cancelled; every channel gets a deadline (``TRIOPROXY_SHUTDOWN_TIMEOUT``) for
   opening, stopping and event delivery, and is stopped; the registry's nursery is cancelled a
-  second after that deadline as a backstop. Hypercorn then shuts down (``graceful_timeout``
-  cancels requests still in flight), and the HTTP client closes last.
+  second after that deadline as a backstop. The HTTP server closes its listeners and idle
+  connections, gives requests in flight ``graceful_timeout`` (3 s, or half the shutdown
+  timeout), then closes every socket still open; whatever still runs at
+  ``TRIOPROXY_SHUTDOWN_TIMEOUT`` is cancelled, and the HTTP client closes last.
 - **A channel** is stopped by ``registry.stop_channel`` (DELETE), its idle watchdog, the stream
   watcher, its upstream session's failure, or shutdown. Stopping removes it from the registry's
   map and cancels its life scope, and returns at once: a new request for the same id builds a
