@@ -1,6 +1,12 @@
-"""Errors a client can see: each carries its HTTP status, a short code and a message."""
+"""Errors a client can see: each carries its HTTP status, a short code and a message.
+
+What a client sees of a message is :func:`redact`-ed: engine URLs (which carry session ids) are
+left out; the operator's log keeps the whole message.
+"""
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BadRequest",
@@ -15,7 +21,32 @@ __all__ = [
     "ProxyError",
     "Unauthorized",
     "UpstreamRefused",
+    "redact",
 ]
+
+_URL = re.compile(
+    r"""(?:\s+(?:at|from|on|to|for\s+url))?  # the word that introduces the URL
+        \s*(['"]?)[a-z][a-z0-9+.-]*://[^\s'"<>()]*[^\s'"<>():]\1  # the URL, maybe quoted
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_TIDY = ((re.compile(r":\s*:"), ":"), (re.compile(r"^\s*:\s*"), ""), (re.compile(r"\s{2,}"), " "))
+REDACTED = "<redacted>"
+
+
+def redact(text: str, *hidden: str) -> str:
+    """``text`` without URLs and without any of ``hidden`` (session ids): what a client may see.
+
+    ``engine http://10.0.0.5:6878 unreachable`` becomes ``engine unreachable``, and
+    ``http://…/ace/c/<session>/7.ts: truncated`` becomes ``truncated``.
+    """
+    text = _URL.sub("", text)
+    for secret in hidden:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _TIDY:
+        text = pattern.sub(replacement, text)
+    return text.strip() or "upstream failure"
 
 
 class ProxyError(Exception):
@@ -30,7 +61,8 @@ class ProxyError(Exception):
         self.retry_after = retry_after
 
     def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+        """The JSON a client gets: the message without URLs (see :func:`redact`)."""
+        return {"error": self.code, "message": redact(self.message)}
 
 
 class BadRequest(ProxyError):

@@ -57,6 +57,7 @@ from ._version import __version__
 from .channels.registry import Registry
 from .config import Config
 from .http.app import ProxyApp
+from .http.guards import log_access
 from .upstream.transport import UpstreamTransport
 
 __all__ = ["hypercorn_config", "serve", "signal_trigger"]
@@ -114,6 +115,7 @@ async def serve(
 
     ``task_status.started`` gets the bound addresses (``http://host:port``).
     """
+    log_access(config)
     async with http_client() as http:
         registry = Registry(config, http)
 
