@@ -259,7 +259,13 @@ async def run_proxy(spec: dict[str, Any]) -> None:
     settings = dict(spec.get("config", {}))
     if "engines" in settings:
         settings["engines"] = tuple(settings["engines"])
-    config = Config(**{**settings, "bind": "127.0.0.1:0"})
+    # Every benchmark player comes from 127.0.0.1: no per-address cap unless a spec sets one.
+    no_address_caps = {
+        "max_players_per_address": 0,
+        "max_channels_per_address": 0,
+        "max_opening_per_address": 0,
+    }
+    config = Config(**{**no_address_caps, **settings, "bind": "127.0.0.1:0"})
     stop = trio.Event()
     sampler = trio.CancelScope()
     lag: list[float] = []

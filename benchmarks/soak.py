@@ -86,6 +86,10 @@ def _proxy_env(
             "API_KEY": API_KEY,
             "ACEXY_MAX_STREAMS_PER_ENGINE": str(per_engine),
             "TRIOPROXY_MAX_CHANNELS": str(args.channels),
+            # Every player comes from 127.0.0.1: no per-address caps.
+            "TRIOPROXY_MAX_PLAYERS_PER_ADDRESS": "0",
+            "TRIOPROXY_MAX_CHANNELS_PER_ADDRESS": "0",
+            "TRIOPROXY_MAX_OPENING_PER_ADDRESS": "0",
             "PROXY_GRACE_PERIOD": "5",
             "HLS_CLIENT_IDLE_TIMEOUT": "8",
             "HLS_BUFFER_READY_TIMEOUT": "15",

@@ -1,6 +1,13 @@
-"""Errors a client can see: each carries its HTTP status, a short code and a message."""
+"""Errors a client can see: each carries its HTTP status, a short code and a message.
+
+What a client sees of a message is :func:`redact`-ed: engine URLs (which carry session ids) are
+left out; the operator's log keeps the whole message.
+"""
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 __all__ = [
     "BadRequest",
@@ -15,7 +22,42 @@ __all__ = [
     "ProxyError",
     "Unauthorized",
     "UpstreamRefused",
+    "redact",
 ]
+
+_URL = re.compile(
+    r"""(?P<intro>\s+(?:at|from|on|to|for\s+url))?  # the word that introduces the URL
+        (?P<space>\s*)(['"]?)(?P<url>[a-z][a-z0-9+.-]*://[^\s'"<>()]*[^\s'"<>():])\3
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def _host_only(match: re.Match[str]) -> str:
+    """A URL becomes its ``host:port``: which upstream is named, never a path or query."""
+    netloc = urlsplit(match.group("url")).netloc.rpartition("@")[2]
+    intro = (match.group("intro") or "").replace("for url", "from").replace("for URL", "from")
+    return f"{intro}{match.group('space')}{netloc}" if netloc else ""
+
+
+_TIDY = ((re.compile(r":\s*:"), ":"), (re.compile(r"^\s*:\s*"), ""), (re.compile(r"\s{2,}"), " "))
+REDACTED = "<redacted>"
+
+
+def redact(text: str, *hidden: str) -> str:
+    """``text`` with each URL cut to its host and without any of ``hidden`` (session ids): what a
+    client may see. Paths and queries carry session ids; the host says which upstream failed.
+
+    ``engine http://10.0.0.5:6878 unreachable`` stays ``engine 10.0.0.5:6878 unreachable``, and
+    ``http://e:6878/ace/c/<session>/7.ts: truncated`` becomes ``e:6878: truncated``.
+    """
+    text = _URL.sub(_host_only, text)
+    for secret in hidden:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern, replacement in _TIDY:
+        text = pattern.sub(replacement, text)
+    return text.strip() or "upstream failure"
 
 
 class ProxyError(Exception):
@@ -30,7 +72,8 @@ class ProxyError(Exception):
         self.retry_after = retry_after
 
     def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+        """The JSON a client gets: the message without URLs (see :func:`redact`)."""
+        return {"error": self.code, "message": redact(self.message)}
 
 
 class BadRequest(ProxyError):

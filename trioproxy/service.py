@@ -67,6 +67,7 @@ from .http.connections import (
     default_connection_cap,
     raise_open_file_limit,
 )
+from .http.guards import log_access
 from .http.server import serve_http
 from .upstream.transport import UpstreamTransport
 
@@ -145,6 +146,7 @@ async def serve(
 
     ``task_status.started`` gets the bound addresses (``http://host:port``).
     """
+    log_access(config)
     limits = connection_limits(config, raise_open_file_limit())
     log.info(
         "client connections: at most %d, %s per address",

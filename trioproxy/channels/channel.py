@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from ..config import Config
-from ..errors import BufferTimeout, ChannelFailed, ProxyError
+from ..errors import BufferTimeout, ChannelFailed, ProxyError, redact
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import Segment, SegmentWindow
@@ -286,8 +286,8 @@ class Channel:
 
     # ---- players ----------------------------------------------------------------------------
 
-    def touch(self, client: str) -> None:
-        self.clients.touch(client, trio.current_time())
+    def touch(self, client: str, address: str | None = None) -> None:
+        self.clients.touch(client, trio.current_time(), address)
 
     async def wait_ready(self) -> None:
         """Wait, counted as a player, until the first playlist can be served or the channel ends.
@@ -308,7 +308,7 @@ class Channel:
 
     def check_servable(self) -> None:
         if self.failure is not None:
-            raise ChannelFailed(self.failure.message, retry_after=self.config.failure_backoff or 1)
+            raise ChannelFailed(self.public_failure(), retry_after=self.config.failure_backoff or 1)
         if not self.ready.is_set():
             raise BufferTimeout(
                 f"channel {self.name}: no segments within "
@@ -354,20 +354,41 @@ class Channel:
 
     # ---- status -----------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def public_failure(self) -> str:
+        """What players are told of the failure: no engine URLs, no session id (the log has
+        the whole message)."""
+        if self.failure is None:
+            return ""
+        return redact(self.failure.message, *self._session_ids())
+
+    def _session_ids(self) -> list[str]:
+        return [self.session.playback_session_id] if self.session is not None else []
+
+    def snapshot(self, *, detail: bool = True) -> dict[str, Any]:
+        """The channel as ``/proxy/status`` shows it. Without ``detail`` (a caller without the
+        key), no ``stream_id`` or ``playback_session_id`` (with them anyone could stop the
+        session through the engine's own API), and the end reason without URLs."""
         now = trio.current_time()
         segments = list(self.window)
+        session: dict[str, Any] = {}
+        end_reason = self.end_reason
+        if detail:
+            session = {
+                "stream_id": self.stream_id,
+                "playback_session_id": self.session.playback_session_id if self.session else None,
+            }
+        elif end_reason is not None:
+            end_reason = redact(end_reason, *self._session_ids())
         return {
             "channel": self.name,
             "incarnation": self.incarnation,
             "key_type": self.key_type,
             "key": self.key,
             "state": self.state.value,
-            "end_reason": self.end_reason,
+            "end_reason": end_reason,
             "age_seconds": round(now - self.created_at, 3),
             "engine": {"url": self.engine.base_url, "container_id": self.engine.container_id},
-            "stream_id": self.stream_id,
-            "playback_session_id": self.session.playback_session_id if self.session else None,
+            **session,
             "clients": self.clients.count(now),
             "waiting": self._waiters,
             "buffer": {

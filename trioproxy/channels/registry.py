@@ -22,6 +22,7 @@ from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
+from .per_address import AddressLimits
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
 
@@ -63,6 +64,8 @@ class Registry:
         )
         self._channels: dict[str, Channel] = {}
         self._closing: set[Channel] = set()
+        self.addresses = AddressLimits(config, self._channels.values, lambda: self._closing)
+        """Caps per client address; an ``address`` given to ``get_or_start*`` counts there."""
         self._failed_until: dict[str, tuple[float, str]] = {}
         """Ids whose channel failed upstream: refused until then, with the failure's message."""
         self._nursery: trio.Nursery | None = None
@@ -121,16 +124,19 @@ class Registry:
                 return closing
         return None
 
-    def get_or_start_source(self, source: str, url: str) -> Channel:
+    def get_or_start_source(self, source: str, url: str, *, address: str | None = None) -> Channel:
         """The channel of the configured source ``source``, started now if there is none."""
         name = SOURCE_PREFIX + source
         channel = self._channels.get(name)
         if channel is not None:
             return channel
         self._admit(name)
-        return self._start(name, SourceUpstream(url), self.policy.for_source(url))
+        self.addresses.check_channel(address, opens_session=False)
+        return self._start(name, SourceUpstream(url), self.policy.for_source(url), address=address)
 
-    def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
+    def get_or_start_rendition(
+        self, parent: Channel, index: int, *, address: str | None = None
+    ) -> Channel | None:
         """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
         subtitle playlist), started now if there is none. It sends no events of its own."""
         variant = parent.variant
@@ -143,23 +149,25 @@ class Registry:
         if channel is not None:
             return channel
         self._admit(name)
+        self.addresses.check_channel(address, opens_session=False)
         # A rendition fetches with its parent's client: it reaches only the parent's hosts.
-        return self._start(name, SourceUpstream(uri), parent.client, events=False)
+        return self._start(name, SourceUpstream(uri), parent.client, events=False, address=address)
 
-    def get_or_start(self, key_type: KeyType, key: str) -> Channel:
+    def get_or_start(self, key_type: KeyType, key: str, *, address: str | None = None) -> Channel:
         """The channel of AceStream content ``key``, started now on an engine with room if there
-        is none. Never waits."""
+        is none. Never waits. ``address`` (the client's, as :mod:`.per_address` counts it) is
+        held to the per-address caps."""
         channel = self._channels.get(key)
         if channel is not None:
             return channel
         self._admit(key, watched=True)
+        self.addresses.check_channel(address, opens_session=True)
         opening = opening_counts([*self._channels.values(), *self._closing])
         engine = self.directory.acquire_if(self.admission.engine_free(opening))
         if engine is None:
             raise self.admission.refuse_opening()
-        return self._start(
-            key, EngineUpstream(engine, key_type, key), self.policy.for_engine(engine)
-        )
+        client = self.policy.for_engine(engine)
+        return self._start(key, EngineUpstream(engine, key_type, key), client, address=address)
 
     def _admit(self, name: str, *, watched: bool = False) -> None:
         """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
@@ -180,7 +188,13 @@ class Registry:
         self.admission.check_channel(len(self._channels))
 
     def _start(
-        self, name: str, upstream: Upstream, client: EngineClient, *, events: bool = True
+        self,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        *,
+        events: bool = True,
+        address: str | None = None,
     ) -> Channel:
         """Start a channel on ``upstream``, fetching with ``client``: a view of the upstream
         policy that reaches only that channel's hosts."""
@@ -194,6 +208,7 @@ class Registry:
             on_stop=self._forget,
         )
         self._channels[name] = channel
+        self.addresses.started(channel, address)
         self.started_total += 1
         log.info("channel %s: starting on %s", name, upstream.engine.base_url)
         self._nursery.start_soon(self._run_channel, channel, name=f"channel {name}")
@@ -205,6 +220,7 @@ class Registry:
         finally:
             self._forget(channel)
             self._closing.discard(channel)
+            self.addresses.forget(channel)
             if channel.upstream.engine_load is not None:
                 self.directory.release(channel.upstream.engine_load)
 
@@ -233,7 +249,7 @@ class Registry:
             if until <= now:
                 del self._failed_until[name]
         until = now + self.config.failure_backoff
-        self._failed_until[channel.name] = (until, channel.failure.message)
+        self._failed_until[channel.name] = (until, channel.public_failure())
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -254,11 +270,14 @@ class Registry:
             return []
         return [task.name for task in self._nursery.child_tasks]
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, *, detail: bool = True) -> dict[str, Any]:
+        """The status page. Without ``detail``, no engine session ids (nor what carries them:
+        stream ids, the engine's URLs in end reasons): see :meth:`Channel.snapshot`."""
         orchestrator = self.orchestrator
         return {
-            "channels": [c.snapshot() for c in self._channels.values()],
-            "closing": [c.snapshot() for c in self._closing],
+            "redacted": not detail,
+            "channels": [c.snapshot(detail=detail) for c in self._channels.values()],
+            "closing": [c.snapshot(detail=detail) for c in self._closing],
             "engines": self.directory.snapshot(),
             "engine_list_error": self.directory.last_refresh_error,
             "events": None
@@ -273,6 +292,7 @@ class Registry:
             "limits": self.admission.snapshot(
                 len(self._channels), opening_counts([*self._channels.values(), *self._closing])
             ),
+            "limits_per_address": self.addresses.snapshot(),
             "orchestrator_streams": self.watcher.snapshot() if self.watcher else None,
             "config": {
                 "max_streams_per_engine": self.config.max_streams_per_engine,

@@ -16,6 +16,7 @@ from .sources import parse_source_list, parse_sources_file
 __all__ = [
     "IPNetwork",
     "bind_address",
+    "boolean",
     "byte_count",
     "format_bytes",
     "host_list",
@@ -53,6 +54,15 @@ def whole_number(text: str) -> int:
     if value < 0:
         raise ValueError("must be a whole number ≥ 0")
     return value
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
 
 
 def seconds(text: str) -> float:

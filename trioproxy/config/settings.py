@@ -66,6 +66,8 @@ class Setting:
     @property
     def default_text(self) -> str:
         """The default as a person would write it in the variable; ``unset`` for none."""
+        if isinstance(self.default, bool):
+            return "1" if self.default else "0"
         if self.default is None or self.default in ("", ()):
             return "unset"
         if isinstance(self.default, float):
@@ -114,6 +116,13 @@ class Config:
         parse.optional_str,
         "Bearer key for the orchestrator and for trioproxy's control endpoints",
         repr=False,
+    )
+    open_control: bool = setting(
+        "TRIOPROXY_OPEN_CONTROL",
+        False,
+        parse.boolean,
+        "`1`: without `API_KEY`, allow control requests (`DELETE /proxy/channels/…`) from anyone "
+        "even when `TRIOPROXY_BIND` is beyond loopback (else they get `403`)",
     )
     engines: tuple[str, ...] = setting(
         "TRIOPROXY_ENGINES",
@@ -262,6 +271,26 @@ class Config:
         (),
         parse.network_list,
         "addresses or networks (CIDR) whose `X-Forwarded-For` is believed",
+    )
+    max_players_per_address: int = setting(
+        "TRIOPROXY_MAX_PLAYERS_PER_ADDRESS",
+        32,
+        parse.whole_number,
+        "players one client address has on all channels at once (IPv6: per /64); a new one "
+        "over it gets `503` (0: no cap)",
+    )
+    max_channels_per_address: int = setting(
+        "TRIOPROXY_MAX_CHANNELS_PER_ADDRESS",
+        16,
+        parse.whole_number,
+        "running channels one client address started; a new one over it gets `503` (0: no cap)",
+    )
+    max_opening_per_address: int = setting(
+        "TRIOPROXY_MAX_OPENING_PER_ADDRESS",
+        4,
+        parse.whole_number,
+        "engine sessions being opened at once for channels one client address started; over "
+        "it, `503` (0: no cap)",
     )
     stall_timeout: float = setting(
         "TRIOPROXY_STALL_TIMEOUT",

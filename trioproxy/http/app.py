@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
 from ..channels.channel import Channel
+from ..channels.per_address import address_key
 from ..channels.registry import Registry
 from ..config import Config
 from ..errors import NotFound, ProxyError
@@ -28,7 +29,7 @@ from ..upstream.engine import KeyType
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import RENDITION_NAME
 from . import urls
-from .guards import check_bearer, client_address
+from .guards import Access, client_address
 from .ids import client_identity, parse_stream_key
 from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
 
@@ -52,6 +53,10 @@ def error_response(error: ProxyError) -> Response:
     return response
 
 
+RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+"""Headers a reverse proxy adds to what it relays."""
+
+
 def create_app(registry: Registry, config: Config) -> Quart:
     app = QuartTrio(__name__)
     # Quart would cut off any response body still being sent after 60 s; our waits have their
@@ -60,6 +65,27 @@ def create_app(registry: Registry, config: Config) -> Quart:
     app.config["BODY_TIMEOUT"] = 30
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.url_map.converters.update(_CONVERTERS)
+    access = Access.of(config)
+
+    def client() -> str:
+        """The client's address, as ``TRIOPROXY_TRUSTED_PROXIES`` lets us believe it."""
+        forwarded = request.headers.get("X-Forwarded-For")
+        return client_address(request.remote_addr or "", forwarded, config.trusted_proxies)
+
+    def control_client() -> str:
+        """The client as the control API judges it. A request relayed by a proxy we do not trust
+        (it carries forwarding headers, yet its peer is not in ``TRIOPROXY_TRUSTED_PROXIES``) is
+        never a local client, whatever its peer address: a reverse proxy on the same host would
+        otherwise make every client on the network look like loopback."""
+        address = client()
+        relayed = any(name in request.headers for name in RELAY_HEADERS)
+        if relayed and address == (request.remote_addr or ""):
+            return "relayed by an untrusted proxy"
+        return address
+
+    def counted_as() -> str:
+        """What the per-address caps count this request's client as."""
+        return address_key(client())
 
     @app.errorhandler(ProxyError)
     async def proxy_error(error: ProxyError) -> Response:
@@ -85,9 +111,10 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
     @app.before_request
     async def guard_state_changes() -> None:
-        # Anything that can change state needs the key; GET, HEAD and OPTIONS only read.
+        # Anything that can change state is the control API (see Access); GET, HEAD and OPTIONS
+        # only read.
         if request.method not in ("GET", "HEAD", "OPTIONS"):
-            _require_key(config)
+            access.check_control(request.headers.get("Authorization"), control_client())
 
     def route(path: urls.Path) -> Callable[[_Handler], _Handler]:
         return app.route(path.rule, methods=list(path.methods))
@@ -98,7 +125,8 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
     @route(urls.STATUS)
     async def status() -> dict[str, Any]:
-        return registry.snapshot()
+        detail = access.shows_details(request.headers.get("Authorization"), control_client())
+        return registry.snapshot(detail=detail)
 
     @route(urls.CHANNEL)
     async def delete_channel(name: str) -> Response:
@@ -118,7 +146,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if request.method == "HEAD":
             # A HEAD probes the URL: it must not open an engine session.
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
-        registry.get_or_start(key_type, key)
+        registry.get_or_start(key_type, key, address=counted_as())
         location = urls.PLAYLIST.build(request.root_path, name=key)
         location += f"?client={secrets.token_urlsafe(12)}"
         if key_type == "infohash":
@@ -136,7 +164,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
         if channel is None:
             kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
-            channel = registry.get_or_start(kind, name)
+            channel = registry.get_or_start(kind, name, address=counted_as())
         return await serve_playlist(channel)
 
     @route(urls.SOURCE)
@@ -151,9 +179,9 @@ def create_app(registry: Registry, config: Config) -> Quart:
             # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
             location = urls.SOURCE.build(request.root_path, name=name)
             location += f"?client={secrets.token_urlsafe(12)}"
-            registry.get_or_start_source(name, url)
+            registry.get_or_start_source(name, url, address=counted_as())
             return Response("", status=302, headers={"Location": location, **CORS})
-        return await serve_playlist(registry.get_or_start_source(name, url))
+        return await serve_playlist(registry.get_or_start_source(name, url, address=counted_as()))
 
     @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:
@@ -182,7 +210,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
             raise NotFound("no such rendition")
         if request.method == "HEAD":
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
-        channel = registry.get_or_start_rendition(parent, int(match.group(2)))
+        channel = registry.get_or_start_rendition(parent, int(match.group(2)), address=counted_as())
         if channel is None:
             raise NotFound("no such rendition")
         return await serve_playlist(channel)
@@ -193,23 +221,22 @@ def create_app(registry: Registry, config: Config) -> Quart:
         When the channel follows a variant with renditions of their own, a player first gets a
         master playlist naming our media playlist (``media=1``) and our rendition playlists.
         """
-        client = client_identity(
+        address = client()
+        player = client_identity(
             request.args.get("client"),
             request.headers.get("X-Playback-Session-Id"),
-            client_address(
-                request.remote_addr or "",
-                request.headers.get("X-Forwarded-For"),
-                config.trusted_proxies,
-            ),
+            address,
             request.headers.get("User-Agent", ""),
         )
-        registry.admission.check_player(channel, client, trio.current_time())
-        channel.touch(client)
+        where = address_key(address)
+        registry.admission.check_player(channel, player, trio.current_time())
+        registry.addresses.check_player(channel, player, where, trio.current_time())
+        channel.touch(player, where)
         if not channel.ready.is_set():
             with trio.move_on_after(config.hls_buffer_ready_timeout):
                 await channel.wait_ready()
         channel.check_servable()
-        channel.touch(client)
+        channel.touch(player, where)
         root = request.root_path
         name, incarnation = channel.name, channel.incarnation
         variant = channel.variant
@@ -238,10 +265,6 @@ def create_app(registry: Registry, config: Config) -> Quart:
         )
 
     return app
-
-
-def _require_key(config: Config) -> None:
-    check_bearer(request.headers.get("Authorization"), config.api_key)
 
 
 class ProxyApp(MediaDispatcher):

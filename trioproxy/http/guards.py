@@ -4,6 +4,8 @@
   UTF-8, before the router sees them.
 - :func:`check_bearer` guards every state-changing endpoint when ``API_KEY`` is set; the
   comparison runs in constant time and the key is never logged.
+- :class:`Access` decides who may change state and who sees engine session details, key or no
+  key (see its docstring); :func:`log_access` says at start-up which rule holds.
 - :func:`client_address` believes ``X-Forwarded-For`` only when the peer is one of
   ``TRIOPROXY_TRUSTED_PROXIES``.
 """
@@ -12,19 +14,28 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-from ..config import IPNetwork
-from ..errors import Forbidden, Unauthorized
+from ..config import Config, IPNetwork
+from ..errors import Forbidden, ProxyError, Unauthorized
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_TARGET_BYTES",
+    "Access",
     "check_bearer",
     "check_request",
     "client_address",
+    "is_loopback",
+    "is_loopback_bind",
+    "log_access",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 """All request headers together (Hypercorn caps what it buffers; this caps what it accepts)."""
@@ -108,3 +119,117 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwor
         if not _trusted(address, trusted):
             break
     return client
+
+
+def is_loopback(address: str) -> bool:
+    """Is ``address`` (an IP, ``[v6]``, ``v4:port``, or ``localhost``) a loopback address?"""
+    if address.strip().lower() == "localhost":
+        return True
+    ip = _parse_ip(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip is not None and ip.is_loopback
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """Does ``TRIOPROXY_BIND`` (``HOST:PORT``) listen on loopback only (127.0.0.0/8, ::1,
+    ``localhost``)? ``0.0.0.0``, ``::``, any other address and any other host name do not."""
+    host = bind.strip().rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return bool(host) and is_loopback(host)
+
+
+AccessRule = Literal["key", "loopback", "open", "closed"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use the control API (every request but GET, HEAD, OPTIONS) and who sees engine
+    session details in ``/proxy/status``.
+
+    - ``API_KEY`` set (rule ``key``): state changes need ``Bearer <API_KEY>``; so do the details.
+    - No key, ``TRIOPROXY_BIND`` on loopback only (``loopback``): state changes and details for
+      loopback clients. Behind a reverse proxy on the same host, every request comes from
+      loopback unless ``TRIOPROXY_TRUSTED_PROXIES`` names the proxy.
+    - No key, ``TRIOPROXY_OPEN_CONTROL`` (``open``): state changes for anyone; details for
+      loopback clients only.
+    - No key, bound beyond loopback (``closed``): state changes refused with 403; details for
+      loopback clients only.
+    """
+
+    api_key: str | None
+    loopback_only: bool
+    opted_in: bool
+
+    @classmethod
+    def of(cls, config: Config) -> Access:
+        return cls(config.api_key, is_loopback_bind(config.bind), config.open_control)
+
+    @property
+    def rule(self) -> AccessRule:
+        if self.api_key:
+            return "key"
+        if self.loopback_only:
+            return "loopback"
+        return "open" if self.opted_in else "closed"
+
+    def check_control(self, authorization: str | None, client: str) -> None:
+        """Raise 401/403 unless the request may change state (``client`` as believed)."""
+        rule = self.rule
+        if rule == "key":
+            check_bearer(authorization, self.api_key)
+        elif rule == "closed":
+            raise Forbidden(
+                "the control API is closed: API_KEY is not set and the proxy listens beyond "
+                "loopback (TRIOPROXY_BIND); set API_KEY, or TRIOPROXY_OPEN_CONTROL=1 to allow "
+                "it without a key"
+            )
+        elif rule == "loopback" and not is_loopback(client):
+            raise Forbidden(
+                "the control API answers loopback clients only while API_KEY is not set; set "
+                "API_KEY, or TRIOPROXY_OPEN_CONTROL=1 to allow it without a key"
+            )
+
+    def shows_details(self, authorization: str | None, client: str) -> bool:
+        """May this request see engine session ids (and what can be built from them)?"""
+        if self.api_key:
+            try:
+                check_bearer(authorization, self.api_key)
+            except ProxyError:
+                return False
+            return True
+        return is_loopback(client)
+
+
+def log_access(config: Config) -> None:
+    """One start-up line saying which rule guards the control API, and a warning when stream
+    URLs are open to the network without a key."""
+    access = Access.of(config)
+    rule = access.rule
+    if rule == "key":
+        log.info("control API: API_KEY set; state changes and session details need it")
+    elif rule == "loopback":
+        log.info(
+            "control API: no API_KEY, listening on loopback only (%s): loopback clients may "
+            "change state",
+            config.bind,
+        )
+    elif rule == "open":
+        log.warning(
+            "control API: no API_KEY and TRIOPROXY_OPEN_CONTROL is set: anyone who reaches %s "
+            "may stop channels",
+            config.bind,
+        )
+    else:
+        log.warning(
+            "control API: closed (403): no API_KEY and %s is beyond loopback; set API_KEY, or "
+            "TRIOPROXY_OPEN_CONTROL=1 to open it",
+            config.bind,
+        )
+    if not access.api_key and not access.loopback_only:
+        log.warning(
+            "stream URLs are open to the network on %s without a key: anyone who reaches it "
+            "may start channels on your engines",
+            config.bind,
+        )
