@@ -75,6 +75,8 @@ class Refusal:
     kind: str
     status: int
     at: float
+    payload: Any = None
+    """The event's body, when it was JSON."""
 
 
 @dataclass
@@ -264,7 +266,11 @@ class FakeOrchestrator:
         arrived = trio.current_time()
         status, answer = await self._book(kind, method, route, credentials, body, arrived)
         if status != 200:
-            self.refused.append(Refusal(kind, status, trio.current_time()))
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = None
+            self.refused.append(Refusal(kind, status, trio.current_time(), payload))
         return status, answer
 
     async def _book(
