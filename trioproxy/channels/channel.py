@@ -13,7 +13,7 @@ import enum
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -55,6 +55,7 @@ class Channel:
         client: EngineClient,
         orchestrator: Orchestrator | None,
         on_stop: Callable[[Channel], None] = lambda channel: None,
+        events_after: Sequence[trio.Event] = (),
     ) -> None:
         self.name = name
         self.upstream = upstream
@@ -73,6 +74,11 @@ class Channel:
         self.created_at = trio.current_time()
         self.closed = trio.Event()
         """Set when nothing of the channel runs any more."""
+        self.events_settled = trio.Event()
+        """Set once this channel's events are delivered or given up (at its sender's deadline
+        at the latest): a later channel of the same content holds its ``stream_started`` until
+        then (``events_after``)."""
+        self._events_after = events_after
         self._client = client
         self._orchestrator = orchestrator
         self._on_stop = on_stop
@@ -195,6 +201,7 @@ class Channel:
             await self._run()
         finally:
             self.ready.set()
+            self.events_settled.set()
             self.closed.set()
             log.info("channel %s: closed", self.name)
 
@@ -202,7 +209,12 @@ class Channel:
         send, receive = trio.open_memory_channel[Event](4)
         async with trio.open_nursery() as nursery:
             if self._orchestrator is not None:
-                self._sender = EventSender(self._orchestrator, self.name)
+                self._sender = EventSender(
+                    self._orchestrator,
+                    self.name,
+                    after=self._events_after,
+                    settled=self.events_settled,
+                )
                 nursery.start_soon(self._sender.run, receive)
             else:
                 receive.close()

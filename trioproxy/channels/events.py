@@ -2,13 +2,21 @@
 
 A channel puts ``stream_started`` and, at its end, ``stream_ended`` on a bounded memory channel;
 its :class:`EventSender` posts them in order, retrying with exponential backoff and jitter until
-they are delivered or the channel's teardown deadline passes. The first event waits (briefly)
-until the client knows which API the orchestrator speaks, so that it is sent in that API's form.
+they are delivered or the channel's teardown deadline passes.
+
+Order per content: v2 keys streams by content id, so a ``stream_ended`` of a content that
+arrives after the next ``stream_started`` of the same content ends the new stream in its books.
+Within one channel the queue keeps the order. Across channels (a stop followed at once by a new
+request for the content), the new sender is given the :attr:`EventSender.settled` events of the
+senders still closing for that content (``after``) and holds its ``stream_started`` until they
+are set: each is set when that sender has delivered or given up everything, by its own deadline
+at the latest. Only the event waits; the channel and its players never do.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -34,10 +42,16 @@ BACKOFF_MAX = 15.0
 
 @dataclass
 class EventSender:
-    """Delivers one channel's events in order. Cancel :attr:`scope` (or set a deadline) to stop."""
+    """Delivers one channel's events in order. Cancel :attr:`scope` (or set a deadline) to stop.
+
+    ``stream_started`` is first held until every event in ``after`` is set (the earlier senders
+    of the same content); :attr:`settled` is set when :meth:`run` returns, whatever ended it.
+    """
 
     orchestrator: Orchestrator
     channel: str
+    after: Sequence[trio.Event] = ()
+    settled: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     delivered: int = 0
     dropped: int = 0
@@ -53,21 +67,38 @@ class EventSender:
         self.scope.deadline = min(self.scope.deadline, deadline)
 
     async def run(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
-        with receive:
-            with self.scope:
-                async for event in receive:
-                    await self._deliver(event)
-                    self.pending -= 1
-            if self.scope.cancelled_caught:
-                lost = self.pending
-                self.dropped += lost
-                self.orchestrator.dropped += lost
-                if lost:
-                    log.warning(
-                        "channel %s: %d event(s) not delivered before the deadline",
-                        self.channel,
-                        lost,
-                    )
+        try:
+            with receive:
+                with self.scope:
+                    async for event in receive:
+                        await self._deliver(event)
+                        self.pending -= 1
+                if self.scope.cancelled_caught:
+                    lost = self.pending
+                    self.dropped += lost
+                    self.orchestrator.dropped += lost
+                    if lost:
+                        log.warning(
+                            "channel %s: %d event(s) not delivered before the deadline",
+                            self.channel,
+                            lost,
+                        )
+        finally:
+            self.settled.set()
+
+    async def _after_earlier_senders(self) -> None:
+        """Wait until the earlier senders of this content have settled (bounded by theirs)."""
+        waiting = [event for event in self.after if not event.is_set()]
+        if not waiting:
+            return
+        began = trio.current_time()
+        for event in waiting:
+            await event.wait()
+        log.info(
+            "channel %s: stream_started held %.1f s until the previous stream_ended settled",
+            self.channel,
+            trio.current_time() - began,
+        )
 
     async def _deliver(self, event: Event) -> None:
         if event.kind == "stream_ended" and event.stream_id not in self.established:
@@ -79,6 +110,8 @@ class EventSender:
             )
             self._drop()
             return
+        if event.kind == "stream_started":
+            await self._after_earlier_senders()
         attempt = 0
         while True:
             status: int | None = None

@@ -206,6 +206,7 @@ class Registry:
             client=client,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
+            events_after=self._events_unsettled(upstream.key) if events else (),
         )
         self._channels[name] = channel
         self.addresses.started(channel, address)
@@ -213,6 +214,16 @@ class Registry:
         log.info("channel %s: starting on %s", name, upstream.engine.base_url)
         self._nursery.start_soon(self._run_channel, channel, name=f"channel {name}")
         return channel
+
+    def _events_unsettled(self, key: str) -> list[trio.Event]:
+        """Closing channels of content ``key`` whose events are not settled yet: a new channel's
+        ``stream_started`` waits for them (an orchestrator keying streams by content would end
+        the new stream on the old one's late ``stream_ended``)."""
+        return [
+            closing.events_settled
+            for closing in self._closing
+            if closing.key == key and not closing.events_settled.is_set()
+        ]
 
     async def _run_channel(self, channel: Channel) -> None:
         try:
