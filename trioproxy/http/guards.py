@@ -5,7 +5,7 @@
 - :func:`check_bearer` guards every state-changing endpoint when ``API_KEY`` is set; the
   comparison runs in constant time and the key is never logged.
 - :func:`client_address` believes ``X-Forwarded-For`` only when the peer is one of
-  ``TRIOPROXY_TRUSTED_PROXIES``.
+  ``TRIOPROXY_TRUSTED_PROXIES`` (:func:`is_trusted_peer`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "check_bearer",
     "check_request",
     "client_address",
+    "is_trusted_peer",
 ]
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -86,6 +87,12 @@ def _trusted(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Iterable[IPNetwork]
 ) -> bool:
     return any(address in net for net in nets if address.version == net.version)
+
+
+def is_trusted_peer(peer: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    """Whether the peer ``peer`` (``addr`` or ``addr:port``) is one of the trusted proxies."""
+    peer_ip = _parse_ip(peer)
+    return peer_ip is not None and _trusted(peer_ip, trusted)
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> str:
