@@ -76,6 +76,20 @@ def test_the_urls_of_the_contract() -> None:
     assert urls.rendition_url("", "source/news", 0) == "/sources/news.r0/index.m3u8"
     assert urls.SOURCE.build("", name="news") == "/sources/news.m3u8"
     assert urls.CHANNEL.build("", name=CONTENT_A) == f"/proxy/channels/{CONTENT_A}"
+    assert urls.M3U.build("http://h:8000/p") == "http://h:8000/p/playlist.m3u"
+
+
+def test_the_stream_urls_of_a_channel_list() -> None:
+    base = "http://h:8000"
+    assert urls.stream_url(base, "content_id", CONTENT_A, "hls") == (
+        f"{base}/ace/manifest.m3u8?id={CONTENT_A}"
+    )
+    assert urls.stream_url(base, "infohash", CONTENT_A, "hls") == (
+        f"{base}/ace/manifest.m3u8?infohash={CONTENT_A}"
+    )
+    assert urls.stream_url("", "content_id", CONTENT_A, "ts") == (
+        f"/ace/getstream?id={CONTENT_A}&format=ts"
+    )
 
 
 @pytest.mark.parametrize("channel", [CONTENT_A, f"{CONTENT_A}.r3", "source/news", "source/a.r0"])

@@ -1,7 +1,8 @@
 """Parsers for setting values: each turns the text of a variable or flag into its typed value.
 
 A parser raises :class:`ValueError` with a message saying what the value must be; the loader adds
-the variable's name. Pure functions, except :func:`sources_file`, which reads the file it is given.
+the variable's name. Pure functions, except :func:`sources_file` and :func:`channels_file`, which
+read the file they are given.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from typing import Literal
 from urllib.parse import urlsplit
 
+from .channels import ChannelEntry, parse_channels_file
 from .sources import parse_source_list, parse_sources_file
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "bind_address",
     "boolean",
     "byte_count",
+    "channels_file",
     "format_bytes",
     "host_list",
     "http_url",
@@ -32,6 +35,7 @@ __all__ = [
     "seconds",
     "source_list",
     "sources_file",
+    "stream_mode",
     "url_list",
     "whole_number",
 ]
@@ -152,16 +156,37 @@ def source_list(text: str) -> tuple[tuple[str, str], ...]:
     return parse_source_list(text)
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path.strip(), encoding="utf-8") as file:
+            return file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+
+
 def sources_file(text: str) -> tuple[tuple[str, str], ...]:
     """The sources listed in the file named by ``text`` (empty: none)."""
     if not text.strip():
         return ()
-    try:
-        with open(text.strip(), encoding="utf-8") as file:
-            content = file.read()
-    except OSError as exc:
-        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
-    return parse_sources_file(content)
+    return parse_sources_file(_read(text))
+
+
+def channels_file(text: str) -> tuple[ChannelEntry, ...] | None:
+    """The channels listed in the file named by ``text`` (empty: no channel list)."""
+    if not text.strip():
+        return None
+    return parse_channels_file(_read(text))
+
+
+def stream_mode(text: str) -> Literal["HLS", "TS"]:
+    mode = text.strip().upper()
+    if mode == "HLS":
+        return "HLS"
+    if mode == "TS":
+        return "TS"
+    raise ValueError("must be HLS or TS")
 
 
 def log_level(text: str) -> str:

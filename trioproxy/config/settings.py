@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from . import parsers as parse
+from .channels import ChannelEntry
 from .parsers import IPNetwork
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "setting", "settings_of"]
@@ -157,6 +158,13 @@ class Config:
         30.0,
         parse.positive_seconds,
         "seconds without a request after which a player counts as gone",
+    )
+    stream_mode: Literal["HLS", "TS"] = setting(
+        "STREAM_MODE",
+        "HLS",
+        parse.stream_mode,
+        "`HLS` or `TS`: what `/ace/getstream` answers without `format=`, and the kind of link "
+        "`/playlist.m3u` lists without it",
     )
     proxy_grace_period: float = setting(
         "PROXY_GRACE_PERIOD",
@@ -340,6 +348,19 @@ class Config:
         parse.sources_file,
         "file of named HLS sources, one `name url` a line (`#` comments)",
     )
+    channels_file: tuple[ChannelEntry, ...] | None = setting(
+        "TRIOPROXY_CHANNELS_FILE",
+        None,
+        parse.channels_file,
+        "CSV file of the channels listed at `/playlist.m3u`, one `name,stream,tvg-id,logo,group` "
+        "a line (README: M3U playlist); unset: no playlist",
+    )
+    epg_url: str | None = setting(
+        "TRIOPROXY_EPG_URL",
+        None,
+        parse.optional_url,
+        "XMLTV guide URL announced in `/playlist.m3u` (`url-tvg`)",
+    )
     vod_max_segments: int = setting(
         "TRIOPROXY_VOD_MAX_SEGMENTS",
         1000,
@@ -382,6 +403,12 @@ class Config:
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
             )
+        for channel in self.channels_file or ():
+            if channel.kind == "source" and self.source_url(channel.key) is None:
+                raise ConfigError(
+                    f"TRIOPROXY_CHANNELS_FILE line {channel.line}: no source named "
+                    f"{channel.key!r} in TRIOPROXY_SOURCES or TRIOPROXY_SOURCES_FILE"
+                )
 
     def source_url(self, name: str) -> str | None:
         """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""

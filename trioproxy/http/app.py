@@ -23,14 +23,17 @@ from ..channels.channel import Channel
 from ..channels.per_address import address_key
 from ..channels.registry import Registry
 from ..config import Config
+from ..config.channels import ChannelEntry
 from ..errors import NotFound, ProxyError
 from ..hls.variants import render_master_playlist
 from ..upstream.engine import KeyType
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import RENDITION_NAME
 from . import urls
+from .forwarded import FORWARDED_HEADERS, public_base
 from .guards import Access, client_address
-from .ids import client_identity, parse_stream_key
+from .ids import client_identity, parse_format, parse_stream_key
+from .m3u import M3U_TYPE, render_m3u
 from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -182,6 +185,31 @@ def create_app(registry: Registry, config: Config) -> Quart:
             registry.get_or_start_source(name, url, address=counted_as())
             return Response("", status=302, headers={"Location": location, **CORS})
         return await serve_playlist(registry.get_or_start_source(name, url, address=counted_as()))
+
+    @route(urls.M3U)
+    async def playlist_m3u() -> Response:
+        """The channel list, its URLs under the address the client used (or, behind a trusted
+        proxy, the one it forwarded)."""
+        if config.channels_file is None:
+            raise NotFound("no channel list: set TRIOPROXY_CHANNELS_FILE")
+        link_format = parse_format(request.args.get("format"), config.stream_mode)
+        headers = request.headers
+        base = public_base(
+            request.scheme,
+            headers.get("Host"),
+            request.root_path,
+            peer=request.remote_addr or "",
+            forwarded={name: ", ".join(headers.getlist(name)) for name in FORWARDED_HEADERS},
+            trusted=config.trusted_proxies,
+        )
+
+        def url_of(channel: ChannelEntry) -> str:
+            if channel.kind == "source":
+                return urls.SOURCE.build(base, name=channel.key)
+            return urls.stream_url(base, channel.kind, channel.key, link_format)
+
+        body = render_m3u(config.channels_file, url_of, config.epg_url)
+        return Response(body, content_type=M3U_TYPE, headers={"Cache-Control": "no-cache", **CORS})
 
     @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:

@@ -7,7 +7,7 @@
 - :class:`Access` decides who may change state and who sees engine session details, key or no
   key (see its docstring); :func:`log_access` says at start-up which rule holds.
 - :func:`client_address` believes ``X-Forwarded-For`` only when the peer is one of
-  ``TRIOPROXY_TRUSTED_PROXIES``.
+  ``TRIOPROXY_TRUSTED_PROXIES`` (:func:`is_trusted_peer`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "client_address",
     "is_loopback",
     "is_loopback_bind",
+    "is_trusted_peer",
     "log_access",
 ]
 
@@ -97,6 +98,12 @@ def _trusted(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Iterable[IPNetwork]
 ) -> bool:
     return any(address in net for net in nets if address.version == net.version)
+
+
+def is_trusted_peer(peer: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    """Whether the peer ``peer`` (``addr`` or ``addr:port``) is one of the trusted proxies."""
+    peer_ip = _parse_ip(peer)
+    return peer_ip is not None and _trusted(peer_ip, trusted)
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> str:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 from ..errors import BadRequest
 from ..upstream.engine import KeyType
 
-__all__ = ["client_identity", "is_channel_name", "is_client_token", "parse_stream_key"]
+__all__ = [
+    "client_identity",
+    "is_channel_name",
+    "is_client_token",
+    "parse_format",
+    "parse_stream_key",
+]
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -32,6 +39,16 @@ def parse_stream_key(args: Mapping[str, str]) -> tuple[KeyType, str]:
         name = "id" if key_type == "content_id" else "infohash"
         raise BadRequest(f"{name}= must be 40 hexadecimal digits")
     return key_type, value.lower()
+
+
+def parse_format(value: str | None, stream_mode: Literal["HLS", "TS"]) -> Literal["hls", "ts"]:
+    """The ``format=`` a client asked for (``hls`` or ``ts``); without one, ``STREAM_MODE``'s."""
+    wanted = (value if value is not None else stream_mode).strip().lower()
+    if wanted == "hls":
+        return "hls"
+    if wanted == "ts":
+        return "ts"
+    raise BadRequest("format= must be hls or ts")
 
 
 def is_channel_name(text: str) -> bool:

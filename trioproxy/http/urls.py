@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+from urllib.parse import urlencode
 
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import SOURCE_PREFIX
@@ -24,6 +25,7 @@ __all__ = [
     "CHANNEL",
     "GETSTREAM",
     "HEALTHZ",
+    "M3U",
     "MANIFEST",
     "PARTS",
     "PATHS",
@@ -39,11 +41,13 @@ __all__ = [
     "Family",
     "MediaRequest",
     "Path",
+    "StreamFormat",
     "family_of",
     "match_media",
     "rendition_url",
     "resource_url",
     "segment_url",
+    "stream_url",
 ]
 
 _SOURCE = r"[a-z0-9][a-z0-9_-]{0,63}"
@@ -138,6 +142,8 @@ SOURCE_RESOURCE = Path(
     ".<resource_ext:extension>",
     *_READ,
 )
+M3U = Path("/playlist.m3u", *_READ)
+"""The channel list (``TRIOPROXY_CHANNELS_FILE``) as an extended M3U for IPTV apps."""
 
 PATHS: tuple[Path, ...] = (
     HEALTHZ,
@@ -152,6 +158,7 @@ PATHS: tuple[Path, ...] = (
     SOURCE_RENDITION,
     SOURCE_SEGMENT,
     SOURCE_RESOURCE,
+    M3U,
 )
 """Every path of the API."""
 
@@ -197,6 +204,23 @@ def rendition_url(root_path: str, channel: str, index: int) -> str:
     """The playlist URL of rendition ``index`` of the channel named ``channel``."""
     family, name = family_of(channel)
     return family.rendition.build(root_path, name=f"{name}.r{index}")
+
+
+StreamFormat = Literal["hls", "ts"]
+
+
+def stream_url(
+    root_path: str, key_type: Literal["content_id", "infohash"], key: str, format: StreamFormat
+) -> str:
+    """The URL a player opens content ``key`` with, as HLS or as one MPEG-TS stream.
+
+    HLS: ``/ace/manifest.m3u8?id=<key>`` (its ``.m3u8`` tells players it is HLS); TS:
+    ``/ace/getstream?id=<key>&format=ts``; ``infohash=`` instead of ``id=`` for an infohash.
+    """
+    query = {"id" if key_type == "content_id" else "infohash": key}
+    if format == "ts":
+        return f"{GETSTREAM.build(root_path)}?{urlencode({**query, 'format': 'ts'})}"
+    return f"{MANIFEST.build(root_path)}?{urlencode(query)}"
 
 
 class MediaRequest(NamedTuple):
