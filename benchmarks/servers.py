@@ -264,6 +264,7 @@ async def run_proxy(spec: dict[str, Any]) -> None:
         "max_players_per_address": 0,
         "max_channels_per_address": 0,
         "max_opening_per_address": 0,
+        "max_connections_per_address": 0,
     }
     config = Config(**{**no_address_caps, **settings, "bind": "127.0.0.1:0"})
     stop = trio.Event()

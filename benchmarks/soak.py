@@ -90,6 +90,7 @@ def _proxy_env(
             "TRIOPROXY_MAX_PLAYERS_PER_ADDRESS": "0",
             "TRIOPROXY_MAX_CHANNELS_PER_ADDRESS": "0",
             "TRIOPROXY_MAX_OPENING_PER_ADDRESS": "0",
+            "TRIOPROXY_MAX_CONNECTIONS_PER_ADDRESS": "0",
             "PROXY_GRACE_PERIOD": "5",
             "HLS_CLIENT_IDLE_TIMEOUT": "8",
             "HLS_BUFFER_READY_TIMEOUT": "15",
