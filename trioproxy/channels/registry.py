@@ -14,14 +14,17 @@ import httpx
 import trio
 
 from ..config import Config
-from ..errors import ChannelFailed, NoEngineAvailable
-from ..upstream.engine import Engine, KeyType
+from ..errors import ChannelFailed, NoEngineAvailable, OverCapacity, ProxyError
+from ..hls.window import MemoryAccount
+from ..upstream.engine import Engine, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import GuardedEngineClient, UpstreamPolicy, source_hosts
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
+from .memory import MemoryAdmission
+from .stops import stop_later
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
 
@@ -59,6 +62,7 @@ class Registry:
         )
         self.engines = GuardedEngineClient(http, self.policy)
         self.admission = Admission(config)
+        self.memory = MemoryAdmission(config)
         self.watcher = (
             StreamWatcher(
                 self.orchestrator, config.watch_interval, lambda: list(self._channels.values())
@@ -68,9 +72,11 @@ class Registry:
         )
         self._channels: dict[str, Channel] = {}
         self._closing: set[Channel] = set()
-        self._failed_until: dict[str, tuple[float, str]] = {}
-        """Ids whose channel failed upstream: refused until then, with the failure's message."""
+        self._failed_until: dict[str, tuple[float, ProxyError]] = {}
+        """Ids whose channel failed upstream: refused until then, with the failure."""
         self._nursery: trio.Nursery | None = None
+        self._late_stops: set[trio.CancelScope] = set()
+        """Later stops of engine sessions closed channels left open; cancelled at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
 
@@ -91,6 +97,8 @@ class Registry:
             await self._shutdown.wait()
             directory_scope.cancel()
             watcher_scope.cancel()
+            for scope in self._late_stops:
+                scope.cancel()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:
                 channel.hurry(deadline)
@@ -141,8 +149,8 @@ class Registry:
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        self._admit(name)
-        return self._start(name, SourceUpstream(url))
+        account = self._admit(name)
+        return self._start(name, SourceUpstream(url), account)
 
     def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
         """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
@@ -156,8 +164,8 @@ class Registry:
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        self._admit(name)
-        return self._start(name, SourceUpstream(uri), events=False)
+        account = self._admit(name)
+        return self._start(name, SourceUpstream(uri), account, events=False)
 
     def get_or_start(self, key_type: KeyType, key: str) -> Channel:
         """The channel of AceStream content ``key``, started now on an engine with room if there
@@ -165,32 +173,38 @@ class Registry:
         channel = self._channels.get(key)
         if channel is not None:
             return channel
-        self._admit(key, watched=True)
+        account = self._admit(key, watched=True)
         opening = opening_counts([*self._channels.values(), *self._closing])
         engine = self.directory.acquire_if(self.admission.engine_free(opening))
         if engine is None:
+            account.close()
             raise self.admission.refuse_opening()
-        return self._start(key, EngineUpstream(engine, key_type, key))
+        return self._start(key, EngineUpstream(engine, key_type, key), account)
 
-    def _admit(self, name: str, *, watched: bool = False) -> None:
+    def _admit(self, name: str, *, watched: bool = False) -> MemoryAccount:
         """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
-        orchestrator lists as looping (``watched``: AceStream content), or over the cap."""
+        orchestrator lists as looping (``watched``: AceStream content), over the cap, or when
+        its reserve does not fit in the memory budget; else its memory account."""
         if self._nursery is None or self._shutdown.is_set():
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
         failed = self._failed_until.get(name)
         if failed is not None:
-            until, message = failed
+            until, failure = failed
             if now < until:
-                raise ChannelFailed(
-                    f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
+                error = OverCapacity if failure.status == 503 else ChannelFailed
+                raise error(
+                    f"{failure.message} (retry in {until - now:.0f} s)", retry_after=until - now
                 )
             del self._failed_until[name]
         if watched and self.watcher is not None:
             self.watcher.check(name)
         self.admission.check_channel(len(self._channels))
+        return self.memory.admit()
 
-    def _start(self, name: str, upstream: Upstream, *, events: bool = True) -> Channel:
+    def _start(
+        self, name: str, upstream: Upstream, account: MemoryAccount, *, events: bool = True
+    ) -> Channel:
         assert self._nursery is not None
         channel = Channel(
             name=name,
@@ -199,6 +213,7 @@ class Registry:
             client=self.engines,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
+            account=account,
         )
         self._channels[name] = channel
         self.started_total += 1
@@ -214,6 +229,22 @@ class Registry:
             self._closing.discard(channel)
             if channel.upstream.engine_load is not None:
                 self.directory.release(channel.upstream.engine_load)
+        left_open = channel.left_open
+        if left_open is not None and self._nursery is not None:
+            self._nursery.start_soon(self._stop_later, channel, left_open)
+
+    async def _stop_later(self, channel: Channel, session: Session) -> None:
+        scope = trio.CancelScope()
+        if self._shutdown.is_set():
+            scope.cancel()  # no later at shutdown: it logs the session it leaves open
+        self._late_stops.add(scope)
+        try:
+            with scope:
+                await stop_later(
+                    channel.name, self.engines, channel.upstream, session, self.config.stop_timeout
+                )
+        finally:
+            self._late_stops.discard(scope)
 
     def stop_channel(self, name: str, reason: str = "stopped") -> bool:
         """Stop a channel now. Returns at once; False when there is no such running channel."""
@@ -240,7 +271,7 @@ class Registry:
             if until <= now:
                 del self._failed_until[name]
         until = now + self.config.failure_backoff
-        self._failed_until[channel.name] = (until, channel.failure.message)
+        self._failed_until[channel.name] = (until, channel.failure)
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -277,9 +308,13 @@ class Registry:
                 "dropped": orchestrator.dropped,
             },
             "channels_started": self.started_total,
-            "limits": self.admission.snapshot(
-                len(self._channels), opening_counts([*self._channels.values(), *self._closing])
-            ),
+            "engine_stops_pending": len(self._late_stops),
+            "limits": {
+                **self.admission.snapshot(
+                    len(self._channels), opening_counts([*self._channels.values(), *self._closing])
+                ),
+                "memory": self.memory.snapshot(),
+            },
             "orchestrator_streams": self.watcher.snapshot() if self.watcher else None,
             "config": {
                 "max_streams_per_engine": self.config.max_streams_per_engine,

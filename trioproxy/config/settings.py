@@ -287,6 +287,13 @@ class Config:
         parse.positive_int,
         "segments kept of finished (`#EXT-X-ENDLIST`) content, served whole",
     )
+    memory_budget: int = setting(
+        "TRIOPROXY_MEMORY_BUDGET",
+        512,
+        parse.positive_int,
+        "MiB every channel's segments, init sections and keys may hold together; a channel that "
+        "will not fit gets `503` + `Retry-After`",
+    )
 
     def __post_init__(self) -> None:
         if self.hls_window_size > self.hls_max_segments:
@@ -299,6 +306,10 @@ class Config:
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
             )
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.memory_budget * 1024 * 1024
 
     def source_url(self, name: str) -> str | None:
         """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""
