@@ -23,7 +23,7 @@ from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
-from .memory import MemoryAdmission
+from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .stops import stop_later
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
@@ -222,8 +222,10 @@ class Registry:
         return channel
 
     async def _run_channel(self, channel: Channel) -> None:
+        held = 0
         try:
             await channel.run()
+            held = channel.window.total_bytes
         finally:
             self._forget(channel)
             self._closing.discard(channel)
@@ -232,6 +234,9 @@ class Registry:
         left_open = channel.left_open
         if left_open is not None and self._nursery is not None:
             self._nursery.start_soon(self._stop_later, channel, left_open)
+        if held >= TRIM_AFTER and self._nursery is not None:
+            # A task of its own: it runs once this one has let go of the channel and its bytes.
+            self._nursery.start_soon(give_back)
 
     async def _stop_later(self, channel: Channel, session: Session) -> None:
         scope = trio.CancelScope()
