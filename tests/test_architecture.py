@@ -98,3 +98,28 @@ def test_no_import_cycle_in_the_package() -> None:
     graph = import_graph()
     assert "trioproxy.channels.registry" in graph  # the walk saw the subpackages
     assert cycles(graph) == []
+
+
+def _tree(text: str) -> list[str]:
+    """The task tree: the block of lines from ``serve`` to the last line drawn with ├└│."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("serve "))
+    tree: list[str] = []
+    for line in lines[start:]:
+        if tree and not line.strip().startswith(("└", "├", "│")) and not line.startswith("   "):
+            break
+        if not line.strip() or line.strip().startswith("```"):
+            break
+        tree.append(line.strip())
+    return tree
+
+
+def test_the_readme_draws_the_task_tree_of_the_service_docstring() -> None:
+    import trioproxy.service
+
+    docstring = trioproxy.service.__doc__ or ""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    tree = _tree(docstring)
+    assert len(tree) > 10
+    assert any("upstream session" in line for line in tree)
+    assert _tree(readme) == tree

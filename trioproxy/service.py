@@ -4,8 +4,10 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
 
     serve                                 until SIGINT/SIGTERM, then registry.shutdown()
     └─ HTTP client                        httpx.AsyncClient: opened first, closed last
-       ├─ hypercorn.trio.serve(app)       connections → request handlers: they find or start
-       │                                  a channel and wait on it; no upstream I/O of their own
+       ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
+       │  │                               writers closed → Hypercorn's TCPServer per connection
+       │  └─ request handlers             find or start a channel and wait on it (a deadline);
+       │                                  no upstream I/O of their own
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
@@ -25,8 +27,10 @@ Who cancels what, and the stop order:
 - **The process**: the shutdown trigger returns → ``registry.shutdown()``: the directory and the
   watcher are cancelled; every channel gets a deadline (``TRIOPROXY_SHUTDOWN_TIMEOUT``) for
   opening, stopping and event delivery, and is stopped; the registry's nursery is cancelled a
-  second after that deadline as a backstop. Hypercorn then shuts down (``graceful_timeout``
-  cancels requests still in flight), and the HTTP client closes last.
+  second after that deadline as a backstop. The HTTP server closes its listeners and idle
+  connections, gives requests in flight ``graceful_timeout`` (3 s, or half the shutdown
+  timeout), then closes every socket still open; whatever still runs at
+  ``TRIOPROXY_SHUTDOWN_TIMEOUT`` is cancelled, and the HTTP client closes last.
 - **A channel** is stopped by ``registry.stop_channel`` (DELETE), its idle watchdog, the stream
   watcher, its upstream session's failure, or shutdown. Stopping removes it from the registry's
   map and cancels its life scope, and returns at once: a new request for the same id builds a
@@ -52,25 +56,35 @@ from collections.abc import Awaitable, Callable
 import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from ._version import __version__
 from .channels.registry import Registry
 from .config import Config
 from .http.app import ProxyApp
+from .http.connections import (
+    ConnectionLimits,
+    Connections,
+    ForwardedLimit,
+    default_connection_cap,
+    raise_open_file_limit,
+)
+from .http.server import serve_http
 from .upstream.transport import UpstreamTransport
 
-__all__ = ["hypercorn_config", "serve", "signal_trigger"]
+__all__ = ["connection_limits", "hypercorn_config", "serve", "signal_trigger"]
 
 log = logging.getLogger(__name__)
 
 
-def hypercorn_config(bind: str) -> HypercornConfig:
+def hypercorn_config(bind: str, *, shutdown_timeout: float = 10.0) -> HypercornConfig:
     hconfig = HypercornConfig()
     hconfig.bind = [bind]
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")  # through our handlers, once
-    hconfig.graceful_timeout = 3.0
+    # Requests in flight at shutdown get this long, then their connections are closed; the
+    # whole shutdown fits in ``shutdown_timeout``.
+    hconfig.graceful_timeout = min(3.0, shutdown_timeout / 2)
+    hconfig.shutdown_timeout = min(3.0, shutdown_timeout / 2)
     hconfig.keep_alive_timeout = 75.0
     hconfig.h11_max_incomplete_size = 16 * 1024
     hconfig.h2_max_header_list_size = 16 * 1024
@@ -90,6 +104,22 @@ UPSTREAM_CONNECTIONS = 512
 """Upstream requests in flight at once, over every channel and event post."""
 UPSTREAM_KEEPALIVE = 32
 """Idle connections kept open per origin (engine or orchestrator)."""
+FD_RESERVE = UPSTREAM_CONNECTIONS + 64
+"""Descriptors kept free of client connections: upstream requests, event posts, logs."""
+
+
+def connection_limits(config: Config, fd_limit: int) -> ConnectionLimits:
+    """The caps and timeouts of client connections under an open-file limit of ``fd_limit``."""
+    cap = config.max_connections or default_connection_cap(fd_limit, FD_RESERVE)
+    if cap >= fd_limit:
+        log.warning("TRIOPROXY_MAX_CONNECTIONS=%d is not below the file limit %d", cap, fd_limit)
+    return ConnectionLimits(
+        max_connections=cap,
+        per_address=config.max_connections_per_address,
+        header_timeout=config.header_timeout,
+        send_timeout=config.send_timeout,
+        trusted_proxies=config.trusted_proxies,
+    )
 
 
 def http_client() -> httpx.AsyncClient:
@@ -111,31 +141,49 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = signal_trigger,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown_trigger`` returns, then stop every channel in the shutdown timeout.
+    """Serve until ``shutdown_trigger`` returns, then stop every channel and return within
+    ``config.shutdown_timeout``.
 
     ``task_status.started`` gets the bound addresses (``http://host:port``).
     """
+    limits = connection_limits(config, raise_open_file_limit())
+    log.info(
+        "client connections: at most %d, %s per address",
+        limits.max_connections,
+        limits.per_address or "any number",
+    )
+    connections = Connections(limits)
     async with http_client() as http:
         registry = Registry(config, http)
 
-        async def stop_channels_then_server() -> None:
-            # Channels stop first: players still waiting on one are answered at once, so
-            # Hypercorn's graceful shutdown has nothing left to wait for.
-            if shutdown_trigger is None:
-                await trio.sleep_forever()
-            else:
-                await shutdown_trigger()
-            registry.shutdown()
-
         async with trio.open_nursery() as nursery:
+
+            async def stop_channels_then_server() -> None:
+                # Channels stop first: players still waiting on one are answered at once, so
+                # Hypercorn's graceful shutdown has nothing left to wait for.
+                if shutdown_trigger is None:
+                    await trio.sleep_forever()
+                else:
+                    await shutdown_trigger()
+                registry.shutdown()
+                # Whatever is still running at the shutdown timeout is cancelled.
+                nursery.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout
+
             await nursery.start(registry.run)
+            app = ForwardedLimit(
+                ProxyApp(registry, config), limits.per_address, config.trusted_proxies
+            )
             try:
-                await hypercorn_serve(
-                    ProxyApp(registry, config),
-                    hypercorn_config(config.bind),
+                await serve_http(
+                    app,
+                    hypercorn_config(config.bind, shutdown_timeout=config.shutdown_timeout),
+                    connections,
                     shutdown_trigger=stop_channels_then_server,
                     task_status=task_status,
                 )
             finally:
                 registry.shutdown()
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_timeout
+                )
     log.info("stopped")

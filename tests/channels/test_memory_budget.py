@@ -19,7 +19,7 @@ async def test_a_live_channel_under_pressure_keeps_its_window_and_a_new_one_is_r
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     engine = SimulatedEngine(small_media(64, SEGMENT), durations=[2.0], backlog=6.0)
-    async with harness(default_config(memory_budget=1), engine=engine) as h:
+    async with harness(default_config(memory_budget=MIB), engine=engine) as h:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(h.watch, CONTENT_A, 60.0)
             await trio.sleep(40.0)
@@ -60,7 +60,7 @@ async def test_finished_content_too_big_is_refused_once_its_first_segments_are_i
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     origin = Origin(playlists={"/live/index.m3u8": finished(1000)})  # 1000 × 3000 bytes
-    async with harness(origin_config(memory_budget=1), origin=origin) as h:
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
         response = await h.open_playlist(CONTENT_A)
         assert response.status_code == 503
         assert response.json()["error"] == "over_capacity"
@@ -76,7 +76,7 @@ async def test_finished_content_with_byte_ranges_is_refused_before_any_download(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     origin = Origin(playlists={"/live/index.m3u8": finished(1000, byteranges=True)})
-    async with harness(origin_config(memory_budget=1), origin=origin) as h:
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
         response = await h.open_playlist(CONTENT_A)
         assert response.status_code == 503
         assert "finished content of about 2.9 MiB" in response.json()["message"]
@@ -87,7 +87,7 @@ async def test_finished_content_that_fits_is_served_whole(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     origin = Origin(playlists={"/live/index.m3u8": finished(200)})  # 600 kB of 1 MiB
-    async with harness(origin_config(memory_budget=1), origin=origin) as h:
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
         response = await h.open_playlist(CONTENT_A)
         assert response.status_code == 200
         channel = h.channel(CONTENT_A)

@@ -146,6 +146,15 @@ def test_durations_outside_an_hour_or_not_numbers_are_errors(duration: str) -> N
         parse_media_playlist(media(f"#EXTINF:{duration},", "a.ts"), BASE)
 
 
+def test_a_target_duration_over_an_hour_is_an_error() -> None:
+    """We reload at the target duration's pace and tell players to: 10^15 s would stop both."""
+    text = "#EXTM3U\n#EXT-X-TARGETDURATION:6472982741971167\n#EXTINF:2,\na.ts\n"
+    with pytest.raises(PlaylistError, match="TARGETDURATION"):
+        parse_media_playlist(text, BASE)
+    hour = "#EXTM3U\n#EXT-X-TARGETDURATION:3600\n#EXTINF:2,\na.ts\n"
+    assert parse_media_playlist(hour, BASE).target_duration == 3600.0
+
+
 def test_master_attributes_are_written_back_as_listed() -> None:
     text = (
         "#EXTM3U\n"

@@ -26,7 +26,7 @@ from trioproxy.testing.harness import (
     small_media,
 )
 from trioproxy.upstream.engine import Engine, Session
-from trioproxy.upstream.policy import GuardedEngineClient, UpstreamPolicy
+from trioproxy.upstream.policy import UpstreamPolicy
 
 KEY = "s3cret-key-for-tests-0123456789"
 
@@ -104,25 +104,31 @@ class CountingTransport(httpx.AsyncBaseTransport):
         return httpx.Response(200, content=b"#EXTM3U\n", request=request)
 
 
-def test_upstream_policy() -> None:
-    known = [Engine("http://engine.test:6878"), Engine("http://[::1]:6878")]
-    policy = UpstreamPolicy(lambda: known, ["cdn.test", "other.test:8443", "[::2]:80"])
-    assert policy.permits("http://engine.test:6878/ace/c/1.ts")
-    assert policy.permits("http://ENGINE.test:6878/x")
-    assert policy.permits("http://[::1]:6878/x")
-    assert not policy.permits("http://engine.test:6879/x")  # same host, another port
-    assert not policy.permits("http://evil.test/x")
-    assert not policy.permits("file:///etc/passwd")
-    assert not policy.permits("http://engine.test:99999/x")
-    assert not policy.permits("not a url")
-    assert policy.permits("https://cdn.test/any")
-    assert policy.permits("http://other.test:8443/x")
-    assert not policy.permits("http://other.test/x")
-    assert policy.permits("http://[::2]/x")
-    assert UpstreamPolicy(lambda: [], ["*"]).permits("http://anything.test/x")
-    # An engine the directory dropped stays allowed while a channel still uses it.
-    in_use = UpstreamPolicy(lambda: [], also_known=lambda: [Engine("http://gone.test:6878")])
-    assert in_use.permits("http://gone.test:6878/ace/c/1.ts")
+async def test_upstream_policy() -> None:
+    async with httpx.AsyncClient() as http:
+        policy = UpstreamPolicy(http, ["cdn.test", "other.test:8443", "[::2]:80"])
+        engine = policy.for_engine(Engine("http://engine.test:6878"))
+        assert engine.permits("http://engine.test:6878/ace/c/1.ts")
+        assert engine.permits("http://ENGINE.test:6878/x")
+        assert not engine.permits("http://engine.test:6879/x")  # same host, another port
+        assert not engine.permits("http://evil.test/x")
+        assert not engine.permits("file:///etc/passwd")
+        assert not engine.permits("http://engine.test:99999/x")
+        assert not engine.permits("not a url")
+        assert engine.permits("https://cdn.test/any")
+        assert engine.permits("http://other.test:8443/x")
+        assert not engine.permits("http://other.test/x")
+        assert engine.permits("http://[::2]/x")
+        # One engine's channel does not reach another engine, known or not.
+        assert not engine.permits("http://engine2.test:6878/ace/c/1.ts")
+        v6 = policy.for_engine(Engine("http://[::1]:6878"))
+        assert v6.permits("http://[::1]:6878/x")
+        assert not v6.permits("http://engine.test:6878/x")
+        # The allowed hosts are for every channel; a source's own host only for its channel.
+        assert policy.permits("https://cdn.test/any")
+        assert not policy.permits("http://engine.test:6878/x")
+        assert UpstreamPolicy(http, ["*"]).permits("http://anything.test/x")
+        assert not UpstreamPolicy(http, ["*"]).permits("http://anything.test/ace/getstream")
 
 
 @pytest.mark.parametrize("where", ["playback_url", "segments"])
@@ -134,16 +140,19 @@ async def test_upstream_elsewhere_is_refused(
     async with harness(engine=ElsewhereEngine(where), mounts=mounts) as h:
         url = await h.start()
         response = await h.client.get(url)
-        assert response.status_code in (502, 503)
-        channel_closed = h.registry.get(CONTENT_A)
-        if channel_closed is not None:
-            await channel_closed.closed.wait()
+        assert response.status_code == 502  # at once, with the reason
+        assert "evil.test" in response.json()["message"]
+        for channel in [*h.registry.channels, *h.registry._closing]:
+            await channel.closed.wait()
+        assert trio.current_time() < 1.0
         assert evil.requests == 0
         assert h.sim.open_sessions == []  # the session that pointed elsewhere was stopped
         assert channel_tasks(h.registry) == []
         after = await h.client.get(url)
         assert after.status_code == 502
-        assert "not a known engine" in after.json()["message"]
+        message = after.json()["message"]
+        assert "evil.test" in message
+        assert "TRIOPROXY_ALLOW_UPSTREAM_HOSTS" in message
 
 
 async def test_allowed_upstream_host_is_fetched(autojump_clock: trio.testing.MockClock) -> None:
@@ -153,6 +162,7 @@ async def test_allowed_upstream_host_is_fetched(autojump_clock: trio.testing.Moc
     async with harness(config, ElsewhereEngine("playback_url"), mounts=mounts) as h:
         await h.client.get(await h.start())
         assert evil.requests >= 1
+        assert h.registry.policy.permits("http://evil.test/steal.m3u8")
         assert not h.registry.policy.permits("http://evil.test.example/steal.m3u8")
 
 
@@ -165,9 +175,8 @@ async def test_redirects_are_checked_hop_by_hop() -> None:
             return httpx.Response(302, headers={"Location": "http://evil.test/x.ts"})
         return httpx.Response(200, content=b"stolen")
 
-    policy = UpstreamPolicy(lambda: [Engine(ENGINE_URL)])
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        client = GuardedEngineClient(http, policy)
+        client = UpstreamPolicy(http).for_engine(Engine(ENGINE_URL))
         with pytest.raises(UpstreamRefused, match=r"evil\.test"):
             await client.get_bytes(ENGINE_URL + "/ace/c/1.ts")
     assert fetched == [ENGINE_URL + "/ace/c/1.ts"]
@@ -217,11 +226,10 @@ async def test_forwarded_for_tells_players_apart_only_when_trusted(
 
 
 async def test_unparseable_upstream_urls_are_refused_not_raised() -> None:
-    policy = UpstreamPolicy(lambda: [Engine(ENGINE_URL)])
-    assert not policy.permits(ENGINE_URL + "/ace/c/s/1.ts\x1b")
     transport = httpx.MockTransport(lambda request: httpx.Response(200))
     async with httpx.AsyncClient(transport=transport) as http:
-        client = GuardedEngineClient(http, policy)
+        client = UpstreamPolicy(http).for_engine(Engine(ENGINE_URL))
+        assert not client.permits(ENGINE_URL + "/ace/c/s/1.ts\x1b")
         with pytest.raises(UpstreamRefused):
             await client.get_bytes(ENGINE_URL + "/ace/c/s/1.ts\x1b")
         session = Session(ENGINE_URL + "/m.m3u8", "", ENGINE_URL + "/cmd\x00", "s", 1, "p")
@@ -237,14 +245,15 @@ def test_hypercorn_buffers_little_of_an_incomplete_request() -> None:
     assert config.h2_max_header_list_size <= 16 * 1024
 
 
-def test_configured_sources_are_allowed_upstreams() -> None:
-    from trioproxy.upstream.policy import source_hosts
-
-    config = default_config(
-        sources=(("news", "https://cdn.test/live/news.m3u8"), ("v6", "http://[::5]:8080/a.m3u8"))
-    )
-    assert source_hosts(config) == ["cdn.test:443", "[::5]:8080"]
-    policy = UpstreamPolicy(lambda: [], source_hosts(config))
-    assert policy.permits("https://cdn.test/live/seg1.ts")
-    assert not policy.permits("http://cdn.test/live/seg1.ts")  # another port
-    assert policy.permits("http://[::5]:8080/seg.ts")
+async def test_a_source_reaches_only_its_own_host() -> None:
+    async with httpx.AsyncClient() as http:
+        policy = UpstreamPolicy(http, ["cdn2.test"])
+        news = policy.for_source("https://cdn.test/live/news.m3u8")
+        assert news.permits("https://cdn.test/live/seg1.ts")
+        assert not news.permits("http://cdn.test/live/seg1.ts")  # another port
+        assert news.permits("http://cdn2.test/seg.ts")  # allowed for all
+        assert not news.permits(ENGINE_URL + "/ace/c/s/1.ts")  # no engine through a source
+        assert not news.permits("http://[::5]:8080/seg.ts")  # nor another source's host
+        v6 = policy.for_source("http://[::5]:8080/a.m3u8")
+        assert v6.permits("http://[::5]:8080/seg.ts")
+        assert not v6.permits("https://cdn.test/live/seg1.ts")

@@ -127,6 +127,11 @@ class Channel:
         return self.upstream.engine
 
     @property
+    def client(self) -> EngineClient:
+        """What the channel fetches with: reaches only its own upstream's hosts."""
+        return self._client
+
+    @property
     def session(self) -> Session | None:
         """The current upstream session, once it is open."""
         return None if self._upstream_session is None else self._upstream_session.session

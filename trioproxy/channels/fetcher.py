@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import trio
 import trio.lowlevel
+import trio.testing
 
 from ..config import Config
-from ..errors import EngineError, ProxyError
+from ..errors import EngineError, ProxyError, UpstreamRefused
 from ..hls.plan import FetchPlan, plan_fetches, reload_pause
 from ..hls.playlist import (
     PlaylistError,
@@ -189,6 +190,8 @@ class Fetcher:
                         url = self._follow(read.variant)
                         continue
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        raise
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     if began - failing_since >= self._config.upstream_timeout:
@@ -248,7 +251,7 @@ class Fetcher:
                 vod_cap=self._config.vod_max_segments,
             )
 
-        if len(text) <= INLINE_PARSE_LIMIT:
+        if len(text) <= INLINE_PARSE_LIMIT or _virtual_time():
             return read()
         try:
             limiter = PARSE_THREADS.get()
@@ -313,6 +316,8 @@ class Fetcher:
                         job.segment.sequence,
                         self._segment_error,
                     )
+                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
+                        raise
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:
@@ -387,6 +392,12 @@ class Fetcher:
         if refused is not None:
             log.warning("channel %s: %s", self._name, refused.message)
             raise refused
+
+
+def _virtual_time() -> bool:
+    """The run is on a virtual clock (tests): a thread's real time cannot pass on it (the clock
+    would jump while the thread works), so playlists are read inline there."""
+    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
 
 
 def _describe(exc: BaseException) -> str:

@@ -81,7 +81,7 @@ class MemoryAdmission:
     """The budget, and the reserve each new channel is admitted with."""
 
     def __init__(self, config: Config) -> None:
-        self.budget = MemoryBudget(config.memory_budget_bytes)
+        self.budget = MemoryBudget(config.memory_budget)
         self._window = config.hls_window_size
         self.refused: Counter[str] = Counter()
 

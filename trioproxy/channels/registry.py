@@ -16,9 +16,9 @@ import trio
 from ..config import Config
 from ..errors import ChannelFailed, NoEngineAvailable, OverCapacity, ProxyError
 from ..hls.window import MemoryAccount
-from ..upstream.engine import Engine, KeyType, Session
+from ..upstream.engine import EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
-from ..upstream.policy import GuardedEngineClient, UpstreamPolicy, source_hosts
+from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
@@ -55,12 +55,7 @@ class Registry:
             orchestrator=self.orchestrator,
             refresh_interval=config.engine_refresh_interval,
         )
-        self.policy = UpstreamPolicy(
-            lambda: self.directory.engines,
-            [*config.allow_upstream_hosts, *source_hosts(config)],
-            self._engines_in_use,
-        )
-        self.engines = GuardedEngineClient(http, self.policy)
+        self.policy = UpstreamPolicy.from_config(http, config)
         self.admission = Admission(config)
         self.memory = MemoryAdmission(config)
         self.watcher = (
@@ -116,15 +111,6 @@ class Registry:
         with scope:
             await self.watcher.run()
 
-    def _engines_in_use(self) -> list[Engine]:
-        """Engines running or closing channels use (one the directory dropped may be among them).
-
-        Channels of URLs (sources, renditions) use no engine: an upstream playlist naming a URL
-        must not make its host one we fetch from.
-        """
-        channels = [*self._channels.values(), *self._closing]
-        return [c.upstream.engine_load for c in channels if c.upstream.engine_load is not None]
-
     def shutdown(self) -> None:
         self._shutdown.set()
 
@@ -150,7 +136,7 @@ class Registry:
         if channel is not None:
             return channel
         account = self._admit(name)
-        return self._start(name, SourceUpstream(url), account)
+        return self._start(name, SourceUpstream(url), self.policy.for_source(url), account)
 
     def get_or_start_rendition(self, parent: Channel, index: int) -> Channel | None:
         """The channel of rendition ``index`` of ``parent``'s variant (an alternative audio or
@@ -165,7 +151,8 @@ class Registry:
         if channel is not None:
             return channel
         account = self._admit(name)
-        return self._start(name, SourceUpstream(uri), account, events=False)
+        # A rendition fetches with its parent's client: it reaches only the parent's hosts.
+        return self._start(name, SourceUpstream(uri), parent.client, account, events=False)
 
     def get_or_start(self, key_type: KeyType, key: str) -> Channel:
         """The channel of AceStream content ``key``, started now on an engine with room if there
@@ -179,7 +166,9 @@ class Registry:
         if engine is None:
             account.close()
             raise self.admission.refuse_opening()
-        return self._start(key, EngineUpstream(engine, key_type, key), account)
+        return self._start(
+            key, EngineUpstream(engine, key_type, key), self.policy.for_engine(engine), account
+        )
 
     def _admit(self, name: str, *, watched: bool = False) -> MemoryAccount:
         """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
@@ -203,14 +192,22 @@ class Registry:
         return self.memory.admit()
 
     def _start(
-        self, name: str, upstream: Upstream, account: MemoryAccount, *, events: bool = True
+        self,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        account: MemoryAccount,
+        *,
+        events: bool = True,
     ) -> Channel:
+        """Start a channel on ``upstream``, fetching with ``client``: a view of the upstream
+        policy that reaches only that channel's hosts; its bytes are charged to ``account``."""
         assert self._nursery is not None
         channel = Channel(
             name=name,
             upstream=upstream,
             config=self.config,
-            client=self.engines,
+            client=client,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             account=account,
@@ -246,7 +243,11 @@ class Registry:
         try:
             with scope:
                 await stop_later(
-                    channel.name, self.engines, channel.upstream, session, self.config.stop_timeout
+                    channel.name,
+                    channel.client,
+                    channel.upstream,
+                    session,
+                    self.config.stop_timeout,
                 )
         finally:
             self._late_stops.discard(scope)

@@ -16,6 +16,8 @@ from .sources import parse_source_list, parse_sources_file
 __all__ = [
     "IPNetwork",
     "bind_address",
+    "byte_count",
+    "format_bytes",
     "host_list",
     "http_url",
     "log_level",
@@ -168,3 +170,24 @@ def orchestrator_api(text: str) -> Literal["auto", "v1", "v2"]:
     if api == "auto":
         return "auto"
     raise ValueError("must be one of auto, v1, v2")
+
+
+_BINARY = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def byte_count(text: str) -> int:
+    """A number of bytes ≥ 1, maybe with a binary suffix: ``65536``, ``64K``, ``8M``, ``1G``."""
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = _BINARY.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError("must be a number of bytes ≥ 1, e.g. 65536, 64K, 8M or 1G")
+    return int(digits) * scale
+
+
+def format_bytes(count: int) -> str:
+    """``count`` as :func:`byte_count` reads it, with the largest suffix that divides it."""
+    for suffix, scale in sorted(_BINARY.items(), key=lambda item: -item[1]):
+        if count % scale == 0:
+            return f"{count // scale}{suffix}"
+    return str(count)

@@ -70,6 +70,8 @@ class Setting:
             return "unset"
         if isinstance(self.default, float):
             return f"{self.default:g}"
+        if self.parse is parse.byte_count and isinstance(self.default, int):
+            return parse.format_bytes(self.default)
         return str(self.default)
 
 
@@ -159,6 +161,34 @@ class Config:
         parse.positive_seconds,
         "seconds to stop every channel on SIGTERM/SIGINT",
     )
+    header_timeout: float = setting(
+        "TRIOPROXY_HEADER_TIMEOUT",
+        5.0,
+        parse.positive_seconds,
+        "seconds a client has to send a whole request head, from its first byte (or from "
+        "connecting); then the connection is closed",
+    )
+    send_timeout: float = setting(
+        "TRIOPROXY_SEND_TIMEOUT",
+        20.0,
+        parse.positive_seconds,
+        "seconds a response may make no progress (a client not reading) before its connection "
+        "is closed",
+    )
+    max_connections: int = setting(
+        "TRIOPROXY_MAX_CONNECTIONS",
+        0,
+        parse.whole_number,
+        "client connections open at once; 0: derived from the open-file limit, leaving room for "
+        "upstream connections",
+    )
+    max_connections_per_address: int = setting(
+        "TRIOPROXY_MAX_CONNECTIONS_PER_ADDRESS",
+        64,
+        parse.whole_number,
+        "connections (behind a trusted proxy: requests in flight) one client address may hold; "
+        "0: no limit",
+    )
     stop_timeout: float = setting(
         "TRIOPROXY_STOP_TIMEOUT",
         10.0,
@@ -224,8 +254,8 @@ class Config:
         "TRIOPROXY_ALLOW_UPSTREAM_HOSTS",
         (),
         parse.host_list,
-        "hosts (`host`, `host:port`, `*`) besides the known engines that playlists and segments "
-        "may come from",
+        "hosts (`host`, `host:port`, `*`) every channel may fetch playlists and segments from, "
+        "besides its own engine or source",
     )
     trusted_proxies: tuple[IPNetwork, ...] = setting(
         "TRIOPROXY_TRUSTED_PROXIES",
@@ -287,12 +317,36 @@ class Config:
         parse.positive_int,
         "segments kept of finished (`#EXT-X-ENDLIST`) content, served whole",
     )
+    max_playlist_bytes: int = setting(
+        "TRIOPROXY_MAX_PLAYLIST_BYTES",
+        8 << 20,
+        parse.byte_count,
+        "bytes read at most of one upstream playlist, decoded (a 10,000-segment DVR list: 2-5M)",
+    )
+    max_segment_bytes: int = setting(
+        "TRIOPROXY_MAX_SEGMENT_BYTES",
+        64 << 20,
+        parse.byte_count,
+        "bytes read at most of one upstream segment (8 s at 40 Mbit/s: 40M)",
+    )
+    max_init_bytes: int = setting(
+        "TRIOPROXY_MAX_INIT_BYTES",
+        1 << 20,
+        parse.byte_count,
+        "bytes read at most of one initialization section (`#EXT-X-MAP`)",
+    )
+    max_key_bytes: int = setting(
+        "TRIOPROXY_MAX_KEY_BYTES",
+        4 << 10,
+        parse.byte_count,
+        "bytes read at most of one encryption key (`#EXT-X-KEY`; AES-128 keys are 16)",
+    )
     memory_budget: int = setting(
         "TRIOPROXY_MEMORY_BUDGET",
-        512,
-        parse.positive_int,
-        "MiB every channel's segments, init sections and keys may hold together; a channel that "
-        "will not fit gets `503` + `Retry-After`",
+        512 << 20,
+        parse.byte_count,
+        "bytes every channel's segments, init sections and keys may hold together; a new "
+        "channel that will not fit gets `503` + `Retry-After`",
     )
 
     def __post_init__(self) -> None:
@@ -306,10 +360,6 @@ class Config:
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
             )
-
-    @property
-    def memory_budget_bytes(self) -> int:
-        return self.memory_budget * 1024 * 1024
 
     def source_url(self, name: str) -> str | None:
         """The URL of the configured source ``name`` (TRIOPROXY_SOURCES first, then the file)."""

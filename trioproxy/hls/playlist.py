@@ -220,6 +220,8 @@ def parse_media_playlist(text: str, url: str) -> UpstreamPlaylist:
     media_sequence = _count(document.media_sequence, "EXT-X-MEDIA-SEQUENCE")
     discontinuity_sequence = _count(document.discontinuity_sequence, "EXT-X-DISCONTINUITY-SEQUENCE")
     target = _count(document.target_duration, "EXT-X-TARGETDURATION")
+    if target > MAX_DURATION:  # we reload at this pace and tell our players to
+        raise PlaylistError(f"#EXT-X-TARGETDURATION {target} is over {MAX_DURATION:g} s")
     skipped = _count(document.skip.skipped_segments if document.skip else 0, "EXT-X-SKIP")
     inits: dict[tuple[str | None, str | None], Resource] = {}
     for section in document.segment_map:  # every #EXT-X-MAP; None for one without attributes

@@ -1,5 +1,12 @@
 """The AceStream engine's HTTP API: open a session, read its playlist and segments, stop it.
 
+Every body is streamed and counted as it arrives, and read no further than a bound: playlists,
+segments, init sections and keys each have one (:class:`ReadLimits`, set by the
+``TRIOPROXY_MAX_*_BYTES`` settings); the engine's JSON answers a fixed one. Nothing is asked for
+compressed: media that arrives content-encoded anyway is refused (it is passed through as it is,
+never decoded); a gzip-encoded playlist is decoded here, its decoded bytes counted against the
+playlist bound.
+
 Functions here take no timeout: callers put deadlines around them. Every failure leaves as
 :class:`~trioproxy.errors.EngineError`.
 """
@@ -8,20 +15,77 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import EngineError
 
-__all__ = ["Engine", "EngineClient", "KeyType", "Session", "stop_url"]
+__all__ = [
+    "API_BODY_LIMIT",
+    "LIMIT_SETTINGS",
+    "BodyKind",
+    "BodyTooLarge",
+    "Engine",
+    "EngineClient",
+    "KeyType",
+    "MediaKind",
+    "ReadLimits",
+    "Session",
+    "host_port",
+    "shown",
+    "stop_url",
+]
 
 KeyType = Literal["content_id", "infohash", "url"]
 """What a channel streams: an AceStream content id or infohash, or a configured source's URL."""
 
+MediaKind = Literal["segment", "init", "key"]
+BodyKind = Literal["playlist", "segment", "init", "key"]
+
 _QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url": "url"}
+
+MAX_REDIRECTS = 5
+API_BODY_LIMIT = 1 << 20
+"""Bytes of an engine's JSON answer (session open, stop) read at most: a few hundred are usual."""
+_DRAIN_CHUNKS = 8
+"""Reads tried after a response was closed early, for the transport's read to fail (see
+:meth:`EngineClient._read_body`)."""
+
+LIMIT_SETTINGS: dict[BodyKind, str] = {
+    "playlist": "TRIOPROXY_MAX_PLAYLIST_BYTES",
+    "segment": "TRIOPROXY_MAX_SEGMENT_BYTES",
+    "init": "TRIOPROXY_MAX_INIT_BYTES",
+    "key": "TRIOPROXY_MAX_KEY_BYTES",
+}
+"""The setting that raises each bound, named in the errors."""
+
+_IDENTITY = {"Accept-Encoding": "identity"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Bytes read at most of one upstream body, by kind (``TRIOPROXY_MAX_*_BYTES``)."""
+
+    playlist: int = 8 << 20
+    """A 10,000-segment DVR playlist with long tokenised URIs is 2-5 MB."""
+    segment: int = 64 << 20
+    """8 s at 40 Mbit/s is 40 MB."""
+    init: int = 1 << 20
+    key: int = 4 << 10
+
+    def of(self, kind: BodyKind) -> int:
+        limit: int = getattr(self, kind)
+        return limit
+
+
+class BodyTooLarge(EngineError):
+    """An upstream body went past its bound; it was not read further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +122,28 @@ def stop_url(command_url: str) -> str:
     return command_url + ("&" if urlsplit(command_url).query else "?") + "method=stop"
 
 
+def host_port(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of an http(s) URL, lower-cased; None for anything else."""
+    try:
+        httpx.URL(url)  # what httpx cannot parse (control characters, ...) is no URL to fetch
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, httpx.InvalidURL):
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def shown(url: str) -> str:
+    """A URL for messages: scheme, host and port only (no credentials, no path, no query)."""
+    target = host_port(url)
+    if target is None:
+        return "an unusable URL"
+    host, port = target
+    return f"{urlsplit(url).scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _parse_session(payload: Any, pid: str) -> Session:
     if not isinstance(payload, dict):
         raise EngineError("engine answered something other than a JSON object")
@@ -81,34 +167,46 @@ def _parse_session(payload: Any, pid: str) -> Session:
 
 
 class EngineClient:
-    """Talks to engines over a shared :class:`httpx.AsyncClient` owned by the registry."""
+    """Talks to engines over a shared :class:`httpx.AsyncClient` owned by the registry.
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    ``bytes_received`` counts the body bytes read from upstream, as they arrived (encoded).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, limits: ReadLimits | None = None) -> None:
         self._http = http
+        self.limits = limits or ReadLimits()
+        self.bytes_received = 0
+
+    def check(self, url: str) -> None:
+        """Raise :class:`~trioproxy.errors.UpstreamRefused` for a URL not to be fetched (each
+        redirect hop is checked too). Here: any; a guarded client narrows it."""
 
     async def open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
         """Open a new HLS session with a fresh ``pid``."""
         pid = str(uuid.uuid4())
         params = {_QUERY_NAME[key_type]: key, "format": "json", "pid": pid}
         url = engine.base_url + "/ace/manifest.m3u8"
+        request = self._http.build_request("GET", url, params=params, headers=_IDENTITY)
         try:
-            response = await self._http.get(url, params=params)
+            response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise EngineError(f"engine {engine.base_url} unreachable: {_describe(exc)}") from exc
-        if response.status_code != 200:
-            raise EngineError(f"engine {engine.base_url} answered HTTP {response.status_code}")
         try:
-            payload = response.json()
+            if response.status_code != 200:
+                raise EngineError(f"engine {engine.base_url} answered HTTP {response.status_code}")
+            body = await self._read_api_answer(response, f"engine {engine.base_url}")
+        finally:
+            await response.aclose()
+        try:
+            payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EngineError(f"engine {engine.base_url} answered non-JSON") from exc
         session = _parse_session(payload, pid)
-        session_url = str(response.url)
+        session_url = response.url
         return Session(
-            playback_url=str(response.url.join(session.playback_url)),
-            stat_url=str(httpx.URL(session_url).join(session.stat_url)) if session.stat_url else "",
-            command_url=(
-                str(httpx.URL(session_url).join(session.command_url)) if session.command_url else ""
-            ),
+            playback_url=str(session_url.join(session.playback_url)),
+            stat_url=str(session_url.join(session.stat_url)) if session.stat_url else "",
+            command_url=str(session_url.join(session.command_url)) if session.command_url else "",
             playback_session_id=session.playback_session_id,
             is_live=session.is_live,
             pid=pid,
@@ -117,52 +215,237 @@ class EngineClient:
     async def stop_session(self, session: Session) -> None:
         if not session.command_url:
             raise EngineError("session has no command_url to stop it with")
+        request = self._http.build_request("GET", stop_url(session.command_url), headers=_IDENTITY)
         try:
-            response = await self._http.get(stop_url(session.command_url))
+            response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise EngineError(f"stop failed: {_describe(exc)}") from exc
-        if response.status_code != 200:
-            raise EngineError(f"stop answered HTTP {response.status_code}")
+        try:
+            if response.status_code != 200:
+                raise EngineError(f"stop answered HTTP {response.status_code}")
+            await self._read_api_answer(response, "stop")
+        finally:
+            await response.aclose()
 
     async def get_text(self, url: str) -> tuple[str, str]:
         """GET a playlist: its text and the final URL (after redirects) to resolve URIs against."""
-        response = await self._get(url)
+        limit = self.limits.playlist
+        async with self._open(url, _IDENTITY) as response:
+            encoding = _content_encoding(response)
+            if encoding not in ("", "gzip", "x-gzip"):
+                raise EngineError(
+                    f"{shown(url)}: playlist arrived content-encoded ({encoding[:40]}), "
+                    "which was not asked for; refused"
+                )
+            self._refuse_declared_size(response, url, "playlist", limit)
+            data, more = await self._read_body(response, keep=limit, gunzip=bool(encoding))
+            if more:
+                decoded = " decodes to" if encoding else " is"
+                raise self._too_large(url, "playlist", limit, decoded)
+            final_url = str(response.url)
         try:
-            return response.content.decode("utf-8"), str(response.url)
+            return data.decode("utf-8"), final_url
         except UnicodeDecodeError as exc:
             raise EngineError(f"playlist at {url} is not UTF-8 text") from exc
 
-    async def get_bytes(self, url: str, byte_range: tuple[int, int] | None = None) -> bytes:
-        """GET a segment, or the ``(offset, length)`` sub-range of it, whole."""
+    async def get_bytes(
+        self,
+        url: str,
+        byte_range: tuple[int, int] | None = None,
+        kind: MediaKind = "segment",
+    ) -> bytes:
+        """GET a segment, init section or key, or the ``(offset, length)`` sub-range of it."""
         if byte_range is not None:
-            return await self._get_range(url, *byte_range)
-        response = await self._get(url)
-        expected = response.headers.get("content-length")
-        if expected is not None and expected.isdigit() and int(expected) != len(response.content):
-            raise EngineError(f"{url}: truncated ({len(response.content)} of {expected} bytes)")
-        return response.content
+            return await self._get_range(url, *byte_range, kind)
+        limit = self.limits.of(kind)
+        async with self._open(url, _IDENTITY) as response:
+            self._refuse_encoded(response, url, kind)
+            self._refuse_declared_size(response, url, kind, limit)
+            data, more = await self._read_body(response, keep=limit)
+            if more:
+                raise self._too_large(url, kind, limit, " is")
+            expected = response.headers.get("content-length")
+        if expected is not None and expected.isdigit() and int(expected) != len(data):
+            raise EngineError(f"{url}: truncated ({len(data)} of {expected} bytes)")
+        return data
 
-    async def _get_range(self, url: str, offset: int, length: int) -> bytes:
-        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        response = await self._get(url, headers)
-        data = response.content
-        if response.status_code == 200:  # the whole file: take the range ourselves
-            data = data[offset : offset + length]
+    async def _get_range(self, url: str, offset: int, length: int, kind: MediaKind) -> bytes:
+        limit = self.limits.of(kind)
+        if length > limit:
+            raise self._too_large(url, kind, limit, f" range of {length} bytes is")
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}", **_IDENTITY}
+        async with self._open(url, headers, partial=True) as response:
+            self._refuse_encoded(response, url, kind)
+            if response.status_code == 200:  # the whole file: take the range ourselves
+                data, _ = await self._read_body(response, keep=length, skip=offset, until_full=True)
+            else:
+                data, more = await self._read_body(response, keep=length)
+                if more:
+                    raise EngineError(f"{url}: range {offset}+{length} answered with more bytes")
         if len(data) != length:
             raise EngineError(f"{url}: range {offset}+{length} answered with {len(data)} bytes")
         return data
 
-    async def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    @asynccontextmanager
+    async def _open(
+        self, url: str, headers: dict[str, str], *, partial: bool = False
+    ) -> AsyncIterator[httpx.Response]:
+        """The response to GET ``url`` (its body not read yet), closed on leaving.
+
+        Redirects are followed by hand: each hop is checked before it is requested, and a
+        redirect's body is never read.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            self.check(url)
+            try:
+                request = self._http.build_request("GET", url, headers=headers)
+                response = await self._http.send(request, stream=True)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise EngineError(f"{url}: {_describe(exc)}") from exc
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    try:
+                        url = str(response.url.join(response.headers["location"]))
+                    except httpx.InvalidURL as exc:
+                        raise EngineError(f"{url}: redirected to an invalid URL") from exc
+                    continue
+                # A partial answer is what a request with a Range header asks for.
+                if response.status_code != 200 and not (partial and response.status_code == 206):
+                    raise EngineError(
+                        f"{url}: HTTP {response.status_code}", upstream_status=response.status_code
+                    )
+                yield response
+                return
+            finally:
+                await response.aclose()
+        raise EngineError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    async def _read_body(
+        self,
+        response: httpx.Response,
+        *,
+        keep: int,
+        skip: int = 0,
+        gunzip: bool = False,
+        until_full: bool = False,
+    ) -> tuple[bytes, bool]:
+        """Up to ``keep`` bytes of the body after its first ``skip`` (decoded when ``gunzip``),
+        and whether it went on past them: reading stops at the first byte too many (or, with
+        ``until_full``, once ``keep`` bytes are had). A gzip body is bounded twice: what arrives
+        and what it decodes to.
+        """
+        kept = bytearray()
+        have = received = 0
+        more = False
+        decoder = _Gunzip() if gunzip else None
+
+        def take(chunk: bytes) -> bool:
+            """Count and keep ``chunk``; True once reading should stop."""
+            nonlocal have, received, more, skip
+            self.bytes_received += len(chunk)
+            received += len(chunk)
+            if decoder is not None:
+                more = received > keep  # bounds what is read, even if it decodes to nil
+                chunk = decoder.feed(chunk, keep - have + 1)
+            elif skip:
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
+            if have + len(chunk) > keep:
+                chunk, more = chunk[: keep - have], True
+            if chunk:
+                kept.extend(chunk)
+                have += len(chunk)
+            return more or (until_full and have == keep)
+
         try:
-            response = await self._http.get(url, headers=headers, follow_redirects=True)
-        except httpx.HTTPError as exc:
-            raise EngineError(f"{url}: {_describe(exc)}") from exc
-        if response.status_code != 200 and not (headers and response.status_code == 206):
+            if response.is_stream_consumed:  # a body some transport had read already
+                take(response.content)
+            else:
+                await self._stream_body(response, take)
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            raise EngineError(f"{shown(str(response.url))}: {_describe(exc)}") from exc
+        except zlib.error as exc:
+            raise EngineError(f"{shown(str(response.url))}: playlist is not valid gzip") from exc
+        return bytes(kept), more
+
+    async def _stream_body(self, response: httpx.Response, take: Callable[[bytes], bool]) -> None:
+        """Feed the body to ``take`` chunk by chunk until it says stop or the body ends.
+
+        Breaking out of the loop early would leave httpx's and httpcore's nested async
+        generators suspended, for the garbage collector (a ResourceWarning each). So the
+        response is closed first and the loop goes on: the next read fails at the bottom of the
+        stack, and that error unwinds every layer.
+        """
+        stopped = False
+        drained = 0
+        try:
+            raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())  # it is one
+            async with aclosing(raw) as chunks:
+                async for chunk in chunks:
+                    if not stopped:
+                        if take(chunk):
+                            stopped = True
+                            await response.aclose()
+                        continue
+                    drained += 1
+                    if drained >= _DRAIN_CHUNKS:
+                        break
+        except (httpx.HTTPError, httpx.StreamError):
+            if not stopped:
+                raise
+
+    async def _read_api_answer(self, response: httpx.Response, who: str) -> bytes:
+        data, more = await self._read_body(response, keep=API_BODY_LIMIT)
+        if more:
+            raise EngineError(f"{who} answered more than {API_BODY_LIMIT} bytes; refused")
+        return data
+
+    def _refuse_encoded(self, response: httpx.Response, url: str, kind: MediaKind) -> None:
+        encoding = _content_encoding(response)
+        if encoding:
             raise EngineError(
-                f"{url}: HTTP {response.status_code}", upstream_status=response.status_code
+                f"{shown(url)}: {kind} arrived content-encoded ({encoding[:40]}) though identity "
+                "was asked for; media is passed through as it is, never decoded: refused"
             )
-        return response
+
+    def _refuse_declared_size(
+        self, response: httpx.Response, url: str, kind: BodyKind, limit: int
+    ) -> None:
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise self._too_large(url, kind, limit, f" of {length} bytes is")
+
+    def _too_large(self, url: str, kind: BodyKind, limit: int, what: str) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"{shown(url)}: {kind}{what} larger than {limit} bytes; refused "
+            f"({LIMIT_SETTINGS[kind]} raises the bound)"
+        )
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+class _Gunzip:
+    """gzip decoding with a bound on each step's output (one or more gzip members)."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, at_most: int) -> bytes:
+        """What ``data`` decodes to, at most ``at_most`` bytes of it (the rest is dropped)."""
+        out = []
+        while data and at_most > 0:
+            if self._inflate.eof:  # another gzip member follows
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            piece = self._inflate.decompress(data, at_most)
+            out.append(piece)
+            at_most -= len(piece)
+            inflate = self._inflate
+            data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+        return b"".join(out)
+
+
+def _content_encoding(response: httpx.Response) -> str:
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return "" if encoding == "identity" else encoding
+
+
+def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from ..hls.playlist import Key, Resource, UpstreamSegment
 from ..hls.window import KeyTag, SegmentMeta
-from .engine import EngineClient
+from .engine import EngineClient, MediaKind
 from .resources import ResourceCache, segment_extension
 
 __all__ = ["fetch_resource", "fetch_segment", "segment_meta"]
@@ -19,12 +19,15 @@ __all__ = ["fetch_resource", "fetch_segment", "segment_meta"]
 _Fetch = Callable[[Resource], Awaitable[bytes]]
 
 
-async def fetch_resource(engines: EngineClient, resource: Resource) -> bytes:
-    """The bytes of ``resource``; a byte range is fetched with an HTTP ``Range`` request."""
+async def fetch_resource(
+    engines: EngineClient, resource: Resource, kind: MediaKind = "segment"
+) -> bytes:
+    """The bytes of ``resource``; a byte range is fetched with an HTTP ``Range`` request.
+    ``kind`` says which read bound applies."""
     if resource.byterange is None:
-        return await engines.get_bytes(resource.uri)
+        return await engines.get_bytes(resource.uri, kind=kind)
     byte_range = (resource.byterange.offset, resource.byterange.length)
-    return await engines.get_bytes(resource.uri, byte_range)
+    return await engines.get_bytes(resource.uri, byte_range, kind=kind)
 
 
 async def segment_meta(
@@ -32,15 +35,18 @@ async def segment_meta(
 ) -> SegmentMeta:
     """The metadata of ``segment``, with its init section and keys fetched (or cached)."""
 
-    async def fetch(resource: Resource) -> bytes:
-        return await fetch_resource(engines, resource)
+    async def fetch_init(resource: Resource) -> bytes:
+        return await fetch_resource(engines, resource, "init")
+
+    async def fetch_key(resource: Resource) -> bytes:
+        return await fetch_resource(engines, resource, "key")
 
     init = None
     if segment.init is not None:
-        init = await resources.get("init", segment.init, fetch)
+        init = await resources.get("init", segment.init, fetch_init)
     keys = []
     for key in segment.keys:
-        keys.append(await _key_tag(key, resources, fetch))
+        keys.append(await _key_tag(key, resources, fetch_key))
     return SegmentMeta(
         extension=segment_extension(segment.uri, segment.init is not None),
         init=init,

@@ -1,173 +1,206 @@
-"""Where the proxy fetches from: the upstream hosts it may reach.
+"""Where a channel may fetch from: its own upstream's host, and what the operator allows.
 
-:class:`UpstreamPolicy` and :class:`GuardedEngineClient` make the proxy fetch only from the
-  engines it knows and the hosts ``TRIOPROXY_ALLOW_UPSTREAM_HOSTS`` names: a ``playback_url``,
-  a segment URI or a redirect pointing anywhere else is refused before any request is made.
+:class:`UpstreamPolicy` holds what is allowed everywhere (``TRIOPROXY_ALLOW_UPSTREAM_HOSTS``) and
+the read bounds; each channel gets a view of it, a :class:`GuardedEngineClient` that reaches only
+the hosts that channel's upstream may use:
+
+- ``policy.for_engine(engine)``: that engine (its session's playlist, segments, stat and stop),
+  plus the allowed hosts. Not the other engines: a playlist cannot reach into another engine.
+- ``policy.for_source(url)``: the source's own host and port, plus the allowed hosts.
+
+Whatever the host, media and playlists are never fetched from the engine's API
+(:data:`ENGINE_API_PATHS`): a playlist listing ``/ace/manifest.m3u8?...`` or ``/ace/cmd/...`` as
+segments would open or stop engine sessions. A refused URL (or redirect hop) raises
+:class:`~trioproxy.errors.UpstreamRefused` before any request is made.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
+import posixpath
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from ..config import Config
 from ..errors import EngineError, UpstreamRefused
-from .engine import Engine, EngineClient, KeyType, Session
+from .engine import Engine, EngineClient, KeyType, ReadLimits, Session, host_port, shown
 
-__all__ = ["GuardedEngineClient", "UpstreamPolicy", "source_hosts"]
+__all__ = [
+    "ENGINE_API_PATHS",
+    "GuardedEngineClient",
+    "UpstreamPolicy",
+    "is_engine_api",
+    "read_limits",
+]
 
 log = logging.getLogger(__name__)
 
-MAX_REDIRECTS = 5
+ENGINE_API_PATHS = ("/ace/manifest.m3u8", "/ace/getstream", "/ace/cmd", "/server/api", "/webui")
+"""The engine's control API (CONTRACT §1): session open (HLS and TS), stop and other commands,
+the service API and the web UI. Segments live elsewhere (``/ace/c/<id>/12.ts``)."""
+
+_ALLOW_SETTING = "TRIOPROXY_ALLOW_UPSTREAM_HOSTS"
 
 
-def _host_port(url: str) -> tuple[str, int] | None:
+def read_limits(config: Config) -> ReadLimits:
+    """The read bounds the settings ask for."""
+    return ReadLimits(
+        playlist=config.max_playlist_bytes,
+        segment=config.max_segment_bytes,
+        init=config.max_init_bytes,
+        key=config.max_key_bytes,
+    )
+
+
+def is_engine_api(url: str) -> bool:
+    """Whether ``url``'s path names the engine's API, however it is spelled (case,
+    percent-encoding, ``//``, ``.`` and ``..`` segments)."""
     try:
-        httpx.URL(url)  # what httpx cannot parse (control characters, ...) is no URL to fetch
-        parts = urlsplit(url)
-        port = parts.port
-    except (ValueError, httpx.InvalidURL):
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+        path = unquote(urlsplit(url).path).lower()
+    except ValueError:
+        return True
+    path = posixpath.normpath("/" + path.replace("\\", "/"))
+    path = "/" + path.lstrip("/")
+    return any(path == api or path.startswith(api + "/") for api in ENGINE_API_PATHS)
+
+
+class _Hosts:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or ``*`` items, matched against URLs."""
+
+    def __init__(self, items: Iterable[str] = ()) -> None:
+        self.any = False
+        self.hosts: set[str] = set()
+        self.host_ports: set[tuple[str, int]] = set()
+        for item in items:
+            item = item.strip().lower()
+            if item == "*":
+                self.any = True
+            elif item.startswith("[") and "]:" in item:
+                host, _, port = item[1:].partition("]:")
+                self.host_ports.add((host, int(port)))
+            elif item.startswith("["):
+                self.hosts.add(item.strip("[]"))
+            elif item.count(":") == 1 and item.split(":")[1].isdigit():
+                host, _, port = item.partition(":")
+                self.host_ports.add((host, int(port)))
+            elif item:
+                self.hosts.add(item)
+
+    def match(self, target: tuple[str, int]) -> bool:
+        return self.any or target[0] in self.hosts or target in self.host_ports
+
+
+def _as_item(target: tuple[str, int]) -> str:
+    host, port = target
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class UpstreamPolicy:
-    """Which URLs the proxy may fetch: known engines, plus ``allow`` (host, host:port or ``*``).
+    """What every channel may fetch from (``allow``), the read bounds, and the per-channel views.
 
-    ``known`` (the directory's engines: few) is called on each check, so engines learnt later
-    are allowed too; ``also_known`` (engines running channels still use: one per channel) only
-    when ``known`` has no match, which is rare.
+    ``refused`` counts the URLs refused over all views.
     """
 
     def __init__(
         self,
-        known: Callable[[], Iterable[Engine]],
+        http: httpx.AsyncClient,
         allow: Iterable[str] = (),
-        also_known: Callable[[], Iterable[Engine]] = lambda: (),
+        limits: ReadLimits | None = None,
     ) -> None:
-        self._known = known
-        self._also_known = also_known
-        self._any = False
-        self._hosts: set[str] = set()
-        self._host_ports: set[tuple[str, int]] = set()
-        for item in allow:
-            item = item.strip().lower()
-            if item == "*":
-                self._any = True
-            elif item.startswith("[") and "]:" in item:
-                host, _, port = item[1:].partition("]:")
-                self._host_ports.add((host, int(port)))
-            elif item.startswith("["):
-                self._hosts.add(item.strip("[]"))
-            elif item.count(":") == 1 and item.split(":")[1].isdigit():
-                host, _, port = item.partition(":")
-                self._host_ports.add((host, int(port)))
-            else:
-                self._hosts.add(item)
+        self._http = http
+        self._allowed = _Hosts(allow)
+        self.limits = limits or ReadLimits()
+        self.refused = 0
+
+    @classmethod
+    def from_config(cls, http: httpx.AsyncClient, config: Config) -> UpstreamPolicy:
+        return cls(http, config.allow_upstream_hosts, read_limits(config))
 
     def permits(self, url: str) -> bool:
-        target = _host_port(url)
+        """Whether any channel may fetch ``url``: an allowed host, not the engine's API."""
+        target = host_port(url)
+        return target is not None and self._allowed.match(target) and not is_engine_api(url)
+
+    def for_engine(self, engine: Engine) -> GuardedEngineClient:
+        """The client of a channel on ``engine``: that engine and the allowed hosts."""
+        own = host_port(engine.base_url)
+        return GuardedEngineClient(self, [own] if own else [], f"engine {engine.base_url}")
+
+    def for_source(self, url: str) -> GuardedEngineClient:
+        """The client of a channel of the source at ``url``: its host and the allowed hosts."""
+        own = host_port(url)
+        return GuardedEngineClient(self, [own] if own else [], f"the source on {shown(url)}")
+
+    def _refusal(self, url: str, own: frozenset[tuple[str, int]], whose: str) -> str | None:
+        """Why the view ``own`` may not fetch ``url``; None when it may."""
+        target = host_port(url)
         if target is None:
-            return False
-        if self._any or target[0] in self._hosts or target in self._host_ports:
-            return True
-        return any(_engine_target(e.base_url) == target for e in self._known()) or any(
-            _engine_target(e.base_url) == target for e in self._also_known()
+            return "refused to fetch an unusable URL"
+        if is_engine_api(url):
+            path = urlsplit(url).path[:80]
+            return (
+                f"refused to fetch {shown(url)}{path}: the engine's API is never fetched as "
+                "a playlist or media"
+            )
+        if target in own or self._allowed.match(target):
+            return None
+        return (
+            f"refused to fetch from {shown(url)}: not {whose} nor a host in {_ALLOW_SETTING}; "
+            f"add {_as_item(target)} to {_ALLOW_SETTING} to allow it"
         )
-
-    def check(self, url: str) -> None:
-        if not self.permits(url):
-            raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
-
-
-def source_hosts(config: Config) -> list[str]:
-    """``host:port`` of every configured source (``TRIOPROXY_SOURCES``, ``_FILE``)."""
-    hosts = []
-    for _, url in (*config.sources, *config.sources_file):
-        target = _host_port(url)
-        if target is not None:
-            host, port = target
-            hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return hosts
-
-
-@functools.lru_cache(maxsize=1024)
-def _engine_target(base_url: str) -> tuple[str, int] | None:
-    """:func:`_host_port` of an engine's base URL: few distinct values, asked about often."""
-    return _host_port(base_url)
-
-
-def _shown(url: str) -> str:
-    """A URL for messages: scheme, host and port only (no credentials, no query)."""
-    target = _host_port(url)
-    if target is None:
-        return "an unusable URL"
-    host, port = target
-    return f"{urlsplit(url).scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 class GuardedEngineClient(EngineClient):
-    """An :class:`EngineClient` that fetches only what :class:`UpstreamPolicy` permits.
+    """An :class:`EngineClient` that fetches only from its channel's hosts (see the module).
 
+    Made by :meth:`UpstreamPolicy.for_engine` and :meth:`UpstreamPolicy.for_source`.
     Redirects are followed by hand so that each hop is checked before it is requested.
     """
 
-    def __init__(self, http: httpx.AsyncClient, policy: UpstreamPolicy) -> None:
-        super().__init__(http)
+    def __init__(self, policy: UpstreamPolicy, own: Iterable[tuple[str, int]], whose: str) -> None:
+        super().__init__(policy._http, policy.limits)
         self._policy = policy
-        self._client = http
+        self._own = frozenset(own)
+        self._whose = whose
         self.refused = 0
+
+    def permits(self, url: str) -> bool:
+        return self._policy._refusal(url, self._own, self._whose) is None
+
+    def check(self, url: str) -> None:
+        refusal = self._policy._refusal(url, self._own, self._whose)
+        if refusal is not None:
+            self.refused += 1
+            self._policy.refused += 1
+            raise UpstreamRefused(refusal)
 
     async def open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
         session = await super().open_session(engine, key_type, key)
-        if self._policy.permits(session.playback_url):
+        refusal = self._policy._refusal(session.playback_url, self._own, self._whose)
+        if refusal is None:
             return session
         self.refused += 1
+        self._policy.refused += 1
         log.warning(
             "engine %s gave a playback_url on %s: refused; stopping that session",
             engine.base_url,
-            _shown(session.playback_url),
+            shown(session.playback_url),
         )
-        if session.command_url and self._policy.permits(session.command_url):
+        if session.command_url and self._stoppable(session.command_url):
             try:
                 await self.stop_session(session)
             except EngineError as exc:
                 log.warning("engine %s: stop failed: %s", engine.base_url, exc.message)
-        raise UpstreamRefused(
-            f"engine {engine.base_url} gave a playback_url on {_shown(session.playback_url)}, "
-            "which is not a known engine"
-        )
+        raise UpstreamRefused(f"engine {engine.base_url} gave a playback_url: {refusal}")
 
     async def stop_session(self, session: Session) -> None:
-        if session.command_url and not self._policy.permits(session.command_url):
-            raise UpstreamRefused(f"command_url on {_shown(session.command_url)} refused")
+        if session.command_url and not self._stoppable(session.command_url):
+            raise UpstreamRefused(f"command_url on {shown(session.command_url)} refused")
         await super().stop_session(session)
 
-    async def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        for _ in range(MAX_REDIRECTS + 1):
-            if not self._policy.permits(url):
-                self.refused += 1
-                raise UpstreamRefused(f"refused to fetch from {_shown(url)}: not a known engine")
-            try:
-                response = await self._client.get(url, headers=headers, follow_redirects=False)
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise EngineError(f"{url}: {type(exc).__name__}: {exc}") from exc
-            if response.is_redirect and "location" in response.headers:
-                try:
-                    url = str(response.url.join(response.headers["location"]))
-                except httpx.InvalidURL as exc:
-                    raise EngineError(f"{url}: redirected to an invalid URL") from exc
-                continue
-            # A partial answer is what a request with a Range header asks for.
-            if response.status_code != 200 and not (headers and response.status_code == 206):
-                raise EngineError(
-                    f"{url}: HTTP {response.status_code}", upstream_status=response.status_code
-                )
-            return response
-        raise EngineError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    def _stoppable(self, command_url: str) -> bool:
+        """The session's own ``command_url`` (``/ace/cmd/...``) is the one API URL we call."""
+        target = host_port(command_url)
+        return target is not None and (target in self._own or self._policy._allowed.match(target))

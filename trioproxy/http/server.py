@@ -1,0 +1,123 @@
+"""Hypercorn's trio worker, with our own accept loop in front of its connection handler.
+
+``hypercorn.trio.serve`` builds its listeners and runs ``trio.serve_listeners`` itself, which
+leaves no place to cap connections, time request heads or close stalled writers, and logs every
+failed accept with a traceback. :func:`serve_http` runs the same pieces (lifespan, worker context,
+``TCPServer`` per connection) over sockets Hypercorn binds, with each accepted connection admitted
+by :class:`~trioproxy.http.connections.Connections` and wrapped in a guarded stream. At shutdown
+the listeners close, idle connections close, requests get Hypercorn's ``graceful_timeout``, and
+then every socket still open is closed, so the server returns in bounded time whatever clients do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState, Framework, LifespanState
+from hypercorn.utils import repr_socket_addr, wrap_app
+
+from .connections import CAPACITY_ERRNOS, Connections, GuardedStream
+
+__all__ = ["serve_http"]
+
+log = logging.getLogger(__name__)
+
+ACCEPT_RETRY = 0.1
+"""Seconds between accepts while out of file descriptors."""
+
+
+async def serve_http(
+    app: Framework,
+    hconfig: HypercornConfig,
+    connections: Connections,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``hconfig.bind`` until ``shutdown_trigger`` returns.
+
+    ``task_status.started`` gets the bound addresses (``http://host:port``).
+    """
+    hconfig.set_statsd_logger_class(StatsdLogger)
+    asgi = wrap_app(app, hconfig.wsgi_max_body_size, None)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(asgi, hconfig, lifespan_state)
+    context = WorkerContext(None)
+    sockets = hconfig.create_sockets()
+    listeners = []
+    binds = []
+    for sock in sockets.insecure_sockets:
+        sock.listen(hconfig.backlog)
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+    handler = partial(TCPServer, asgi, hconfig, context, ConnectionState(lifespan_state.copy()))
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            async with trio.open_nursery() as accept_nursery:
+                for listener in listeners:
+                    accept_nursery.start_soon(
+                        _accept_loop, listener, connections, handler, server_nursery
+                    )
+                for bind in binds:
+                    await hconfig.log.info(f"Running on {bind} (CTRL + C to quit)")
+                task_status.started(binds)
+                await shutdown_trigger()
+                accept_nursery.cancel_scope.cancel()
+            # Idle keep-alive connections close now; requests get the graceful timeout; then
+            # every socket is closed, which also ends writes Hypercorn shields from cancellation.
+            await context.terminated.set()
+            deadline = trio.current_time() + hconfig.graceful_timeout
+            server_nursery.cancel_scope.deadline = deadline
+            lifespan_nursery.start_soon(_close_all_at, connections, deadline)
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+async def _close_all_at(connections: Connections, deadline: float) -> None:
+    await trio.sleep_until(deadline)
+    if len(connections):
+        log.info("closing %d connections still open at shutdown", len(connections))
+    connections.close_all()
+
+
+async def _accept_loop(
+    listener: trio.SocketListener,
+    connections: Connections,
+    handler: Callable[[Any], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    async with listener:
+        while True:
+            try:
+                raw = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in CAPACITY_ERRNOS:
+                    raise
+                connections.accept_failed(exc)
+                await trio.sleep(ACCEPT_RETRY)
+                continue
+            stream = connections.admit(raw)
+            if stream is None:
+                await connections.refuse(raw)
+            else:
+                nursery.start_soon(_run_connection, handler, stream)
+
+
+async def _run_connection(handler: Callable[[Any], Awaitable[None]], stream: GuardedStream) -> None:
+    try:
+        with stream.scope:
+            await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
