@@ -119,6 +119,7 @@ def origin_config(**changes: Any) -> Config:
         "hls_client_idle_timeout": 10.0,
         "upstream_timeout": 5.0,
         "hls_buffer_ready_timeout": 10.0,
+        "playlist_thread_bytes": 1 << 30,  # read inline: these tests run on the virtual clock
     }
     values.update(changes)
     return Config(**values)

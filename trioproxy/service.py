@@ -12,6 +12,7 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
           │                               stops each one, then cancels what outlives the deadline
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
           ├─ stream watcher               stops channels whose stream the orchestrator ended
+          ├─ later engine stop            a session a closed channel left open: retried, logged
           └─ channel <id>                 channel.run; stop() cancels its life scope
              ├─ event sender              stream_started, then stream_ended; outlives the life
              │                            scope, until delivered or the deadline teardown sets

@@ -142,7 +142,7 @@ async def test_upstream_elsewhere_is_refused(
         response = await h.client.get(url)
         assert response.status_code == 502  # at once, with the reason
         assert "evil.test" in response.json()["message"]
-        for channel in [*h.registry.channels, *h.registry._closing]:
+        for channel in [*h.registry.channels, *h.registry.closing]:
             await channel.closed.wait()
         assert trio.current_time() < 1.0
         assert evil.requests == 0

@@ -59,6 +59,7 @@ def hostile_config(**changes: Any) -> Config:
         "hls_initial_segments": 2,
         "stat_interval": 3600.0,
         "failure_backoff": 60.0,
+        "playlist_thread_bytes": 1 << 30,  # read inline: these tests run on the virtual clock
     }
     values.update(changes)
     return Config(**values)

@@ -19,10 +19,10 @@ from typing import Any
 import trio
 
 from ..config import Config
-from ..errors import BufferTimeout, ChannelFailed, ProxyError, redact
+from ..errors import BufferTimeout, ChannelFailed, OverCapacity, ProxyError, redact
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
-from ..hls.window import Segment, SegmentWindow
+from ..hls.window import MemoryAccount, Segment, SegmentWindow
 from ..upstream.engine import Engine, EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
@@ -56,14 +56,16 @@ class Channel:
         orchestrator: Orchestrator | None,
         on_stop: Callable[[Channel], None] = lambda channel: None,
         events_after: Sequence[trio.Event] = (),
+        account: MemoryAccount | None = None,
     ) -> None:
         self.name = name
         self.upstream = upstream
         self.config = config
         self.incarnation = secrets.token_hex(4)
         self.feed = Feed(
-            SegmentWindow(config.hls_max_segments),
-            ResourceCache(2 * config.hls_max_segments + 8),
+            # Under memory pressure the window drops what players are not served any more.
+            SegmentWindow(config.hls_max_segments, account=account, keep=config.hls_window_size),
+            ResourceCache(2 * config.hls_max_segments + 8, account),
         )
         self.clients = ClientTracker(config.hls_client_idle_timeout)
         self.stream_id: str | None = None
@@ -141,6 +143,14 @@ class Channel:
         return None if self._upstream_session is None else self._upstream_session.session
 
     @property
+    def left_open(self) -> Session | None:
+        """The engine session the channel's teardown could not stop, if any."""
+        upstream_session = self._upstream_session
+        if upstream_session is None or upstream_session.left_open is None:
+            return None
+        return upstream_session.session
+
+    @property
     def opening(self) -> bool:
         """A session is being asked for: none is open yet, and the channel did not fail or close.
 
@@ -203,6 +213,7 @@ class Channel:
             self.ready.set()
             self.events_settled.set()
             self.closed.set()
+            self.window.release()  # its bytes leave the memory budget with it
             log.info("channel %s: closed", self.name)
 
     async def _run(self) -> None:
@@ -320,7 +331,9 @@ class Channel:
 
     def check_servable(self) -> None:
         if self.failure is not None:
-            raise ChannelFailed(self.public_failure(), retry_after=self.config.failure_backoff or 1)
+            # Refused for memory (503), not failed upstream (502).
+            error = OverCapacity if self.failure.status == 503 else ChannelFailed
+            raise error(self.public_failure(), retry_after=self.config.failure_backoff or 1)
         if not self.ready.is_set():
             raise BufferTimeout(
                 f"channel {self.name}: no segments within "
@@ -410,6 +423,7 @@ class Channel:
                 "last_sequence": segments[-1].sequence if segments else None,
                 "seconds": round(math.fsum(s.duration for s in segments), 3),
                 "gaps": self.window.gaps,
+                "dropped_for_memory": self.window.dropped_for_budget,
                 "target_duration": self.window.target_duration,
             },
             "events": self._sender.snapshot() if self._sender else None,

@@ -8,8 +8,13 @@ to the window in playlist order, and a segment that could not be had becomes a g
 discontinuity), never a silent skip.
 
 Progress goes into the channel's :class:`~trioproxy.channels.feed.Feed`; a failure (the playlist
-or the segments failing for ``TRIOPROXY_UPSTREAM_TIMEOUT``) leaves as
-:class:`~trioproxy.errors.EngineError`.
+or the segments failing for ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
+memory budget) leaves as :class:`~trioproxy.errors.EngineError`.
+
+Nothing on the event loop grows with the size of the upstream's playlist: a playlist text over
+``TRIOPROXY_PLAYLIST_THREAD_BYTES`` is read, and its fetches planned, in a worker thread
+(:func:`digest`), which hands back only what the window needs; the whole parsed playlist dies
+there. The loop keeps running between the thread's turns at the GIL.
 """
 
 from __future__ import annotations
@@ -18,19 +23,27 @@ import logging
 from dataclasses import dataclass, field
 
 import trio
+import trio.lowlevel
 
 from ..config import Config
 from ..errors import EngineError, ProxyError, UpstreamRefused
-from ..hls.plan import plan_fetches, reload_pause
-from ..hls.playlist import PlaylistError, UpstreamSegment, is_master_playlist, parse_media_playlist
-from ..hls.variants import VariantLimits, parse_master_playlist, select_variant
-from ..hls.window import PLAIN, SegmentMeta
+from ..hls.plan import FetchPlan, plan_fetches, reload_pause
+from ..hls.playlist import (
+    PlaylistError,
+    UpstreamPlaylist,
+    UpstreamSegment,
+    is_master_playlist,
+    parse_media_playlist,
+)
+from ..hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
+from ..hls.window import PLAIN, OverBudget, SegmentMeta
 from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
 from .feed import Feed
+from .memory import RETRY_AFTER, MemoryRefused, finished_fits
 
-__all__ = ["Fetcher"]
+__all__ = ["Digest", "Fetcher", "digest"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +52,62 @@ PLAYLIST_TIMEOUT = 10.0
 SEGMENT_ATTEMPTS = 3
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
+PARSE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
+"""Worker threads reading large playlists at once, across every channel of the process."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What one reload of an upstream playlist means for the window: no more than it needs."""
+
+    variant: Variant | None = None
+    """A master playlist: the variant to follow instead (the other fields are unset)."""
+    target_duration: float | None = None
+    independent_segments: bool = False
+    endlist: bool = False
+    listed: int = 0
+    """Segments the playlist lists."""
+    known_bytes: int | None = None
+    """The bytes of every listed segment, when byte ranges tell them all."""
+    plan: FetchPlan = field(default_factory=lambda: FetchPlan(()))
+    pause: float = 0.0
+    """Seconds from the reload's start to the next (:func:`~trioproxy.hls.plan.reload_pause`)."""
+    last_sequence: int | None = None
+
+
+def digest(
+    text: str,
+    url: str,
+    limits: VariantLimits,
+    last_sequence: int | None,
+    last_discontinuity: int | None,
+    previous_last: int | None,
+    *,
+    initial_segments: int,
+    vod_cap: int,
+) -> Digest:
+    """Read a playlist and plan its fetches. Pure: runs on the event loop or in a thread."""
+    if is_master_playlist(text):
+        return Digest(variant=select_variant(parse_master_playlist(text, url), limits))
+    playlist: UpstreamPlaylist = parse_media_playlist(text, url)
+    plan = plan_fetches(
+        playlist,
+        last_sequence,
+        last_discontinuity,
+        initial_segments=initial_segments,
+        vod_cap=vod_cap,
+    )
+    ranges = [s.byterange.length for s in playlist.segments[:vod_cap] if s.byterange is not None]
+    return Digest(
+        target_duration=playlist.target_duration,
+        independent_segments=playlist.independent_segments,
+        endlist=playlist.endlist,
+        listed=len(playlist.segments),
+        known_bytes=sum(ranges) if len(ranges) == min(len(playlist.segments), vod_cap) else None,
+        plan=plan,
+        pause=reload_pause(playlist, previous_last),
+        last_sequence=playlist.last_sequence,
+    )
 
 
 @dataclass(eq=False, slots=True)
@@ -66,6 +135,9 @@ class Fetcher:
         self.started_at = trio.current_time()
         self.last_good_segment_at = self.started_at
         self._segment_error = ""
+        self._planned = 0
+        """Segments of finished content to be held in all."""
+        self._over_budget = False
 
     async def run(self, playback_url: str) -> None:
         """Fetch until the upstream ends (or the caller's scope is cancelled)."""
@@ -103,13 +175,16 @@ class Fetcher:
                 try:
                     with trio.fail_after(PLAYLIST_TIMEOUT):
                         text, final_url = await self._client.get_text(url)
-                    if is_master_playlist(text):
+                    read = await self._digest(
+                        text, final_url, last_sequence, last_discontinuity, previous_last
+                    )
+                    del text
+                    if read.variant is not None:
                         if hops >= MASTER_HOPS:
                             raise PlaylistError("master playlists nested too deep")
                         hops += 1
-                        url = self._choose_variant(text, final_url)
+                        url = self._follow(read.variant)
                         continue
-                    playlist = parse_media_playlist(text, final_url)
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
                     if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
                         raise
@@ -122,22 +197,12 @@ class Fetcher:
                     attempt += 1
                     continue
                 failing_since, attempt, hops = None, 0, 0
-                if playlist.target_duration:
-                    self._window.raise_target_duration(playlist.target_duration)
-                self._feed.independent_segments = playlist.independent_segments
-                if last_sequence is None and playlist.endlist:
-                    self._feed.serve_whole = True
-                    self._window.grow(min(len(playlist.segments), self._config.vod_max_segments))
-                    self._resources.limit = max(
-                        self._resources.limit, 2 * self._window.max_segments
-                    )
-                plan = plan_fetches(
-                    playlist,
-                    last_sequence,
-                    last_discontinuity,
-                    initial_segments=self._config.hls_initial_segments,
-                    vod_cap=self._config.vod_max_segments,
-                )
+                if read.target_duration:
+                    self._window.raise_target_duration(read.target_duration)
+                self._feed.independent_segments = read.independent_segments
+                if last_sequence is None and read.endlist:
+                    self._serve_whole(read)
+                plan = read.plan
                 if plan.restarted_at is not None:
                     log.warning(
                         "channel %s: upstream media sequence went back from %d to %d; restarted",
@@ -155,19 +220,57 @@ class Fetcher:
                     await jobs.send(_Job(fetch.segment, fetch.discontinuity_before))
                     last_sequence = fetch.segment.sequence
                     last_discontinuity = fetch.segment.discontinuity_number
-                if playlist.endlist:
+                if read.endlist:
                     log.info("channel %s: upstream playlist ended", self._name)
                     return True
-                pause = reload_pause(playlist, previous_last)
-                previous_last = playlist.last_sequence
-                await trio.sleep_until(began + pause)
+                previous_last = read.last_sequence
+                await trio.sleep_until(began + read.pause)
 
-    def _choose_variant(self, text: str, url: str) -> str:
+    async def _digest(
+        self,
+        text: str,
+        url: str,
+        last_sequence: int | None,
+        last_discontinuity: int | None,
+        previous_last: int | None,
+    ) -> Digest:
         limits = VariantLimits(
             max_bandwidth=self._config.variant_max_bandwidth,
             max_height=self._config.variant_max_resolution,
         )
-        variant = select_variant(parse_master_playlist(text, url), limits)
+        args = (text, url, limits, last_sequence, last_discontinuity, previous_last)
+
+        def read() -> Digest:
+            return digest(
+                *args,
+                initial_segments=self._config.hls_initial_segments,
+                vod_cap=self._config.vod_max_segments,
+            )
+
+        if len(text) <= self._config.playlist_thread_bytes:
+            return read()
+        try:
+            limiter = PARSE_THREADS.get()
+        except LookupError:
+            limiter = trio.CapacityLimiter(1)
+            PARSE_THREADS.set(limiter)
+        # Cancellable: a cancelled channel leaves the thread to finish on its own and drop it.
+        return await trio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=limiter)
+
+    def _serve_whole(self, read: Digest) -> None:
+        """Finished content from the start: keep all of it, if it fits in the memory budget."""
+        self._feed.serve_whole = True
+        self._planned = min(read.listed, self._config.vod_max_segments)
+        self._window.grow(self._planned)
+        self._window.keep = self._window.max_segments  # served whole: nothing may be dropped
+        self._resources.limit = max(self._resources.limit, 2 * self._window.max_segments)
+        account = self._window.account
+        if account is not None and read.known_bytes is not None:
+            refused = finished_fits(account, self._window.total_bytes, read.known_bytes)
+            if refused is not None:
+                raise refused
+
+    def _follow(self, variant: Variant) -> str:
         if variant != self._feed.variant:
             log.info(
                 "channel %s: master playlist; following the variant of %d bit/s at %s",
@@ -233,16 +336,58 @@ class Fetcher:
                         raise EngineError(f"engine segments failing: {self._segment_error}")
                     continue
                 self.last_good_segment_at = now
-                self._window.append(
-                    job.data,
-                    job.segment.duration,
-                    discontinuity=job.segment.discontinuity,
-                    upstream_sequence=job.segment.sequence,
-                    title=job.segment.title,
-                    meta=job.meta,
-                )
+                try:
+                    self._window.append(
+                        job.data,
+                        job.segment.duration,
+                        discontinuity=job.segment.discontinuity,
+                        upstream_sequence=job.segment.sequence,
+                        title=job.segment.title,
+                        meta=job.meta,
+                    )
+                except OverBudget:
+                    self._left_out(job)
+                    continue
+                if self._over_budget:
+                    self._over_budget = False
+                    log.info("channel %s: segments fit in the memory budget again", self._name)
+                if self._feed.serve_whole:
+                    self._check_finished_fits()
                 if len(self._window) >= max(1, self._config.hls_initial_segments):
                     self._set_ready()
+
+    def _left_out(self, job: _Job) -> None:
+        """A segment that does not fit in the memory budget, with the served window kept."""
+        if self._feed.serve_whole:
+            refused = MemoryRefused(
+                f"finished content does not fit in TRIOPROXY_MEMORY_BUDGET: {len(self._window)} "
+                f"of its {self._planned} segments are held ({self._window.total_bytes} bytes)",
+                retry_after=RETRY_AFTER,
+            )
+            log.warning("channel %s: %s", self._name, refused.message)
+            raise refused
+        self._window.mark_gap()
+        if not self._over_budget:
+            self._over_budget = True
+            log.warning(
+                "channel %s: segment %d (%d bytes) left out: the memory budget is full "
+                "(TRIOPROXY_MEMORY_BUDGET)",
+                self._name,
+                job.segment.sequence,
+                len(job.data or b""),
+            )
+
+    def _check_finished_fits(self) -> None:
+        """Finished content: once segments are in, its whole size can be told; refuse it early."""
+        account = self._window.account
+        held = self._window.total_bytes
+        if account is None or not len(self._window) or self._planned <= len(self._window):
+            return
+        expected = held * self._planned // len(self._window)
+        refused = finished_fits(account, held, expected)
+        if refused is not None:
+            log.warning("channel %s: %s", self._name, refused.message)
+            raise refused
 
 
 def _describe(exc: BaseException) -> str:

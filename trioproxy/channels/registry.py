@@ -14,15 +14,18 @@ import httpx
 import trio
 
 from ..config import Config
-from ..errors import ChannelFailed, NoEngineAvailable
-from ..upstream.engine import EngineClient, KeyType
+from ..errors import ChannelFailed, NoEngineAvailable, OverCapacity
+from ..hls.window import MemoryAccount
+from ..upstream.engine import EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
+from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
+from .stops import stop_later
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
 
@@ -55,6 +58,7 @@ class Registry:
         )
         self.policy = UpstreamPolicy.from_config(http, config)
         self.admission = Admission(config)
+        self.memory = MemoryAdmission(config)
         self.watcher = (
             StreamWatcher(
                 self.orchestrator, config.watch_interval, lambda: list(self._channels.values())
@@ -66,9 +70,12 @@ class Registry:
         self._closing: set[Channel] = set()
         self.addresses = AddressLimits(config, self._channels.values, lambda: self._closing)
         """Caps per client address; an ``address`` given to ``get_or_start*`` counts there."""
-        self._failed_until: dict[str, tuple[float, str]] = {}
-        """Ids whose channel failed upstream: refused until then, with the failure's message."""
+        self._failed_until: dict[str, tuple[float, int, str]] = {}
+        """Ids whose channel failed: refused until then, with the failure's status and the
+        message players may see."""
         self._nursery: trio.Nursery | None = None
+        self._late_stops: set[trio.CancelScope] = set()
+        """Later stops of engine sessions closed channels left open; cancelled at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
 
@@ -89,6 +96,8 @@ class Registry:
             await self._shutdown.wait()
             directory_scope.cancel()
             watcher_scope.cancel()
+            for scope in self._late_stops:
+                scope.cancel()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:
                 channel.hurry(deadline)
@@ -130,9 +139,10 @@ class Registry:
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        self._admit(name)
-        self.addresses.check_channel(address, opens_session=False)
-        return self._start(name, SourceUpstream(url), self.policy.for_source(url), address=address)
+        account = self._admit(name, address=address)
+        return self._start(
+            name, SourceUpstream(url), self.policy.for_source(url), account, address=address
+        )
 
     def get_or_start_rendition(
         self, parent: Channel, index: int, *, address: str | None = None
@@ -148,10 +158,11 @@ class Registry:
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        self._admit(name)
-        self.addresses.check_channel(address, opens_session=False)
+        account = self._admit(name, address=address)
         # A rendition fetches with its parent's client: it reaches only the parent's hosts.
-        return self._start(name, SourceUpstream(uri), parent.client, events=False, address=address)
+        return self._start(
+            name, SourceUpstream(uri), parent.client, account, events=False, address=address
+        )
 
     def get_or_start(self, key_type: KeyType, key: str, *, address: str | None = None) -> Channel:
         """The channel of AceStream content ``key``, started now on an engine with room if there
@@ -160,44 +171,56 @@ class Registry:
         channel = self._channels.get(key)
         if channel is not None:
             return channel
-        self._admit(key, watched=True)
-        self.addresses.check_channel(address, opens_session=True)
+        account = self._admit(key, watched=True, address=address, opens_session=True)
         opening = opening_counts([*self._channels.values(), *self._closing])
         engine = self.directory.acquire_if(self.admission.engine_free(opening))
         if engine is None:
+            account.close()
             raise self.admission.refuse_opening()
         client = self.policy.for_engine(engine)
-        return self._start(key, EngineUpstream(engine, key_type, key), client, address=address)
+        return self._start(
+            key, EngineUpstream(engine, key_type, key), client, account, address=address
+        )
 
-    def _admit(self, name: str, *, watched: bool = False) -> None:
+    def _admit(
+        self,
+        name: str,
+        *,
+        watched: bool = False,
+        address: str | None = None,
+        opens_session: bool = False,
+    ) -> MemoryAccount:
         """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
-        orchestrator lists as looping (``watched``: AceStream content), or over the cap."""
+        orchestrator lists as looping (``watched``: AceStream content), over the cap, or when
+        its reserve does not fit in the memory budget; else its memory account."""
         if self._nursery is None or self._shutdown.is_set():
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
         failed = self._failed_until.get(name)
         if failed is not None:
-            until, message = failed
+            until, status, message = failed
             if now < until:
-                raise ChannelFailed(
-                    f"{message} (retry in {until - now:.0f} s)", retry_after=until - now
-                )
+                error = OverCapacity if status == 503 else ChannelFailed
+                raise error(f"{message} (retry in {until - now:.0f} s)", retry_after=until - now)
             del self._failed_until[name]
         if watched and self.watcher is not None:
             self.watcher.check(name)
         self.admission.check_channel(len(self._channels))
+        self.addresses.check_channel(address, opens_session=opens_session)
+        return self.memory.admit()
 
     def _start(
         self,
         name: str,
         upstream: Upstream,
         client: EngineClient,
+        account: MemoryAccount,
         *,
         events: bool = True,
         address: str | None = None,
     ) -> Channel:
         """Start a channel on ``upstream``, fetching with ``client``: a view of the upstream
-        policy that reaches only that channel's hosts."""
+        policy that reaches only that channel's hosts; its bytes are charged to ``account``."""
         assert self._nursery is not None
         channel = Channel(
             name=name,
@@ -207,6 +230,7 @@ class Registry:
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             events_after=self._events_unsettled(upstream.key) if events else (),
+            account=account,
         )
         self._channels[name] = channel
         self.addresses.started(channel, address)
@@ -226,14 +250,39 @@ class Registry:
         ]
 
     async def _run_channel(self, channel: Channel) -> None:
+        held = 0
         try:
             await channel.run()
+            held = channel.window.total_bytes
         finally:
             self._forget(channel)
             self._closing.discard(channel)
             self.addresses.forget(channel)
             if channel.upstream.engine_load is not None:
                 self.directory.release(channel.upstream.engine_load)
+        left_open = channel.left_open
+        if left_open is not None and self._nursery is not None:
+            self._nursery.start_soon(self._stop_later, channel, left_open)
+        if held >= TRIM_AFTER and self._nursery is not None:
+            # A task of its own: it runs once this one has let go of the channel and its bytes.
+            self._nursery.start_soon(give_back)
+
+    async def _stop_later(self, channel: Channel, session: Session) -> None:
+        scope = trio.CancelScope()
+        if self._shutdown.is_set():
+            scope.cancel()  # no later at shutdown: it logs the session it leaves open
+        self._late_stops.add(scope)
+        try:
+            with scope:
+                await stop_later(
+                    channel.name,
+                    channel.client,
+                    channel.upstream,
+                    session,
+                    self.config.stop_timeout,
+                )
+        finally:
+            self._late_stops.discard(scope)
 
     def stop_channel(self, name: str, reason: str = "stopped") -> bool:
         """Stop a channel now. Returns at once; False when there is no such running channel."""
@@ -256,11 +305,11 @@ class Registry:
         if channel.failure is None or self.config.failure_backoff <= 0:
             return
         now = trio.current_time()
-        for name, (until, _) in list(self._failed_until.items()):
+        for name, (until, _, _) in list(self._failed_until.items()):
             if until <= now:
                 del self._failed_until[name]
         until = now + self.config.failure_backoff
-        self._failed_until[channel.name] = (until, channel.public_failure())
+        self._failed_until[channel.name] = (until, channel.failure.status, channel.public_failure())
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -300,9 +349,13 @@ class Registry:
                 "dropped": orchestrator.dropped,
             },
             "channels_started": self.started_total,
-            "limits": self.admission.snapshot(
-                len(self._channels), opening_counts([*self._channels.values(), *self._closing])
-            ),
+            "engine_stops_pending": len(self._late_stops),
+            "limits": {
+                **self.admission.snapshot(
+                    len(self._channels), opening_counts([*self._channels.values(), *self._closing])
+                ),
+                "memory": self.memory.snapshot(),
+            },
             "limits_per_address": self.addresses.snapshot(),
             "orchestrator_streams": self.watcher.snapshot() if self.watcher else None,
             "config": {

@@ -5,7 +5,8 @@ in the task tree is drawn once, in ``trioproxy.service``). :meth:`UpstreamSessio
 session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the channel with
 ``task_status.started``; then runs the fetch loop (``fetcher.py``) and the health check
 (``health.py``) side by side until cancelled or failed; on the way out it stops what it opened
-(shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``).
+(shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``, failures retried: ``stops.py``); a session it
+could not stop is left in :attr:`UpstreamSession.left_open` for the registry to try again.
 
 The session writes into the channel's :class:`~trioproxy.channels.feed.Feed` and never calls
 back. Every failure (the open, the fetch loop, the health check) leaves :meth:`run` as one
@@ -27,6 +28,7 @@ from ..upstream.engine import EngineClient, Session
 from .feed import Feed
 from .fetcher import Fetcher
 from .health import watch_session
+from .stops import stop_session
 from .upstreams import Upstream
 
 __all__ = ["SessionEnded", "UpstreamSession", "first_leaf"]
@@ -78,6 +80,8 @@ class UpstreamSession:
         self._open_scope = trio.CancelScope(shield=True)
         self.session: Session | None = None
         """The session once opened (stopped again when :meth:`run` ends)."""
+        self.left_open: str | None = None
+        """Why the session is still open after :meth:`run` (every stop failed), if it is."""
         self.fetcher = Fetcher(name, config, client, feed)
 
     def hurry(self, deadline: float) -> None:
@@ -136,9 +140,6 @@ class UpstreamSession:
             return
         with trio.CancelScope(shield=True):
             deadline = min(self._hurry_deadline, trio.current_time() + self._config.stop_timeout)
-            with trio.move_on_at(deadline):
-                try:
-                    await self._upstream.stop(self._client, self.session)
-                    log.info("channel %s: upstream session stopped", self._name)
-                except EngineError as exc:
-                    log.warning("channel %s: engine stop failed: %s", self._name, exc.message)
+            self.left_open = await stop_session(
+                self._name, self._client, self._upstream, self.session, deadline
+            )

@@ -385,11 +385,25 @@ class Config:
         parse.byte_count,
         "bytes read at most of one initialization section (`#EXT-X-MAP`)",
     )
+    playlist_thread_bytes: int = setting(
+        "TRIOPROXY_PLAYLIST_THREAD_BYTES",
+        64 << 10,
+        parse.byte_count,
+        "playlists longer than this (~1,000 segments) are read in a worker thread, so a large "
+        "one never stalls other channels",
+    )
     max_key_bytes: int = setting(
         "TRIOPROXY_MAX_KEY_BYTES",
         4 << 10,
         parse.byte_count,
         "bytes read at most of one encryption key (`#EXT-X-KEY`; AES-128 keys are 16)",
+    )
+    memory_budget: int = setting(
+        "TRIOPROXY_MEMORY_BUDGET",
+        512 << 20,
+        parse.byte_count,
+        "bytes every channel's segments, init sections and keys may hold together; a new "
+        "channel that will not fit gets `503` + `Retry-After`",
     )
 
     def __post_init__(self) -> None:

@@ -1,4 +1,8 @@
-"""A channel's segment window: the buffered segments, in order. Pure data, no I/O, no Trio."""
+"""A channel's segment window: the buffered segments, in order. Pure data, no I/O, no Trio.
+
+Also the byte accounting that bounds what every window (and every channel's resources) hold
+together: one :class:`MemoryBudget`, one :class:`MemoryAccount` per channel.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["KeyTag", "Segment", "SegmentMeta", "SegmentWindow", "rounded_duration"]
+__all__ = [
+    "KeyTag",
+    "MemoryAccount",
+    "MemoryBudget",
+    "OverBudget",
+    "Segment",
+    "SegmentMeta",
+    "SegmentWindow",
+    "rounded_duration",
+]
 
 
 def rounded_duration(seconds: float) -> int:
@@ -46,6 +59,105 @@ class SegmentMeta:
 PLAIN = SegmentMeta()
 
 
+class OverBudget(Exception):
+    """Bytes that do not fit in the memory budget."""
+
+
+class MemoryBudget:
+    """A limit on the bytes many accounts hold together.
+
+    Each account is charged ``max(reserve, held)``: its reserve is set aside when it opens (so an
+    admitted channel can always hold that much), and what it holds beyond it comes out of what
+    no account is charged for. The sum of charges never exceeds :attr:`limit`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be ≥ 1")
+        self.limit = limit
+        self.charged = 0
+        """The sum of every open account's charge."""
+        self.held = 0
+        """Bytes the open accounts actually hold."""
+        self.accounts = 0
+        self.segments_held = 0
+        self.segment_bytes_held = 0
+
+    @property
+    def free(self) -> int:
+        return self.limit - self.charged
+
+    def segment_size(self, default: int) -> int:
+        """The mean size of the segments held now, or ``default`` when none is."""
+        if not self.segments_held:
+            return default
+        return -(-self.segment_bytes_held // self.segments_held)
+
+    def open(self, reserve: int) -> MemoryAccount | None:
+        """A new account with ``reserve`` set aside, or None when that does not fit."""
+        if reserve > self.free:
+            return None
+        return MemoryAccount(self, reserve)
+
+
+class MemoryAccount:
+    """What one channel holds of a :class:`MemoryBudget`. Closing it gives everything back."""
+
+    def __init__(self, budget: MemoryBudget, reserve: int) -> None:
+        self._budget = budget
+        self.reserve = max(0, reserve)
+        self.held = 0
+        self.closed = False
+        budget.charged += self.reserve
+        budget.accounts += 1
+
+    @property
+    def charge(self) -> int:
+        return max(self.reserve, self.held)
+
+    @property
+    def room(self) -> int:
+        """Bytes this account may still add: what is left of its reserve, and the budget's free."""
+        if self.closed:
+            return 0
+        return self.charge - self.held + self._budget.free
+
+    def add(self, size: int, *, segment: bool = False) -> None:
+        """Hold ``size`` more bytes; :class:`OverBudget` when they do not fit."""
+        if size > self.room:
+            raise OverBudget(f"{size} bytes do not fit ({self.room} left)")
+        self._set(self.held + size)
+        if segment:
+            self._budget.segments_held += 1
+            self._budget.segment_bytes_held += size
+
+    def remove(self, size: int, *, segment: bool = False) -> None:
+        if self.closed:
+            return
+        self._set(self.held - size)
+        if segment:
+            self._budget.segments_held -= 1
+            self._budget.segment_bytes_held -= size
+
+    def close(self, segments: int = 0, segment_bytes: int = 0) -> None:
+        """Give back everything: ``segments`` of ``segment_bytes`` among what it held."""
+        if self.closed:
+            return
+        self._budget.charged -= self.charge
+        self._budget.held -= self.held
+        self._budget.accounts -= 1
+        self._budget.segments_held -= segments
+        self._budget.segment_bytes_held -= segment_bytes
+        self.closed = True
+        self.held = self.reserve = 0
+
+    def _set(self, held: int) -> None:
+        before = self.charge
+        self._budget.held += held - self.held
+        self.held = held
+        self._budget.charged += self.charge - before
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One immutable media segment, as a player gets it."""
@@ -68,12 +180,27 @@ class SegmentWindow:
 
     A gap upstream (a segment that could not be had) is recorded with :meth:`mark_gap`; the next
     segment appended then carries the discontinuity flag, so a gap is never silent.
+
+    With an ``account``, the bytes held are charged to it. A segment that does not fit drops the
+    oldest segments first, down to the newest ``keep`` (the window players are served); when it
+    still does not fit, :meth:`append` raises :class:`OverBudget` and holds what it held.
     """
 
-    def __init__(self, max_segments: int, *, first_sequence: int = 0) -> None:
+    def __init__(
+        self,
+        max_segments: int,
+        *,
+        first_sequence: int = 0,
+        account: MemoryAccount | None = None,
+        keep: int = 1,
+    ) -> None:
         if max_segments < 1:
             raise ValueError("max_segments must be ≥ 1")
         self._segments: deque[Segment] = deque(maxlen=max_segments)
+        self.account = account
+        self.keep = max(1, keep)
+        """Segments never dropped to make room in the budget."""
+        self.dropped_for_budget = 0
         self._next_sequence = first_sequence
         self._discontinuities = 0
         self._gap_pending = False
@@ -118,6 +245,13 @@ class SegmentWindow:
     ) -> Segment:
         if not math.isfinite(duration) or duration < 0:
             raise ValueError(f"invalid segment duration {duration!r}")
+        if len(self._segments) == self._segments.maxlen:
+            self._drop_oldest()
+        if self.account is not None:
+            while len(data) > self.account.room and len(self._segments) > self.keep:
+                self._drop_oldest()
+                self.dropped_for_budget += 1
+            self.account.add(len(data), segment=True)
         flagged = discontinuity or (self._gap_pending and self._appended)
         if flagged:
             self._discontinuities += 1
@@ -134,12 +268,21 @@ class SegmentWindow:
         self._gap_pending = False
         self._appended = True
         self._next_sequence += 1
-        if len(self._segments) == self._segments.maxlen:
-            self.total_bytes -= len(self._segments[0].data)
         self._segments.append(segment)
         self.total_bytes += len(data)
         self._target_duration = max(self._target_duration, rounded_duration(duration))
         return segment
+
+    def _drop_oldest(self) -> None:
+        size = len(self._segments.popleft().data)
+        self.total_bytes -= size
+        if self.account is not None:
+            self.account.remove(size, segment=True)
+
+    def release(self) -> None:
+        """Close the account: the channel is gone, its bytes are no longer counted."""
+        if self.account is not None:
+            self.account.close(len(self._segments), self.total_bytes)
 
     def grow(self, max_segments: int) -> None:
         """Keep up to ``max_segments`` from now on (finished content is served whole)."""

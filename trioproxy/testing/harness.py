@@ -66,8 +66,9 @@ def small_media(count: int = 64, size: int = 1000) -> list[bytes]:
 def default_config(**changes: Any) -> Config:
     """The harness's configuration: its engine and orchestrator, a short start and idle time.
 
-    HLS_INITIAL_SEGMENTS 2, PROXY_GRACE_PERIOD 5 s, HLS_CLIENT_IDLE_TIMEOUT 10 s; ``changes``
-    override any field.
+    HLS_INITIAL_SEGMENTS 2, PROXY_GRACE_PERIOD 5 s, HLS_CLIENT_IDLE_TIMEOUT 10 s; playlists
+    read inline whatever their size (``TRIOPROXY_PLAYLIST_THREAD_BYTES``), since a virtual clock
+    jumps ahead while a worker thread works; ``changes`` override any field.
     """
     values: dict[str, Any] = {
         "engines": (ENGINE_URL,),
@@ -75,6 +76,7 @@ def default_config(**changes: Any) -> Config:
         "hls_initial_segments": 2,
         "proxy_grace_period": 5.0,
         "hls_client_idle_timeout": 10.0,
+        "playlist_thread_bytes": 1 << 30,
     }
     values.update(changes)
     return Config(**values)

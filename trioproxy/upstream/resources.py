@@ -15,6 +15,7 @@ import trio
 
 from ..errors import EngineError
 from ..hls.playlist import Resource
+from ..hls.window import MemoryAccount, OverBudget
 
 __all__ = [
     "CONTENT_TYPES",
@@ -83,10 +84,12 @@ class _Entry:
 
 class ResourceCache:
     """Numbered init sections and keys of one channel. At most ``limit`` are kept (keys may
-    rotate with every segment); the oldest go first."""
+    rotate with every segment); the oldest go first. With an ``account``, the bytes kept are
+    charged to it, and one that does not fit is unavailable."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, account: MemoryAccount | None = None) -> None:
         self.limit = max(1, limit)
+        self.account = account
         self._by_source: dict[tuple[ResourceKind, Resource], _Entry] = {}
         self._by_number: dict[int, _Entry] = {}
         self._next = 0
@@ -110,7 +113,14 @@ class ResourceCache:
             self._by_number[entry.number] = entry
             try:
                 self.fetches += 1
-                entry.data = await fetch(source)
+                data = await fetch(source)
+                if self.account is not None:
+                    self.account.add(len(data))
+                entry.data = data
+            except OverBudget:
+                raise ResourceUnavailable(
+                    f"{kind} {source.uri} does not fit in TRIOPROXY_MEMORY_BUDGET"
+                ) from None
             finally:
                 if entry.data is None:  # failed or cancelled: a later segment tries again
                     self._forget(entry)
@@ -135,7 +145,9 @@ class ResourceCache:
     def _forget(self, entry: _Entry) -> None:
         if self._by_source.get((entry.kind, entry.source)) is entry:
             del self._by_source[(entry.kind, entry.source)]
-        self._by_number.pop(entry.number, None)
+        forgotten = self._by_number.pop(entry.number, None) is not None
+        if forgotten and entry.data is not None and self.account is not None:
+            self.account.remove(len(entry.data))
 
     def _evict(self) -> None:
         while len(self._by_number) > self.limit:

@@ -1,0 +1,96 @@
+"""The memory budget across channels (TRIOPROXY_MEMORY_BUDGET): a new channel that will not fit
+is refused up front, a live channel under pressure drops what it no longer serves, and finished
+content too big for it is refused as soon as its size can be told."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from tests.origin import Origin, origin_config
+from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness, small_media
+
+MIB = 1024 * 1024
+SEGMENT = 100_000
+
+
+async def test_a_live_channel_under_pressure_keeps_its_window_and_a_new_one_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(64, SEGMENT), durations=[2.0], backlog=6.0)
+    async with harness(default_config(memory_budget=MIB), engine=engine) as h:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.watch, CONTENT_A, 60.0)
+            await trio.sleep(40.0)
+            channel = h.channel(CONTENT_A)
+            memory = h.registry.snapshot()["limits"]["memory"]
+            assert memory["budget_bytes"] == MIB
+            assert memory["charged_bytes"] <= MIB
+            assert len(channel.window) == MIB // SEGMENT  # 10: not the 20 HLS_MAX_SEGMENTS
+            assert channel.snapshot()["buffer"]["dropped_for_memory"] > 0
+            assert channel.window.gaps == 0  # nothing players are served was lost
+
+            refused = await h.client.get("/ace/getstream", params={"id": CONTENT_B})
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "10"
+            assert refused.json()["error"] == "over_capacity"
+            assert "TRIOPROXY_MEMORY_BUDGET=1.0 MiB" in refused.json()["message"]
+            assert h.registry.get(CONTENT_B) is None
+            status = (await h.client.get("/proxy/status")).json()
+            assert status["limits"]["memory"]["refused"] == {"channels": 1}
+        await trio.sleep(20.0)  # no players: channel A stops and gives its bytes back
+        assert h.registry.get(CONTENT_A) is None
+        memory = h.registry.snapshot()["limits"]["memory"]
+        assert (memory["charged_bytes"], memory["held_bytes"], memory["accounts"]) == (0, 0, 0)
+        assert (await h.open_playlist(CONTENT_B)).status_code == 200
+
+
+def finished(segments: int, *, byteranges: bool = False) -> str:
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for n in range(segments):
+        lines.append("#EXTINF:4.000,")
+        if byteranges:
+            lines.append("#EXT-X-BYTERANGE:3000@0")
+        lines.append(f"/vod/{n}.ts")
+    return "\n".join([*lines, "#EXT-X-ENDLIST", ""])
+
+
+async def test_finished_content_too_big_is_refused_once_its_first_segments_are_in(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    origin = Origin(playlists={"/live/index.m3u8": finished(1000)})  # 1000 × 3000 bytes
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
+        response = await h.open_playlist(CONTENT_A)
+        assert response.status_code == 503
+        assert response.json()["error"] == "over_capacity"
+        assert "does not fit in TRIOPROXY_MEMORY_BUDGET" in response.json()["message"]
+        assert "retry-after" in response.headers
+        segments = [r for r in origin.requests if r.startswith("/vod/")]
+        assert len(segments) <= 10  # refused early, not after a megabyte of downloads
+        again = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert again.status_code == 503  # in its failure backoff, still as over capacity
+
+
+async def test_finished_content_with_byte_ranges_is_refused_before_any_download(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    origin = Origin(playlists={"/live/index.m3u8": finished(1000, byteranges=True)})
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
+        response = await h.open_playlist(CONTENT_A)
+        assert response.status_code == 503
+        assert "finished content of about 2.9 MiB" in response.json()["message"]
+        assert not [r for r in origin.requests if r.startswith("/vod/")]
+
+
+async def test_finished_content_that_fits_is_served_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    origin = Origin(playlists={"/live/index.m3u8": finished(200)})  # 600 kB of 1 MiB
+    async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
+        response = await h.open_playlist(CONTENT_A)
+        assert response.status_code == 200
+        channel = h.channel(CONTENT_A)
+        await channel.feed.ended.wait()
+        assert len(channel.window) == 200
+        assert h.registry.snapshot()["limits"]["memory"]["held_bytes"] == 200 * 3000
