@@ -23,7 +23,9 @@ from ..errors import BufferTimeout, ChannelFailed, OverCapacity, ProxyError, red
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import MemoryAccount, Segment, SegmentWindow
-from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..observability.logs import bind_log_context
+from ..observability.metrics import PlayerKind
+from ..upstream.engine import Engine, EngineClient, KeyType, Session, shown
 from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
 from .events import Event, EventKind, EventSender
@@ -182,11 +184,16 @@ class Channel:
         """The orchestrator accepted this channel's ``stream_started``."""
         return self._sender is not None and self.stream_id in self._sender.established
 
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """``extra=`` for a line about this channel logged outside its own tasks."""
+        return {"channel": self.name, "engine": shown(self.engine.base_url)}
+
     def stop(self, reason: str) -> None:
         """Ask the channel to end. Returns at once; the teardown runs in the channel's own task."""
         if self.end_reason is None:
             self.end_reason = reason
-            log.info("channel %s: stopping (%s)", self.name, reason)
+            log.info("channel %s: stopping (%s)", self.name, reason, extra=self.log_fields)
         self._life.cancel()
         self.ready.set()
         self._on_stop(self)
@@ -207,6 +214,8 @@ class Channel:
 
     async def run(self) -> None:
         """The channel's whole life; returns when nothing of it runs any more."""
+        # Every line this task and the tasks it starts log names the channel and its engine.
+        bind_log_context(**self.log_fields)
         try:
             await self._run()
         finally:
@@ -311,6 +320,20 @@ class Channel:
 
     def touch(self, client: str, address: str | None = None) -> None:
         self.clients.touch(client, trio.current_time(), address)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the first segments (each also counted as a player)."""
+        return self._waiters
+
+    @property
+    def events_pending(self) -> int:
+        """Events queued for the orchestrator and not delivered yet."""
+        return 0 if self._sender is None else self._sender.pending
+
+    def player_counts(self, now: float) -> dict[PlayerKind, int]:
+        """Players present now, by kind (what ``trioproxy_players`` sums)."""
+        return {"hls": self.clients.count(now)}
 
     async def wait_ready(self) -> None:
         """Wait, counted as a player, until the first playlist can be served or the channel ends.
@@ -427,6 +450,9 @@ class Channel:
                 "target_duration": self.window.target_duration,
             },
             "events": self._sender.snapshot() if self._sender else None,
+            "engine_stats": None
+            if self.feed.engine_stat is None
+            else self.feed.engine_stat.as_dict(now),
             "upstream": {
                 "variant": None
                 if self.variant is None

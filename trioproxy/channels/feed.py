@@ -15,6 +15,7 @@ import trio
 from ..hls.variants import Variant
 from ..hls.window import SegmentWindow
 from ..upstream.resources import ResourceCache
+from ..upstream.stat import EngineStat
 
 __all__ = ["Feed"]
 
@@ -34,3 +35,5 @@ class Feed:
     serve_whole: bool = False
     """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
     independent_segments: bool = False
+    engine_stat: EngineStat | None = None
+    """The engine's last ``stat_url`` answer about the session (by the health check)."""

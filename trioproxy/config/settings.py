@@ -249,6 +249,13 @@ class Config:
         "seconds between reads of the orchestrator's `/engines`",
     )
     log_level: str = setting("TRIOPROXY_LOG_LEVEL", "INFO", parse.log_level, "logging level")
+    log_format: Literal["text", "json"] = setting(
+        "TRIOPROXY_LOG_FORMAT",
+        "text",
+        parse.log_format,
+        "`text`, or `json`: one object per line (`time`, `level`, `logger`, `message`, "
+        "`channel`, `engine`)",
+    )
     max_channels: int = setting(
         "TRIOPROXY_MAX_CHANNELS",
         100,

@@ -35,6 +35,8 @@ from .guards import Access, client_address
 from .ids import client_identity, parse_format, parse_stream_key
 from .m3u import M3U_TYPE, render_m3u
 from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .metrics import MetricsPage
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
 
@@ -130,6 +132,14 @@ def create_app(registry: Registry, config: Config) -> Quart:
     async def status() -> dict[str, Any]:
         detail = access.shows_details(request.headers.get("Authorization"), control_client())
         return registry.snapshot(detail=detail)
+
+    metrics_page = MetricsPage(registry)
+
+    @route(urls.METRICS)
+    async def metrics() -> Response:
+        return Response(
+            metrics_page.render(), content_type=METRICS_TYPE, headers={"Cache-Control": "no-store"}
+        )
 
     @route(urls.CHANNEL)
     async def delete_channel(name: str) -> Response:

@@ -20,6 +20,7 @@ from hypercorn.typing import (
 
 from ..channels.registry import Registry
 from ..errors import NotFound
+from ..observability.metrics import BYTES_SENT, SEGMENTS_SERVED
 from ..upstream.resources import CONTENT_TYPES
 from .asgi import send_response
 from .guards import check_request
@@ -41,6 +42,8 @@ _IMMUTABLE = IMMUTABLE.encode()
 _NO_STORE = b"no-store"
 _JSON = b"application/json"
 _CONTENT_TYPES = {extension: kind.encode() for extension, kind in CONTENT_TYPES.items()}
+_SERVED = SEGMENTS_SERVED.labels(kind="hls")
+_SENT = BYTES_SENT.labels(kind="hls")
 
 
 def media_data(registry: Registry, media: MediaRequest) -> bytes | None:
@@ -109,6 +112,10 @@ class MediaDispatcher:
             (b"cache-control", _IMMUTABLE),
         ]
         await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)
+        if not head:
+            _SENT.inc(len(data))
+            if not media.resource:
+                _SERVED.inc()
 
 
 async def _refuse_websocket(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

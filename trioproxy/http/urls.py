@@ -27,6 +27,7 @@ __all__ = [
     "HEALTHZ",
     "M3U",
     "MANIFEST",
+    "METRICS",
     "PARTS",
     "PATHS",
     "PLAYLIST",
@@ -114,6 +115,8 @@ _READ = ("GET", "HEAD")
 
 HEALTHZ = Path("/healthz", *_READ)
 STATUS = Path("/proxy/status", "GET")
+METRICS = Path("/metrics", "GET")
+"""Prometheus metrics (text format)."""
 CHANNEL = Path("/proxy/channels/<channel:name>", "DELETE")
 """DELETE stops the channel."""
 GETSTREAM = Path("/ace/getstream", *_READ)
@@ -148,6 +151,7 @@ M3U = Path("/playlist.m3u", *_READ)
 PATHS: tuple[Path, ...] = (
     HEALTHZ,
     STATUS,
+    METRICS,
     CHANNEL,
     GETSTREAM,
     MANIFEST,
