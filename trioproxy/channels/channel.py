@@ -30,6 +30,7 @@ from .events import Event, EventKind, EventSender
 from .feed import Feed
 from .players import ClientTracker
 from .session import SessionEnded, UpstreamSession, first_leaf
+from .ts import TsStream
 from .upstreams import Upstream
 
 __all__ = ["Channel", "ChannelState"]
@@ -65,6 +66,9 @@ class Channel:
             ResourceCache(2 * config.hls_max_segments + 8),
         )
         self.clients = ClientTracker(config.hls_client_idle_timeout)
+        self.ts = TsStream(self.feed.window, config.ts_max_lag)
+        """The channel as one continuous MPEG-TS stream, and its TS players."""
+        self.feed.on_append = self.ts.publish
         self.stream_id: str | None = None
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
@@ -173,6 +177,7 @@ class Channel:
             log.info("channel %s: stopping (%s)", self.name, reason)
         self._life.cancel()
         self.ready.set()
+        self.ts.close()
         self._on_stop(self)
 
     def fail(self, error: ProxyError, reason: str) -> None:
@@ -195,6 +200,7 @@ class Channel:
             await self._run()
         finally:
             self.ready.set()
+            self.ts.close()
             self.closed.set()
             log.info("channel %s: closed", self.name)
 
@@ -286,6 +292,10 @@ class Channel:
 
     # ---- players ----------------------------------------------------------------------------
 
+    def player_count(self, now: float) -> int:
+        """Players of both kinds: HLS players seen lately and TS players connected."""
+        return self.clients.count(now) + len(self.ts)
+
     def touch(self, client: str) -> None:
         self.clients.touch(client, trio.current_time())
 
@@ -339,13 +349,17 @@ class Channel:
         )
 
     async def _watchdog(self) -> None:
-        """Stop the channel once nobody watched it for the grace period. Waiters are players."""
+        """Stop the channel once nobody watched it for the grace period. Waiters and connected
+        TS players are players."""
         grace = self.config.proxy_grace_period
         while True:
             if self._waiters:
                 await self._waiters_gone.wait()
                 continue
-            idle_from = max(self.clients.idle_since(), self._waiters_left_at)
+            if len(self.ts):
+                await self.ts.wait_gone()
+                continue
+            idle_from = max(self.clients.idle_since(), self._waiters_left_at, self.ts.left_at)
             stop_at = idle_from + grace
             if trio.current_time() >= stop_at:
                 self.stop("no players")
@@ -370,6 +384,7 @@ class Channel:
             "playback_session_id": self.session.playback_session_id if self.session else None,
             "clients": self.clients.count(now),
             "waiting": self._waiters,
+            "ts": self.ts.snapshot(),
             "buffer": {
                 "segments": len(segments),
                 "bytes": self.window.total_bytes,

@@ -8,6 +8,7 @@ back into the channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -34,3 +35,5 @@ class Feed:
     serve_whole: bool = False
     """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
     independent_segments: bool = False
+    on_append: Callable[[], None] = field(default=lambda: None)
+    """Called after each segment appended to the window (the channel's TS players read it)."""

@@ -241,6 +241,7 @@ class Fetcher:
                     title=job.segment.title,
                     meta=job.meta,
                 )
+                self._feed.on_append()
                 if len(self._window) >= max(1, self._config.hls_initial_segments):
                     self._set_ready()
 

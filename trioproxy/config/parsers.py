@@ -31,6 +31,7 @@ __all__ = [
     "seconds",
     "source_list",
     "sources_file",
+    "stream_mode",
     "url_list",
     "whole_number",
 ]
@@ -170,6 +171,15 @@ def orchestrator_api(text: str) -> Literal["auto", "v1", "v2"]:
     if api == "auto":
         return "auto"
     raise ValueError("must be one of auto, v1, v2")
+
+
+def stream_mode(text: str) -> Literal["HLS", "TS"]:
+    mode = text.strip().upper()
+    if mode == "HLS":
+        return "HLS"
+    if mode == "TS":
+        return "TS"
+    raise ValueError("must be HLS or TS")
 
 
 _BINARY = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}

@@ -155,6 +155,19 @@ class Config:
         parse.seconds,
         "seconds a channel without players lingers before it stops",
     )
+    stream_mode: Literal["HLS", "TS"] = setting(
+        "STREAM_MODE",
+        "HLS",
+        parse.stream_mode,
+        "what `/ace/getstream` answers without `format=`: `HLS` (a playlist) or `TS` (one "
+        "continuous MPEG-TS stream)",
+    )
+    ts_max_lag: int = setting(
+        "TRIOPROXY_TS_MAX_LAG",
+        2,
+        parse.positive_int,
+        "segments an MPEG-TS player may fall behind the live edge before it is disconnected",
+    )
     shutdown_timeout: float = setting(
         "TRIOPROXY_SHUTDOWN_TIMEOUT",
         10.0,

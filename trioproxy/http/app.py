@@ -155,6 +155,15 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return Response("", status=302, headers={"Location": location, **CORS})
         return await serve_playlist(registry.get_or_start_source(name, url))
 
+    @route(urls.SOURCE_TS)
+    async def source_ts(name: str) -> Response:
+        # ProxyApp streams MPEG-TS before requests get here; the app on its own only probes.
+        if config.source_url(name) is None:
+            raise NotFound(f"no source named {name!r}")
+        if request.method == "HEAD":
+            return Response("", content_type="video/mp2t", headers=CORS)
+        raise NotFound("MPEG-TS streams are served by the proxy's ASGI entry point (ProxyApp)")
+
     @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:
         return await rendition_playlist(urls.SOURCES.prefix + name)
@@ -249,4 +258,4 @@ class ProxyApp(MediaDispatcher):
 
     def __init__(self, registry: Registry, config: Config) -> None:
         self.quart = create_app(registry, config)
-        super().__init__(registry, self.quart)
+        super().__init__(registry, self.quart, config)
