@@ -7,10 +7,12 @@ it; :func:`play` is the loop a player's connection runs in its own task: the new
 once (a fast start), then each new one as it arrives, null packets while there is nothing to
 send (the engine prebuffering, a stall), and the end when the channel ends.
 
-The stream keeps no more than ``max_lag + 1`` segments; a player more than ``max_lag`` segments
-behind the live edge is cut loose (:meth:`TsPlayer.disconnect`) when the next segment arrives,
-whatever its connection is doing, so a slow reader never slows anyone else nor holds more. No
-task of its own: the fetch loop's append calls :meth:`TsStream.publish`.
+The stream keeps what the window keeps (mostly the very same bytes). A player whose oldest
+unsent segment arrived more than ``max_lag`` segment durations ago is cut loose
+(:meth:`TsPlayer.disconnect`) when the next segment arrives, whatever its connection is doing,
+so a slow reader never slows anyone else nor holds on to more; a burst of segments arriving at
+once (an engine's backlog) cuts nobody. No task of its own: the fetch loop's append calls
+:meth:`TsStream.publish`.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class TsStream:
     def __init__(self, window: SegmentWindow, max_lag: int) -> None:
         self.max_lag = max_lag
         self._window = window
-        self._chunks: deque[TsChunk] = deque(maxlen=max_lag + 1)
+        self._chunks: deque[TsChunk] = deque(maxlen=window.max_segments)
         self._splicer = Splicer()
         self._next: int | None = None
         """The next window sequence to splice; None while no player is connected."""
@@ -137,19 +139,33 @@ class TsStream:
         if self._next is None:
             return
         self._sync()
-        newest = self._chunks[-1].sequence if self._chunks else None
-        if newest is not None:
-            for player in list(self.players):
-                if player.cursor is not None and newest - player.cursor >= self.max_lag:
-                    self.cut += 1
-                    log.info(
-                        "TS player %s: cut loose, %d segments behind (TRIOPROXY_TS_MAX_LAG=%d)",
-                        player.label,
-                        newest - player.cursor + 1,
-                        self.max_lag,
-                    )
-                    player.disconnect("lagging")
+        limit = self.max_lag * self.target_duration
+        now = trio.current_time()
+        for player in list(self.players):
+            waiting = self.waiting_since(player)
+            if waiting is not None and now - waiting >= limit:
+                self.cut += 1
+                log.info(
+                    "TS player %s: cut loose, %.1f s behind the live edge (TRIOPROXY_TS_MAX_LAG=%d"
+                    " segments of %g s)",
+                    player.label,
+                    now - waiting,
+                    self.max_lag,
+                    self.target_duration,
+                )
+                player.disconnect("lagging")
         self._lot.unpark_all()
+
+    def waiting_since(self, player: TsPlayer) -> float | None:
+        """When the oldest segment ``player`` has not been sent whole arrived (None: none)."""
+        if player.cursor is None or not self._chunks:
+            return None
+        index = player.cursor - self._chunks[0].sequence
+        if index < 0:
+            return -math.inf  # what it needs is gone: as far behind as can be
+        if index < len(self._chunks):
+            return self._chunks[index].arrived_at
+        return None
 
     def close(self) -> None:
         """The channel ends: every player's stream ends once it has what it was due."""
@@ -179,21 +195,22 @@ class TsStream:
             return None
         if player.cursor is None:
             return self._chunks[-1]
-        first = self._chunks[0].sequence
-        index = player.cursor - first
+        index = player.cursor - self._chunks[0].sequence
         if index < 0:
-            return self._chunks[0]  # cannot happen while the lag bound holds; resync
+            player.disconnect("lagging")  # what it needs is gone (the lag bound was not reached)
+            return None
         if index < len(self._chunks):
             return self._chunks[index]
         return None
 
     def lag(self, player: TsPlayer) -> tuple[int, float]:
-        """Segments (and their seconds) that arrived and ``player`` has not been sent whole."""
-        cursor = player.cursor
-        if cursor is None:  # about to get the newest one
-            cursor = self._chunks[-1].sequence if self._chunks else 0
-        behind = [c for c in self._chunks if c.sequence >= cursor]
-        return len(behind), math.fsum(c.duration for c in behind)
+        """Segments that arrived and ``player`` has not been sent whole, and for how long the
+        oldest of them has waited."""
+        waiting = self.waiting_since(player)
+        if waiting is None or player.cursor is None:
+            return 0, 0.0
+        behind = self._chunks[-1].sequence + 1 - player.cursor
+        return behind, max(0.0, trio.current_time() - waiting)
 
     async def wait(self, deadline: float) -> None:
         """Until a segment arrives, the channel ends, or ``deadline``."""
