@@ -8,7 +8,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
        ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
        │  │                               writers closed → Hypercorn's TCPServer per connection
        │  └─ request handlers             find or start a channel and wait on it (a deadline);
-       │                                  no upstream I/O of their own
+       │                                  no upstream I/O of their own; a TS player is its
+       │                                  own handler reading its channel's window
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines

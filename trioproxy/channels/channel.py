@@ -32,6 +32,7 @@ from .events import Event, EventKind, EventSender
 from .feed import Feed
 from .players import ClientTracker
 from .session import SessionEnded, UpstreamSession, first_leaf
+from .ts import TsStream
 from .upstreams import Upstream
 
 __all__ = ["Channel", "ChannelState"]
@@ -70,6 +71,9 @@ class Channel:
             ResourceCache(2 * config.hls_max_segments + 8, account),
         )
         self.clients = ClientTracker(config.hls_client_idle_timeout)
+        self.ts = TsStream(self.feed.window, config.ts_max_lag)
+        """The channel as one continuous MPEG-TS stream, and its TS players."""
+        self.feed.on_append = self.ts.publish
         self.stream_id: str | None = None
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
@@ -196,6 +200,7 @@ class Channel:
             log.info("channel %s: stopping (%s)", self.name, reason, extra=self.log_fields)
         self._life.cancel()
         self.ready.set()
+        self.ts.close()
         self._on_stop(self)
 
     def fail(self, error: ProxyError, reason: str) -> None:
@@ -221,6 +226,7 @@ class Channel:
         finally:
             self.ready.set()
             self.events_settled.set()
+            self.ts.close()
             self.closed.set()
             self.window.release()  # its bytes leave the memory budget with it
             log.info("channel %s: closed", self.name)
@@ -331,9 +337,13 @@ class Channel:
         """Events queued for the orchestrator and not delivered yet."""
         return 0 if self._sender is None else self._sender.pending
 
+    def player_count(self, now: float) -> int:
+        """Players of both kinds: HLS players seen lately and TS players connected."""
+        return self.clients.count(now) + len(self.ts)
+
     def player_counts(self, now: float) -> dict[PlayerKind, int]:
         """Players present now, by kind (what ``trioproxy_players`` sums)."""
-        return {"hls": self.clients.count(now)}
+        return {"hls": self.clients.count(now), "ts": len(self.ts)}
 
     async def wait_ready(self) -> None:
         """Wait, counted as a player, until the first playlist can be served or the channel ends.
@@ -387,13 +397,17 @@ class Channel:
         )
 
     async def _watchdog(self) -> None:
-        """Stop the channel once nobody watched it for the grace period. Waiters are players."""
+        """Stop the channel once nobody watched it for the grace period. Waiters and connected
+        TS players are players."""
         grace = self.config.proxy_grace_period
         while True:
             if self._waiters:
                 await self._waiters_gone.wait()
                 continue
-            idle_from = max(self.clients.idle_since(), self._waiters_left_at)
+            if len(self.ts):
+                await self.ts.wait_gone()
+                continue
+            idle_from = max(self.clients.idle_since(), self._waiters_left_at, self.ts.left_at)
             stop_at = idle_from + grace
             if trio.current_time() >= stop_at:
                 self.stop("no players")
@@ -439,6 +453,7 @@ class Channel:
             **session,
             "clients": self.clients.count(now),
             "waiting": self._waiters,
+            "ts": self.ts.snapshot(),
             "buffer": {
                 "segments": len(segments),
                 "bytes": self.window.total_bytes,

@@ -8,6 +8,7 @@ back into the channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -37,3 +38,5 @@ class Feed:
     independent_segments: bool = False
     engine_stat: EngineStat | None = None
     """The engine's last ``stat_url`` answer about the session (by the health check)."""
+    on_append: Callable[[], None] = field(default=lambda: None)
+    """Called after each segment appended to the window (the channel's TS players read it)."""

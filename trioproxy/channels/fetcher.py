@@ -350,6 +350,7 @@ class Fetcher:
                     self._left_out(job)
                     continue
                 SEGMENTS_FETCHED.inc()
+                self._feed.on_append()
                 if self._over_budget:
                     self._over_budget = False
                     log.info("channel %s: segments fit in the memory budget again", self._name)

@@ -215,11 +215,22 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
         def url_of(channel: ChannelEntry) -> str:
             if channel.kind == "source":
+                if link_format == "ts":
+                    return urls.source_ts_url(base, channel.key)
                 return urls.SOURCE.build(base, name=channel.key)
             return urls.stream_url(base, channel.kind, channel.key, link_format)
 
         body = render_m3u(config.channels_file, url_of, config.epg_url)
         return Response(body, content_type=M3U_TYPE, headers={"Cache-Control": "no-cache", **CORS})
+
+    @route(urls.SOURCE_TS)
+    async def source_ts(name: str) -> Response:
+        # ProxyApp streams MPEG-TS before requests get here; the app on its own only probes.
+        if config.source_url(name) is None:
+            raise NotFound(f"no source named {name!r}")
+        if request.method == "HEAD":
+            return Response("", content_type="video/mp2t", headers=CORS)
+        raise NotFound("MPEG-TS streams are served by the proxy's ASGI entry point (ProxyApp)")
 
     @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:
@@ -310,4 +321,4 @@ class ProxyApp(MediaDispatcher):
 
     def __init__(self, registry: Registry, config: Config) -> None:
         self.quart = create_app(registry, config)
-        super().__init__(registry, self.quart)
+        super().__init__(registry, self.quart, config)
