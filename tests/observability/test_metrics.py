@@ -14,6 +14,8 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from trioproxy.hls.mpegts import NULL_PACKET
+from trioproxy.http.app import ProxyApp
 from trioproxy.observability.metrics import MAX_ENGINE_LABELS, SOURCE_LABEL, EngineLabels
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -24,8 +26,11 @@ from trioproxy.testing.harness import (
     harness,
 )
 
+from ..ts_client import TsClient
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ENGINE = "engine.test:6878"
+TS_QUERY = f"id={CONTENT_A}&format=ts"
 LABEL_NAMES = {"state", "kind", "engine", "reason", "status", "le"}
 
 
@@ -202,3 +207,25 @@ async def test_metrics_page_needs_no_key_and_names_no_channel(
         assert CONTENT_A not in response.text
         assert "# TYPE trioproxy_segments_fetched_total counter" in response.text
         assert "# TYPE trioproxy_upstream_request_duration_seconds histogram" in response.text
+
+
+async def test_mpegts_players_and_what_they_are_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        before = await scrape(h)
+        player = TsClient(ProxyApp(h.registry, h.config), "/ace/getstream", TS_QUERY)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(player.run)
+            await trio.sleep(7.0)  # the newest segment at once, then one every 2 s
+            samples = await scrape(h)
+            assert value(samples, "trioproxy_players", kind="ts") == 1
+            segments = [data for _, data in player.chunks if data != NULL_PACKET]
+            assert segments
+            sent = delta(before, samples, "trioproxy_segments_served_total", kind="ts")
+            assert sent == len(segments)
+            sent_bytes = delta(before, samples, "trioproxy_player_sent_bytes_total", kind="ts")
+            assert sent_bytes == len(player.body)
+            player.leave()
+        await trio.testing.wait_all_tasks_blocked()
+        assert value(await scrape(h), "trioproxy_players", kind="ts") == 0

@@ -245,11 +245,13 @@ async def play(
     send: Callable[[bytes], Awaitable[None]],
     *,
     finished: Callable[[], bool] = lambda: False,
+    segment_sent: Callable[[], None] = lambda: None,
 ) -> str:
     """Send ``stream`` to ``player`` through ``send`` until it ends; returns why it ended.
 
     The first bytes go out at once: the newest segment, or a null packet while there is none.
-    ``finished`` says the upstream ended (finished content): the player ends once sent all.
+    ``finished`` says the upstream ended (finished content): the player ends once sent all;
+    ``segment_sent`` is called after each segment sent whole (not after null packets).
     """
     with stream.joined(player):
         last_send = -math.inf
@@ -265,6 +267,7 @@ async def play(
                 await send(chunk.data)
                 player.cursor = chunk.sequence + 1
                 player.sent_bytes += len(chunk.data)
+                segment_sent()
                 last_send = trio.current_time()
                 continue
             if stream.closed or finished():

@@ -225,10 +225,17 @@ async def _play(
             lag_seconds = (stream.max_lag + 1) * stream.target_duration
             cut.send_timeout = config.send_timeout + lag_seconds
             await send({"type": "http.response.body", "body": data, "more_body": True})
+            _TS_SENT.inc(len(data))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, scope)
-            ended = await play(stream, player, write, finished=lambda: channel.endlist)
+            ended = await play(
+                stream,
+                player,
+                write,
+                finished=lambda: channel.endlist,
+                segment_sent=_TS_SERVED.inc,
+            )
             nursery.cancel_scope.cancel()
     return ended if player.cut is None else None
 
