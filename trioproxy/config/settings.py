@@ -14,81 +14,15 @@ then regenerate the README's table with ``python -m trioproxy.config``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from . import parsers as parse
 from .channels import ChannelEntry
+from .declare import ConfigError, Setting, setting, settings_of
 from .parsers import IPNetwork
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "setting", "settings_of"]
-
-T = TypeVar("T")
-
-_KEY = "trioproxy.config"
-
-
-class ConfigError(ValueError):
-    """A setting has a value trioproxy cannot use."""
-
-
-@dataclass(frozen=True)
-class _Declared:
-    env: str
-    parse: Callable[[str], object]
-    help: str
-
-
-def setting(env: str, default: T, parse: Callable[[str], T], help: str, *, repr: bool = True) -> T:
-    """A :class:`Config` field read from ``env`` (and its ``--flag``) with ``parse``.
-
-    ``help`` is Markdown: it is the README's "Meaning" and, without backticks, the ``--help`` line.
-    ``repr=False`` keeps a secret out of the config's repr.
-    """
-    declared = _Declared(env=env, parse=parse, help=help)
-    return dataclasses.field(default=default, repr=repr, metadata={_KEY: declared})
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting as declared on :class:`Config`."""
-
-    field: str
-    env: str
-    parse: Callable[[str], object]
-    default: object
-    help: str
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-    @property
-    def default_text(self) -> str:
-        """The default as a person would write it in the variable; ``unset`` for none."""
-        if isinstance(self.default, bool):
-            return "1" if self.default else "0"
-        if self.default is None or self.default in ("", ()):
-            return "unset"
-        if isinstance(self.default, float):
-            return f"{self.default:g}"
-        if self.parse is parse.byte_count and isinstance(self.default, int):
-            return parse.format_bytes(self.default)
-        return str(self.default)
-
-
-def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
-    """The settings declared on dataclass ``cls``; each field must come from :func:`setting`."""
-    found = []
-    for field in dataclasses.fields(cls):
-        declared = field.metadata.get(_KEY)
-        if not isinstance(declared, _Declared):
-            raise TypeError(f"{cls.__name__}.{field.name} is not declared with setting()")
-        found.append(
-            Setting(field.name, declared.env, declared.parse, field.default, declared.help)
-        )
-    return tuple(found)
 
 
 @dataclass(frozen=True)

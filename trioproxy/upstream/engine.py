@@ -1,8 +1,9 @@
 """The AceStream engine's HTTP API: open a session, read its playlist and segments, stop it.
 
-Every body is streamed and counted as it arrives, and read no further than a bound: playlists,
-segments, init sections and keys each have one (:class:`ReadLimits`, set by the
-``TRIOPROXY_MAX_*_BYTES`` settings); the engine's JSON answers a fixed one. Nothing is asked for
+Every body is streamed and counted as it arrives, and read no further than a bound
+(:mod:`.bodies`: playlists, segments, init sections and keys each have one, set by the
+``TRIOPROXY_MAX_*_BYTES`` settings; the engine's JSON answers a fixed one). The data it deals in,
+engines and sessions, is in :mod:`.session`; this module re-exports it. Nothing is asked for
 compressed: media that arrives content-encoded anyway is refused (it is passed through as it is,
 never decoded); a gzip-encoded playlist is decoded here, its decoded bytes counted against the
 playlist bound.
@@ -18,14 +19,23 @@ import uuid
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, cast
-from urllib.parse import urlsplit
+from typing import Literal, cast
 
 import httpx
 
 from ..errors import EngineError
 from ..observability.metrics import UpstreamMetrics
+from .bodies import (
+    API_BODY_LIMIT,
+    LIMIT_SETTINGS,
+    BodyKind,
+    BodyTooLarge,
+    Gunzip,
+    MediaKind,
+    ReadLimits,
+    content_encoding,
+)
+from .session import Engine, KeyType, Session, host_port, parse_session, shown, stop_url
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -43,128 +53,14 @@ __all__ = [
     "stop_url",
 ]
 
-KeyType = Literal["content_id", "infohash", "url"]
-"""What a channel streams: an AceStream content id or infohash, or a configured source's URL."""
-
-MediaKind = Literal["segment", "init", "key"]
-BodyKind = Literal["playlist", "segment", "init", "key"]
-
 _QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url": "url"}
 
 MAX_REDIRECTS = 5
-API_BODY_LIMIT = 1 << 20
-"""Bytes of an engine's JSON answer (session open, stop) read at most: a few hundred are usual."""
 _DRAIN_CHUNKS = 8
 """Reads tried after a response was closed early, for the transport's read to fail (see
 :meth:`EngineClient._read_body`)."""
 
-LIMIT_SETTINGS: dict[BodyKind, str] = {
-    "playlist": "TRIOPROXY_MAX_PLAYLIST_BYTES",
-    "segment": "TRIOPROXY_MAX_SEGMENT_BYTES",
-    "init": "TRIOPROXY_MAX_INIT_BYTES",
-    "key": "TRIOPROXY_MAX_KEY_BYTES",
-}
-"""The setting that raises each bound, named in the errors."""
-
 _IDENTITY = {"Accept-Encoding": "identity"}
-
-
-@dataclass(frozen=True, slots=True)
-class ReadLimits:
-    """Bytes read at most of one upstream body, by kind (``TRIOPROXY_MAX_*_BYTES``)."""
-
-    playlist: int = 8 << 20
-    """A 10,000-segment DVR playlist with long tokenised URIs is 2-5 MB."""
-    segment: int = 64 << 20
-    """8 s at 40 Mbit/s is 40 MB."""
-    init: int = 1 << 20
-    key: int = 4 << 10
-
-    def of(self, kind: BodyKind) -> int:
-        limit: int = getattr(self, kind)
-        return limit
-
-
-class BodyTooLarge(EngineError):
-    """An upstream body went past its bound; it was not read further."""
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """One engine, as the directory knows it."""
-
-    base_url: str
-    container_id: str | None = None
-    forwarded: bool = False
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base_url).hostname or ""
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.base_url)
-        return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """An open engine session: what ``/ace/manifest.m3u8?format=json`` answered."""
-
-    playback_url: str
-    stat_url: str
-    command_url: str
-    playback_session_id: str
-    is_live: int
-    pid: str
-
-
-def stop_url(command_url: str) -> str:
-    return command_url + ("&" if urlsplit(command_url).query else "?") + "method=stop"
-
-
-def host_port(url: str) -> tuple[str, int] | None:
-    """``(host, port)`` of an http(s) URL, lower-cased; None for anything else."""
-    try:
-        httpx.URL(url)  # what httpx cannot parse (control characters, ...) is no URL to fetch
-        parts = urlsplit(url)
-        port = parts.port
-    except (ValueError, httpx.InvalidURL):
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
-
-
-def shown(url: str) -> str:
-    """A URL for messages: scheme, host and port only (no credentials, no path, no query)."""
-    target = host_port(url)
-    if target is None:
-        return "an unusable URL"
-    host, port = target
-    return f"{urlsplit(url).scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-
-
-def _parse_session(payload: Any, pid: str) -> Session:
-    if not isinstance(payload, dict):
-        raise EngineError("engine answered something other than a JSON object")
-    if payload.get("error"):
-        raise EngineError(f"engine refused the session: {str(payload['error'])[:200]}")
-    response = payload.get("response")
-    if not isinstance(response, dict) or not isinstance(response.get("playback_url"), str):
-        raise EngineError("engine answered without a playback_url")
-    try:
-        is_live = int(response.get("is_live", 1))
-    except (TypeError, ValueError):
-        is_live = 1
-    return Session(
-        playback_url=response["playback_url"],
-        stat_url=str(response.get("stat_url") or ""),
-        command_url=str(response.get("command_url") or ""),
-        playback_session_id=str(response.get("playback_session_id") or pid),
-        is_live=is_live,
-        pid=pid,
-    )
 
 
 class EngineClient:
@@ -213,7 +109,7 @@ class EngineClient:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise EngineError(f"engine {engine.base_url} answered non-JSON") from exc
-        session = _parse_session(payload, pid)
+        session = parse_session(payload, pid)
         session_url = response.url
         return Session(
             playback_url=str(session_url.join(session.playback_url)),
@@ -256,7 +152,7 @@ class EngineClient:
     async def _get_text(self, url: str) -> tuple[str, str]:
         limit = self.limits.playlist
         async with self._open(url, _IDENTITY) as response:
-            encoding = _content_encoding(response)
+            encoding = content_encoding(response)
             if encoding not in ("", "gzip", "x-gzip"):
                 raise EngineError(
                     f"{shown(url)}: playlist arrived content-encoded ({encoding[:40]}), "
@@ -368,7 +264,7 @@ class EngineClient:
         kept = bytearray()
         have = received = 0
         more = False
-        decoder = _Gunzip() if gunzip else None
+        decoder = Gunzip() if gunzip else None
 
         def take(chunk: bytes) -> bool:
             """Count and keep ``chunk``; True once reading should stop."""
@@ -434,7 +330,7 @@ class EngineClient:
         return data
 
     def _refuse_encoded(self, response: httpx.Response, url: str, kind: MediaKind) -> None:
-        encoding = _content_encoding(response)
+        encoding = content_encoding(response)
         if encoding:
             raise EngineError(
                 f"{shown(url)}: {kind} arrived content-encoded ({encoding[:40]}) though identity "
@@ -453,31 +349,6 @@ class EngineClient:
             f"{shown(url)}: {kind}{what} larger than {limit} bytes; refused "
             f"({LIMIT_SETTINGS[kind]} raises the bound)"
         )
-
-
-class _Gunzip:
-    """gzip decoding with a bound on each step's output (one or more gzip members)."""
-
-    def __init__(self) -> None:
-        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def feed(self, data: bytes, at_most: int) -> bytes:
-        """What ``data`` decodes to, at most ``at_most`` bytes of it (the rest is dropped)."""
-        out = []
-        while data and at_most > 0:
-            if self._inflate.eof:  # another gzip member follows
-                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            piece = self._inflate.decompress(data, at_most)
-            out.append(piece)
-            at_most -= len(piece)
-            inflate = self._inflate
-            data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
-        return b"".join(out)
-
-
-def _content_encoding(response: httpx.Response) -> str:
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    return "" if encoding == "identity" else encoding
 
 
 def _describe(exc: Exception) -> str:
