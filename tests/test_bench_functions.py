@@ -10,6 +10,15 @@ import pytest
 
 from benchmarks.__main__ import parse_args
 from benchmarks.data_plane import parse_wrk
+from benchmarks.hostile import (
+    count_tracebacks,
+    first_words,
+    kept_playing,
+    log_errors,
+    parse_proc_status,
+    select_cases,
+    summarise_probe,
+)
 from benchmarks.report import Target, fmt
 from benchmarks.stats import percentile, spread
 
@@ -62,3 +71,66 @@ def test_runner_arguments() -> None:
     assert args.names == ["fanout", "startup"]
     with pytest.raises(SystemExit):
         parse_args(["--only", "nonsense"])
+
+
+PROC_STATUS = """\
+Name:\tpython
+VmPeak:\t 2719304 kB
+VmHWM:\t 1588224 kB
+VmRSS:\t   58368 kB
+Threads:\t1
+"""
+
+PROXY_LOG = """\
+2026-12-01 23:00:07,600 INFO    trioproxy.channels.channel: channel a: stopping
+2026-12-01 23:00:07,605 ERROR   trioproxy.channels.channel: channel a: internal error
+  + Exception Group Traceback (most recent call last):
+  |   File "channel.py", line 236, in _run
+  | ExceptionGroup: Exceptions from Trio nursery (1 sub-exception)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "fetcher.py", line 147, in run
+    | trio.BrokenResourceError
+    +------------------------------------
+2026-12-01 23:00:08,000 ERROR   trio.serve_listeners: accept returned EMFILE; retrying
+Traceback (most recent call last):
+  File "socket.py", line 294, in accept
+OSError: [Errno 24] Too many open files
+"""
+
+
+def test_proc_status_is_read_in_bytes() -> None:
+    fields = parse_proc_status(PROC_STATUS)
+    assert fields["VmRSS"] == 57 * 2**20
+    assert fields["VmHWM"] == 1551 * 2**20
+    assert "Threads" not in fields
+    assert parse_proc_status("") == {}
+
+
+def test_probe_and_good_player_are_summarised() -> None:
+    summary = summarise_probe([0.001, 0.002, 0.250], failures=2)
+    assert summary["n"] == 3
+    assert summary["max"] == pytest.approx(250.0)
+    assert summary["failures"] == 2
+    assert kept_playing([(True, 0.1), (True, 0.2)]) is True
+    assert kept_playing([(True, 0.1), (False, 0.2)]) is False
+    assert kept_playing([(True, 5.0)]) is False
+    assert kept_playing([]) is None
+
+
+def test_answers_and_logs_are_reduced_to_a_line() -> None:
+    body = b'{"error": "upstream_failed",\n "message": "the playlist is over 8 MiB"}'
+    assert first_words(body, 4) == '{"error": "upstream_failed", "message": "the'
+    assert len(first_words(b"x" * 500, 1, width=20)) == 20
+    assert count_tracebacks(PROXY_LOG) == 2
+    errors = log_errors(PROXY_LOG)
+    assert errors[0].endswith("internal error ← trio.BrokenResourceError")
+    assert errors[1].endswith("retrying ← OSError: [Errno 24] Too many open files")
+
+
+def test_hostile_cases_are_selected_by_name() -> None:
+    assert [c.name for c in select_cases("gzip_bomb,flood", quick=True)] == ["gzip_bomb", "flood"]
+    assert "vod_budget" not in [c.name for c in select_cases("", quick=True)]
+    assert "vod_budget" in [c.name for c in select_cases("", quick=False)]
+    with pytest.raises(ValueError, match="nonsense"):
+        select_cases("nonsense", quick=False)
