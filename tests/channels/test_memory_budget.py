@@ -4,6 +4,9 @@ content too big for it is refused as soon as its size can be told."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 import trio
 import trio.testing
 
@@ -57,7 +60,7 @@ def finished(segments: int, *, byteranges: bool = False) -> str:
 
 
 async def test_finished_content_too_big_is_refused_once_its_first_segments_are_in(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     origin = Origin(playlists={"/live/index.m3u8": finished(1000)})  # 1000 × 3000 bytes
     async with harness(origin_config(memory_budget=MIB), origin=origin) as h:
@@ -70,6 +73,8 @@ async def test_finished_content_too_big_is_refused_once_its_first_segments_are_i
         assert len(segments) <= 10  # refused early, not after a megabyte of downloads
         again = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
         assert again.status_code == 503  # in its failure backoff, still as over capacity
+    # A refusal, not a crash: no "internal error", no traceback.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_finished_content_with_byte_ranges_is_refused_before_any_download(

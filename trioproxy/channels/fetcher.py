@@ -218,7 +218,8 @@ class Fetcher:
                         *plan.dropped,
                     )
                 for fetch in plan.fetches:
-                    await jobs.send(_Job(fetch.segment, fetch.discontinuity_before))
+                    if not await _hand_on(jobs, _Job(fetch.segment, fetch.discontinuity_before)):
+                        return False
                     last_sequence = fetch.segment.sequence
                     last_discontinuity = fetch.segment.discontinuity_number
                 if read.endlist:
@@ -291,7 +292,8 @@ class Fetcher:
                 async for job in jobs:
                     await limiter.acquire_on_behalf_of(job)
                     nursery.start_soon(self._download, job, limiter)
-                    await commit_send.send(job)
+                    if not await _hand_on(commit_send, job):
+                        return
 
     async def _download(self, job: _Job, limiter: trio.CapacityLimiter) -> None:
         try:
@@ -391,6 +393,18 @@ class Fetcher:
         if refused is not None:
             log.warning("channel %s: %s", self._name, refused.message)
             raise refused
+
+
+async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
+    """Pass ``job`` to the next step; False when that step has ended. It ends only by raising
+    (the commit step for finished content over the memory budget, a failing download): its
+    own error, raised in the same nursery, says why, so this one stands down quietly."""
+    try:
+        await send.send(job)
+    except trio.BrokenResourceError:
+        await trio.lowlevel.checkpoint()  # the nursery's cancellation, if it came first
+        return False
+    return True
 
 
 def _describe(exc: BaseException) -> str:
