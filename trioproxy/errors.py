@@ -23,6 +23,7 @@ __all__ = [
     "ProxyError",
     "Unauthorized",
     "UpstreamRefused",
+    "UpstreamUnusable",
     "redact",
 ]
 
@@ -146,6 +147,11 @@ class LoopingStream(ProxyError):
 
     status = 422
     code = "looping_stream"
+
+
+class UpstreamUnusable(EngineError):
+    """What the upstream sent breaks a bound or a rule (a body over its ``TRIOPROXY_MAX_*_BYTES``,
+    media content-encoded): the same request would get the same answer, so it is not retried."""
 
 
 class UpstreamRefused(EngineError):

@@ -368,9 +368,11 @@ class Channel:
             error = OverCapacity if self.failure.status == 503 else ChannelFailed
             raise error(self.public_failure(), retry_after=self.config.failure_backoff or 1)
         if not self.ready.is_set():
+            last = self.feed.last_error
+            why = f" (last upstream error: {redact(last, *self._session_ids())})" if last else ""
             raise BufferTimeout(
                 f"channel {self.name}: no segments within "
-                f"{self.config.hls_buffer_ready_timeout:g} s; retry shortly",
+                f"{self.config.hls_buffer_ready_timeout:g} s{why}; retry shortly",
                 retry_after=5,
             )
         if len(self.window) == 0:

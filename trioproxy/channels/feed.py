@@ -38,5 +38,8 @@ class Feed:
     independent_segments: bool = False
     engine_stat: EngineStat | None = None
     """The engine's last ``stat_url`` answer about the session (by the health check)."""
+    last_error: str = ""
+    """Why the last upstream segment could not be had (by the fetch loop); players waiting for
+    the first segments are told it."""
     on_append: Callable[[], None] = field(default=lambda: None)
     """Called after each segment appended to the window (the channel's TS players read it)."""

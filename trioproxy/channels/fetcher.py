@@ -26,7 +26,7 @@ import trio
 import trio.lowlevel
 
 from ..config import Config
-from ..errors import EngineError, ProxyError, UpstreamRefused
+from ..errors import EngineError, ProxyError, UpstreamRefused, UpstreamUnusable
 from ..hls.plan import FetchPlan, plan_fetches, reload_pause
 from ..hls.playlist import (
     PlaylistError,
@@ -187,8 +187,8 @@ class Fetcher:
                         url = self._follow(read.variant)
                         continue
                 except (EngineError, PlaylistError, trio.TooSlowError) as exc:
-                    if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
-                        raise
+                    if isinstance(exc, UpstreamRefused | UpstreamUnusable):
+                        raise  # a setting or a bound, not bad luck: no retry
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     if began - failing_since >= self._config.upstream_timeout:
@@ -315,8 +315,11 @@ class Fetcher:
                         job.segment.sequence,
                         self._segment_error,
                     )
+                    self._feed.last_error = self._segment_error
                     if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
                         raise
+                    if isinstance(exc, UpstreamUnusable):
+                        return  # over a bound: the same again would be; a gap, not a retry
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:

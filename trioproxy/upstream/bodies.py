@@ -13,7 +13,7 @@ from typing import Literal
 
 import httpx
 
-from ..errors import EngineError
+from ..errors import UpstreamUnusable
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -57,7 +57,7 @@ class ReadLimits:
         return limit
 
 
-class BodyTooLarge(EngineError):
+class BodyTooLarge(UpstreamUnusable):
     """An upstream body went past its bound; it was not read further."""
 
 

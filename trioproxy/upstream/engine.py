@@ -23,7 +23,7 @@ from typing import Literal, cast
 
 import httpx
 
-from ..errors import EngineError
+from ..errors import EngineError, UpstreamUnusable
 from ..observability.metrics import UpstreamMetrics
 from .bodies import (
     API_BODY_LIMIT,
@@ -332,7 +332,7 @@ class EngineClient:
     def _refuse_encoded(self, response: httpx.Response, url: str, kind: MediaKind) -> None:
         encoding = content_encoding(response)
         if encoding:
-            raise EngineError(
+            raise UpstreamUnusable(
                 f"{shown(url)}: {kind} arrived content-encoded ({encoding[:40]}) though identity "
                 "was asked for; media is passed through as it is, never decoded: refused"
             )
