@@ -59,6 +59,8 @@ class Setting:
     parse: Callable[[str], object]
     default: object
     help: str
+    secret: bool = False
+    """Declared with ``repr=False``: its value is never shown, not even in an error."""
 
     @property
     def flag(self) -> str:
@@ -86,7 +88,14 @@ def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
         if not isinstance(declared, _Declared):
             raise TypeError(f"{cls.__name__}.{field.name} is not declared with setting()")
         found.append(
-            Setting(field.name, declared.env, declared.parse, field.default, declared.help)
+            Setting(
+                field.name,
+                declared.env,
+                declared.parse,
+                field.default,
+                declared.help,
+                secret=not field.repr,
+            )
         )
     return tuple(found)
 
@@ -124,6 +133,21 @@ class Config:
         parse.boolean,
         "`1`: without `API_KEY`, allow control requests (`DELETE /proxy/channels/…`) from anyone "
         "even when `TRIOPROXY_BIND` is beyond loopback (else they get `403`)",
+    )
+    player_keys: tuple[str, ...] = setting(
+        "TRIOPROXY_PLAYER_KEYS",
+        (),
+        parse.player_keys,
+        "comma-separated keys players must give as `?key=` to start or watch a channel "
+        "(README: Player keys); unset, and no keys file: stream URLs are open",
+        repr=False,
+    )
+    player_keys_file: tuple[str, ...] = setting(
+        "TRIOPROXY_PLAYER_KEYS_FILE",
+        (),
+        parse.player_keys_file,
+        "file of player keys, one a line (`#` comments), added to `TRIOPROXY_PLAYER_KEYS`",
+        repr=False,
     )
     engines: tuple[str, ...] = setting(
         "TRIOPROXY_ENGINES",

@@ -38,6 +38,7 @@ __all__ = [
     "SOURCE_RESOURCE",
     "SOURCE_SEGMENT",
     "STATUS",
+    "STATUS_PAGE",
     "Family",
     "MediaRequest",
     "Path",
@@ -63,8 +64,9 @@ PARTS: dict[str, str] = {
     "source": _SOURCE,
     "source_rendition": rf"{_SOURCE}{_RENDITION}",
     "source_stream": rf"{_SOURCE}(?:{_RENDITION})?",
-    # One run of a channel: segment numbers restart with each.
-    "incarnation": r"[0-9a-f]{8}",
+    # One run of a channel: segment numbers restart with each. 128 random bits, so media URLs
+    # cannot be guessed (see http/keys.py).
+    "incarnation": r"[0-9a-f]{32}",
     "number": r"[0-9]{1,15}",
     "segment_ext": "|".join(e for e in CONTENT_TYPES if e not in _RESOURCE_EXTENSIONS),
     "resource_ext": "|".join(_RESOURCE_EXTENSIONS),
@@ -113,6 +115,8 @@ class Path:
 _READ = ("GET", "HEAD")
 
 HEALTHZ = Path("/healthz", *_READ)
+STATUS_PAGE = Path("/", *_READ)
+"""The status page (HTML)."""
 STATUS = Path("/proxy/status", "GET")
 CHANNEL = Path("/proxy/channels/<channel:name>", "DELETE")
 """DELETE stops the channel."""
@@ -147,6 +151,7 @@ M3U = Path("/playlist.m3u", *_READ)
 
 PATHS: tuple[Path, ...] = (
     HEALTHZ,
+    STATUS_PAGE,
     STATUS,
     CHANNEL,
     GETSTREAM,
