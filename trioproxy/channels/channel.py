@@ -426,6 +426,7 @@ class Channel:
                 "dropped_for_memory": self.window.dropped_for_budget,
                 "target_duration": self.window.target_duration,
             },
+            "engine_stats": self.feed.engine_stats,
             "events": self._sender.snapshot() if self._sender else None,
             "upstream": {
                 "variant": None

@@ -31,6 +31,8 @@ class Feed:
     """Set once the upstream listed ``#EXT-X-ENDLIST`` and every segment it listed is in."""
     variant: Variant | None = None
     """The variant followed, when the upstream answered a master playlist."""
+    engine_stats: dict[str, int] | None = None
+    """What the engine last said of the session in its ``stat_url`` (peers, speeds in KB/s)."""
     serve_whole: bool = False
     """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
     independent_segments: bool = False

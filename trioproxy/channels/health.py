@@ -24,7 +24,7 @@ from ..errors import EngineError
 from ..upstream.engine import EngineClient, Session
 from .feed import Feed
 
-__all__ = ["STAT_TIMEOUT", "session_ended_error", "watch_session"]
+__all__ = ["STAT_TIMEOUT", "engine_stats", "session_ended_error", "watch_session"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,21 @@ def session_ended_error(payload: Any) -> str | None:
     if error and payload.get("response") is None:
         return str(error)[:200]
     return None
+
+
+_STATS = ("peers", "speed_down", "speed_up", "downloaded", "uploaded")
+
+
+def engine_stats(payload: Any) -> dict[str, int] | None:
+    """The numbers of a stat answer the status page shows (peers, speeds), else None."""
+    response = payload.get("response") if isinstance(payload, dict) else None
+    if not isinstance(response, dict):
+        return None
+    return {
+        name: value
+        for name in _STATS
+        if isinstance(value := response.get(name), int) and not isinstance(value, bool)
+    }
 
 
 async def _read_stat(engines: EngineClient, url: str) -> Any:
@@ -79,6 +94,7 @@ async def watch_session(
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)
+            feed.engine_stats = engine_stats(payload) or feed.engine_stats
             ended = session_ended_error(payload)
             if ended is not None:
                 raise EngineError(f"engine ended the session ({ended})")
