@@ -11,8 +11,9 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-# What each system tool the tests use is packaged as on Debian/Ubuntu.
-SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg"}
+# What each system tool the tests use is packaged as on Debian/Ubuntu (space-separated when it
+# needs more than one package: cvlc plays nothing without VLC's base plugins).
+SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "cvlc": "vlc-bin vlc-plugin-base"}
 BROWSER_TOOLS = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
 
 
@@ -23,7 +24,14 @@ def ensure_system_tools(
 
     Tools that are not ``required`` may stay missing: a warning, not an error.
     """
-    missing = sorted({package for tool, package in tools.items() if shutil.which(tool) is None})
+    missing = sorted(
+        {
+            package
+            for tool, packages in tools.items()
+            if shutil.which(tool) is None
+            for package in packages.split()
+        }
+    )
     if not missing:
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):

@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import channels, control_plane, data_plane, fanout, readme, startup
+from . import channels, control_plane, data_plane, fanout, readme, startup, ts_fanout
 from .report import RESULTS
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "control_plane": control_plane.main,
     "fanout": fanout.main,
+    "ts_fanout": ts_fanout.main,
     "data_plane": data_plane.main,
     "channels": channels.main,
     "startup": startup.main,

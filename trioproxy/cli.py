@@ -13,6 +13,7 @@ import trio
 
 from ._version import __version__
 from .config import ConfigError, add_arguments, load_config
+from .observability import JsonFormatter, LogContextFilter
 from .service import serve
 
 __all__ = ["main"]
@@ -41,13 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str, form: str = "text") -> logging.Handler:
+    """Log to stderr at ``level``, as text or (``form="json"``) one JSON object per line; every
+    record gets the channel and engine its task is about (see :mod:`trioproxy.observability`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(LogContextFilter())
+    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trioproxy: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     # What start-up allocated (modules, the app) lives as long as the process: keep it out of the
     # collector's full passes, which would otherwise scan it every time (~16 ms each, measured).
     gc.collect()

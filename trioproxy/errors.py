@@ -18,6 +18,7 @@ __all__ = [
     "LoopingStream",
     "NoEngineAvailable",
     "NotFound",
+    "NotMpegTs",
     "OverCapacity",
     "ProxyError",
     "Unauthorized",
@@ -94,6 +95,13 @@ class Forbidden(ProxyError):
 class NotFound(ProxyError):
     status = 404
     code = "not_found"
+
+
+class NotMpegTs(ProxyError):
+    """MPEG-TS output was asked for a channel whose segments are not MPEG-TS (fMP4...)."""
+
+    status = 406
+    code = "not_mpegts"
 
 
 class EngineError(ProxyError):

@@ -4,10 +4,12 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
 
     serve                                 until SIGINT/SIGTERM, then registry.shutdown()
     └─ HTTP client                        httpx.AsyncClient: opened first, closed last
+       ├─ loop-lag sampler                wakes every second, records how late (/metrics)
        ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
        │  │                               writers closed → Hypercorn's TCPServer per connection
        │  └─ request handlers             find or start a channel and wait on it (a deadline);
-       │                                  no upstream I/O of their own
+       │                                  no upstream I/O of their own; a TS player is its
+       │                                  own handler reading its channel's window
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
@@ -70,6 +72,7 @@ from .http.connections import (
 )
 from .http.guards import log_access
 from .http.server import serve_http
+from .observability import sample_loop_lag
 from .upstream.transport import UpstreamTransport
 
 __all__ = ["connection_limits", "hypercorn_config", "serve", "signal_trigger"]
@@ -172,6 +175,7 @@ async def serve(
                 nursery.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout
 
             await nursery.start(registry.run)
+            lag_sampler: trio.CancelScope = await nursery.start(sample_loop_lag)
             app = ForwardedLimit(
                 ProxyApp(registry, config), limits.per_address, config.trusted_proxies
             )
@@ -184,6 +188,7 @@ async def serve(
                     task_status=task_status,
                 )
             finally:
+                lag_sampler.cancel()
                 registry.shutdown()
                 nursery.cancel_scope.deadline = min(
                     nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_timeout

@@ -50,8 +50,10 @@ async def eventually(check: Callable[[], bool], what: str, seconds: float = 15.0
 
 
 async def status(http: httpx.AsyncClient) -> Any:
-    response = await http.get("/proxy/status")
+    """The status as the operator sees it: with the key, session ids included."""
+    response = await http.get("/proxy/status", headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 200
+    assert response.json()["redacted"] is False
     return response.json()
 
 

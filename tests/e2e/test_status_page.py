@@ -89,7 +89,7 @@ async def test_the_page_lists_what_status_lists_and_stops_a_channel() -> None:
         async with proxy_server(config) as proxy:
             await start_channels(proxy.url)
             for _ in range(100):  # the engine's stats read at least once (10 s at most)
-                if all(c.feed.engine_stats for c in proxy.registry.channels):
+                if all(c.feed.engine_stat for c in proxy.registry.channels):
                     break
                 await trio.sleep(0.1)
             async with httpx.AsyncClient() as client:

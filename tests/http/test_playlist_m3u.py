@@ -13,9 +13,11 @@ import trio.testing
 
 from trioproxy.config import Config
 from trioproxy.config.channels import parse_channels_file
+from trioproxy.http.app import ProxyApp
 from trioproxy.testing.harness import ORIGIN_URL, PROXY_URL, harness
 
 from ..origin import Origin, origin_config
+from ..ts_client import TsClient
 from .iptv import Listing, read_m3u
 
 ID = "0123456789abcdef0123456789abcdef01234567"
@@ -96,14 +98,16 @@ async def test_every_url_in_the_playlist_plays(autojump_clock: trio.testing.Mock
         assert sorted(c.name for c in h.registry.channels) == sorted([ID, HASH, "source/news"])
 
 
-async def test_ts_links_are_the_ts_urls_of_the_same_ids() -> None:
+async def test_ts_links_are_ts_streams_of_the_same_ids(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with harness(config(), origin=Origin()) as h:
         listing = await fetch_m3u(h.client, params={"format": "ts"})
         urls = [urlsplit(e.url) for e in listing.entries]
         assert [(u.scheme, u.netloc, u.path) for u in urls] == [
             ("http", "proxy.test", "/ace/getstream"),
             ("http", "proxy.test", "/ace/getstream"),
-            ("http", "proxy.test", "/sources/news.m3u8"),
+            ("http", "proxy.test", "/sources/news.ts"),
             ("http", "proxy.test", "/ace/getstream"),
         ]
         assert [query(e.url) for e in listing.entries] == [
@@ -112,7 +116,20 @@ async def test_ts_links_are_the_ts_urls_of_the_same_ids() -> None:
             {},
             {"id": [ID], "format": ["ts"]},
         ]
-        assert h.registry.channels == []
+        assert h.registry.channels == []  # the list itself starts nothing
+        # Every link answers one continuous MPEG-TS stream of its channel.
+        app = ProxyApp(h.registry, h.config)
+        players = [TsClient(app, u.path, u.query) for u in urls]
+        async with trio.open_nursery() as nursery:
+            for player in players:
+                nursery.start_soon(player.run)
+            await trio.sleep(5.0)
+            for player in players:
+                assert player.status == 200, (player.path, player.query)
+                assert player.headers[b"content-type"] == b"video/mp2t"
+                assert player.body, (player.path, player.query)  # its first bytes, at once
+                player.leave()
+        assert {c.name for c in h.registry.channels} == {ID, HASH, "source/news"}
 
 
 async def test_stream_mode_is_the_default_format() -> None:

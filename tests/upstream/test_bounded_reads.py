@@ -179,7 +179,7 @@ def test_the_engines_api_is_recognised_however_spelled() -> None:
 
 async def test_every_engine_api_uri_of_the_hostile_playlist_is_refused() -> None:
     origin = HostileOrigin(engine_url="http://engine.test:6878", sessions=[("k", "s")])
-    text = origin._engine_api().decode()
+    text = origin.engine_api_playlist().decode()
     uris = [line for line in text.splitlines() if line and not line.startswith("#")]
     async with httpx.AsyncClient() as http:
         # Even with every host allowed, and on the source's own host.

@@ -75,7 +75,7 @@ class Admission:
         """A player new to ``channel`` is refused when the channel has ``max_players`` already."""
         if client in channel.clients:
             return
-        if channel.clients.count(now) >= self.max_players:
+        if channel.player_count(now) >= self.max_players:  # HLS and TS players alike
             self.refused["players"] += 1
             raise OverCapacity(
                 f"channel {channel.name} serves {self.max_players} players already "

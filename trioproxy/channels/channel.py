@@ -23,13 +23,16 @@ from ..errors import BufferTimeout, ChannelFailed, OverCapacity, ProxyError, red
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import MemoryAccount, Segment, SegmentWindow
-from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..observability.logs import bind_log_context
+from ..observability.metrics import PlayerKind
+from ..upstream.engine import Engine, EngineClient, KeyType, Session, shown
 from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
 from .events import Event, EventKind, EventSender
 from .feed import Feed
 from .players import ClientTracker
 from .session import SessionEnded, UpstreamSession, first_leaf
+from .ts import TsStream
 from .upstreams import Upstream
 
 __all__ = ["Channel", "ChannelState"]
@@ -68,6 +71,9 @@ class Channel:
             ResourceCache(2 * config.hls_max_segments + 8, account),
         )
         self.clients = ClientTracker(config.hls_client_idle_timeout)
+        self.ts = TsStream(self.feed.window, config.ts_max_lag)
+        """The channel as one continuous MPEG-TS stream, and its TS players."""
+        self.feed.on_append = self.ts.publish
         self.stream_id: str | None = None
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
@@ -182,13 +188,19 @@ class Channel:
         """The orchestrator accepted this channel's ``stream_started``."""
         return self._sender is not None and self.stream_id in self._sender.established
 
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """``extra=`` for a line about this channel logged outside its own tasks."""
+        return {"channel": self.name, "engine": shown(self.engine.base_url)}
+
     def stop(self, reason: str) -> None:
         """Ask the channel to end. Returns at once; the teardown runs in the channel's own task."""
         if self.end_reason is None:
             self.end_reason = reason
-            log.info("channel %s: stopping (%s)", self.name, reason)
+            log.info("channel %s: stopping (%s)", self.name, reason, extra=self.log_fields)
         self._life.cancel()
         self.ready.set()
+        self.ts.close()
         self._on_stop(self)
 
     def fail(self, error: ProxyError, reason: str) -> None:
@@ -207,11 +219,14 @@ class Channel:
 
     async def run(self) -> None:
         """The channel's whole life; returns when nothing of it runs any more."""
+        # Every line this task and the tasks it starts log names the channel and its engine.
+        bind_log_context(**self.log_fields)
         try:
             await self._run()
         finally:
             self.ready.set()
             self.events_settled.set()
+            self.ts.close()
             self.closed.set()
             self.window.release()  # its bytes leave the memory budget with it
             log.info("channel %s: closed", self.name)
@@ -312,6 +327,24 @@ class Channel:
     def touch(self, client: str, address: str | None = None) -> None:
         self.clients.touch(client, trio.current_time(), address)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the first segments (each also counted as a player)."""
+        return self._waiters
+
+    @property
+    def events_pending(self) -> int:
+        """Events queued for the orchestrator and not delivered yet."""
+        return 0 if self._sender is None else self._sender.pending
+
+    def player_count(self, now: float) -> int:
+        """Players of both kinds: HLS players seen lately and TS players connected."""
+        return self.clients.count(now) + len(self.ts)
+
+    def player_counts(self, now: float) -> dict[PlayerKind, int]:
+        """Players present now, by kind (what ``trioproxy_players`` sums)."""
+        return {"hls": self.clients.count(now), "ts": len(self.ts)}
+
     async def wait_ready(self) -> None:
         """Wait, counted as a player, until the first playlist can be served or the channel ends.
 
@@ -364,13 +397,17 @@ class Channel:
         )
 
     async def _watchdog(self) -> None:
-        """Stop the channel once nobody watched it for the grace period. Waiters are players."""
+        """Stop the channel once nobody watched it for the grace period. Waiters and connected
+        TS players are players."""
         grace = self.config.proxy_grace_period
         while True:
             if self._waiters:
                 await self._waiters_gone.wait()
                 continue
-            idle_from = max(self.clients.idle_since(), self._waiters_left_at)
+            if len(self.ts):
+                await self.ts.wait_gone()
+                continue
+            idle_from = max(self.clients.idle_since(), self._waiters_left_at, self.ts.left_at)
             stop_at = idle_from + grace
             if trio.current_time() >= stop_at:
                 self.stop("no players")
@@ -416,6 +453,7 @@ class Channel:
             **session,
             "clients": self.clients.count(now),
             "waiting": self._waiters,
+            "ts": self.ts.snapshot(),
             "buffer": {
                 "segments": len(segments),
                 "bytes": self.window.total_bytes,
@@ -426,8 +464,10 @@ class Channel:
                 "dropped_for_memory": self.window.dropped_for_budget,
                 "target_duration": self.window.target_duration,
             },
-            "engine_stats": self.feed.engine_stats,
             "events": self._sender.snapshot() if self._sender else None,
+            "engine_stats": None
+            if self.feed.engine_stat is None
+            else self.feed.engine_stat.as_dict(now),
             "upstream": {
                 "variant": None
                 if self.variant is None

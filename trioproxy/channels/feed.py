@@ -8,6 +8,7 @@ back into the channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -15,6 +16,7 @@ import trio
 from ..hls.variants import Variant
 from ..hls.window import SegmentWindow
 from ..upstream.resources import ResourceCache
+from ..upstream.stat import EngineStat
 
 __all__ = ["Feed"]
 
@@ -31,8 +33,10 @@ class Feed:
     """Set once the upstream listed ``#EXT-X-ENDLIST`` and every segment it listed is in."""
     variant: Variant | None = None
     """The variant followed, when the upstream answered a master playlist."""
-    engine_stats: dict[str, int] | None = None
-    """What the engine last said of the session in its ``stat_url`` (peers, speeds in KB/s)."""
     serve_whole: bool = False
     """Finished content (``#EXT-X-ENDLIST`` from the start): the whole list is served."""
     independent_segments: bool = False
+    engine_stat: EngineStat | None = None
+    """The engine's last ``stat_url`` answer about the session (by the health check)."""
+    on_append: Callable[[], None] = field(default=lambda: None)
+    """Called after each segment appended to the window (the channel's TS players read it)."""

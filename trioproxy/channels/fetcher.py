@@ -37,6 +37,7 @@ from ..hls.playlist import (
 )
 from ..hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
 from ..hls.window import PLAIN, OverBudget, SegmentMeta
+from ..observability.metrics import CHANNEL_READY, SEGMENTS_FETCHED
 from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
@@ -153,9 +154,9 @@ class Fetcher:
 
     def _set_ready(self) -> None:
         if not self._feed.ready.is_set():
-            log.info(
-                "channel %s: ready after %.2f s", self._name, trio.current_time() - self.started_at
-            )
+            waited = trio.current_time() - self.started_at
+            log.info("channel %s: ready after %.2f s", self._name, waited)
+            CHANNEL_READY.observe(waited)
             self._feed.ready.set()
 
     async def _poll(self, url: str, jobs: trio.MemorySendChannel[_Job]) -> bool:
@@ -348,6 +349,8 @@ class Fetcher:
                 except OverBudget:
                     self._left_out(job)
                     continue
+                SEGMENTS_FETCHED.inc()
+                self._feed.on_append()
                 if self._over_budget:
                     self._over_budget = False
                     log.info("channel %s: segments fit in the memory budget again", self._name)

@@ -8,6 +8,8 @@ One task per upstream session, beside its fetch loop, ticking every ``TRIOPROXY_
   seconds since the session opened or since the last one means the stream stalled.
 
 Either raises :class:`~trioproxy.errors.EngineError` naming the cause; it never calls back.
+The last stat answer that carried one is kept in the feed (``Feed.engine_stat``), for
+``/proxy/status`` and the metrics.
 Reading ``stat_url`` may fail for a while (a busy engine): that alone ends nothing; the fetch
 loop's own bounds handle a dead engine.
 """
@@ -22,9 +24,10 @@ import trio
 
 from ..errors import EngineError
 from ..upstream.engine import EngineClient, Session
+from ..upstream.stat import parse_stat
 from .feed import Feed
 
-__all__ = ["STAT_TIMEOUT", "engine_stats", "session_ended_error", "watch_session"]
+__all__ = ["STAT_TIMEOUT", "session_ended_error", "watch_session"]
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +45,10 @@ def session_ended_error(payload: Any) -> str | None:
     return None
 
 
-_STATS = ("peers", "speed_down", "speed_up", "downloaded", "uploaded")
-
-
-def engine_stats(payload: Any) -> dict[str, int] | None:
-    """The numbers of a stat answer the status page shows (peers, speeds), else None."""
-    response = payload.get("response") if isinstance(payload, dict) else None
-    if not isinstance(response, dict):
-        return None
-    return {
-        name: value
-        for name in _STATS
-        if isinstance(value := response.get(name), int) and not isinstance(value, bool)
-    }
-
-
 async def _read_stat(engines: EngineClient, url: str) -> Any:
     with trio.move_on_after(STAT_TIMEOUT):
         try:
-            text, _ = await engines.get_text(url)
+            text, _ = await engines.get_text(url, "stat")
             return json.loads(text)
         except (EngineError, ValueError):
             return None
@@ -94,7 +82,9 @@ async def watch_session(
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)
-            feed.engine_stats = engine_stats(payload) or feed.engine_stats
+            stat = parse_stat(payload, trio.current_time())
+            if stat is not None:
+                feed.engine_stat = stat
             ended = session_ended_error(payload)
             if ended is not None:
                 raise EngineError(f"engine ended the session ({ended})")

@@ -8,13 +8,14 @@ cancels what: ``trioproxy.service``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import httpx
 import trio
 
 from ..config import Config
-from ..errors import ChannelFailed, NoEngineAvailable, OverCapacity
+from ..errors import ChannelFailed, LoopingStream, NoEngineAvailable, OverCapacity
 from ..hls.window import MemoryAccount
 from ..upstream.engine import EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
@@ -78,6 +79,9 @@ class Registry:
         """Later stops of engine sessions closed channels left open; cancelled at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
+        self.refused: Counter[str] = Counter()
+        """New channels refused here: at shutdown, in their failure backoff, looping content
+        (the caps count their own refusals)."""
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -194,6 +198,7 @@ class Registry:
         orchestrator lists as looping (``watched``: AceStream content), over the cap, or when
         its reserve does not fit in the memory budget; else its memory account."""
         if self._nursery is None or self._shutdown.is_set():
+            self.refused["shutdown"] += 1
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
         now = trio.current_time()
         failed = self._failed_until.get(name)
@@ -201,10 +206,15 @@ class Registry:
             until, status, message = failed
             if now < until:
                 error = OverCapacity if status == 503 else ChannelFailed
+                self.refused["failure_backoff"] += 1
                 raise error(f"{message} (retry in {until - now:.0f} s)", retry_after=until - now)
             del self._failed_until[name]
         if watched and self.watcher is not None:
-            self.watcher.check(name)
+            try:
+                self.watcher.check(name)
+            except LoopingStream:
+                self.refused["looping"] += 1
+                raise
         self.admission.check_channel(len(self._channels))
         self.addresses.check_channel(address, opens_session=opens_session)
         return self.memory.admit()
@@ -235,7 +245,9 @@ class Registry:
         self._channels[name] = channel
         self.addresses.started(channel, address)
         self.started_total += 1
-        log.info("channel %s: starting on %s", name, upstream.engine.base_url)
+        log.info(
+            "channel %s: starting on %s", name, upstream.engine.base_url, extra=channel.log_fields
+        )
         self._nursery.start_soon(self._run_channel, channel, name=f"channel {name}")
         return channel
 

@@ -225,6 +225,15 @@ def log_level(text: str) -> str:
     return level
 
 
+def log_format(text: str) -> Literal["text", "json"]:
+    form = text.strip().lower()
+    if form == "text":
+        return "text"
+    if form == "json":
+        return "json"
+    raise ValueError("must be text or json")
+
+
 def orchestrator_api(text: str) -> Literal["auto", "v1", "v2"]:
     api = text.strip().lower()
     if api == "v1":

@@ -187,14 +187,20 @@ class Config:
         "STREAM_MODE",
         "HLS",
         parse.stream_mode,
-        "`HLS` or `TS`: what `/ace/getstream` answers without `format=`, and the kind of link "
-        "`/playlist.m3u` lists without it",
+        "`HLS` (a playlist) or `TS` (one continuous MPEG-TS stream): what `/ace/getstream` "
+        "answers without `format=`, and the kind of link `/playlist.m3u` lists without it",
     )
     proxy_grace_period: float = setting(
         "PROXY_GRACE_PERIOD",
         10.0,
         parse.seconds,
         "seconds a channel without players lingers before it stops",
+    )
+    ts_max_lag: int = setting(
+        "TRIOPROXY_TS_MAX_LAG",
+        2,
+        parse.positive_int,
+        "segments an MPEG-TS player may fall behind the live edge before it is disconnected",
     )
     shutdown_timeout: float = setting(
         "TRIOPROXY_SHUTDOWN_TIMEOUT",
@@ -273,6 +279,13 @@ class Config:
         "seconds between reads of the orchestrator's `/engines`",
     )
     log_level: str = setting("TRIOPROXY_LOG_LEVEL", "INFO", parse.log_level, "logging level")
+    log_format: Literal["text", "json"] = setting(
+        "TRIOPROXY_LOG_FORMAT",
+        "text",
+        parse.log_format,
+        "`text`, or `json`: one object per line (`time`, `level`, `logger`, `message`, "
+        "`channel`, `engine`)",
+    )
     max_channels: int = setting(
         "TRIOPROXY_MAX_CHANNELS",
         100,

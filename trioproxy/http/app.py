@@ -38,6 +38,8 @@ from .ids import client_identity, parse_format, parse_stream_key
 from .keys import KEY_PARAM, PlayerKeys, key_query
 from .m3u import M3U_TYPE, render_m3u
 from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .metrics import MetricsPage
 from .status_page import status_page
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
@@ -154,6 +156,14 @@ def create_app(registry: Registry, config: Config) -> Quart:
                 channel.pop("incarnation", None)
         return snapshot
 
+    metrics_page = MetricsPage(registry)
+
+    @route(urls.METRICS)
+    async def metrics() -> Response:
+        return Response(
+            metrics_page.render(), content_type=METRICS_TYPE, headers={"Cache-Control": "no-store"}
+        )
+
     @route(urls.CHANNEL)
     async def delete_channel(name: str) -> Response:
         # The key was checked by guard_state_changes, as for every state-changing request.
@@ -231,11 +241,22 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
         def url_of(channel: ChannelEntry) -> str:
             if channel.kind == "source":
+                if link_format == "ts":
+                    return urls.source_ts_url(base, channel.key) + key.replace("&", "?", 1)
                 return urls.SOURCE.build(base, name=channel.key) + key.replace("&", "?", 1)
             return urls.stream_url(base, channel.kind, channel.key, link_format) + key
 
         body = render_m3u(config.channels_file, url_of, config.epg_url)
         return Response(body, content_type=M3U_TYPE, headers={"Cache-Control": "no-cache", **CORS})
+
+    @route(urls.SOURCE_TS)
+    async def source_ts(name: str) -> Response:
+        # ProxyApp streams MPEG-TS before requests get here; the app on its own only probes.
+        if config.source_url(name) is None:
+            raise NotFound(f"no source named {name!r}")
+        if request.method == "HEAD":
+            return Response("", content_type="video/mp2t", headers=CORS)
+        raise NotFound("MPEG-TS streams are served by the proxy's ASGI entry point (ProxyApp)")
 
     @route(urls.SOURCE_RENDITION)
     async def source_rendition_playlist(name: str) -> Response:
@@ -330,7 +351,7 @@ class ProxyApp(MediaDispatcher):
     def __init__(self, registry: Registry, config: Config) -> None:
         self.quart = create_app(registry, config)
         self.keys = PlayerKeys.of(config)
-        super().__init__(registry, self.quart)
+        super().__init__(registry, self.quart, config)
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable

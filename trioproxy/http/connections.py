@@ -13,6 +13,8 @@ they stop reading, and all closed at shutdown.
 - :class:`ForwardedLimit` applies the per-address cap to requests a trusted proxy forwards:
   its connections carry many clients, so there the cap counts requests in flight per forwarded
   address (:func:`~trioproxy.http.guards.client_address`).
+- :class:`WriteCut` lets a long response (an MPEG-TS player) close its own connection at once,
+  even in the middle of a write, and time its stalled writes itself.
 - :func:`raise_open_file_limit` lifts the soft open-file limit to the hard one.
 """
 
@@ -28,6 +30,7 @@ import re
 import resource
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import trio
@@ -42,6 +45,7 @@ __all__ = [
     "Connections",
     "ForwardedLimit",
     "GuardedStream",
+    "WriteCut",
     "default_connection_cap",
     "raise_open_file_limit",
 ]
@@ -109,6 +113,38 @@ def _is_trusted(host: str, trusted: tuple[IPNetwork, ...]) -> bool:
     return any(address in net for net in trusted if address.version == net.version)
 
 
+class WriteCut:
+    """A response's hold on the connection it is written to.
+
+    Inside ``with cut:`` (in the task that sends the response: Hypercorn writes in the
+    sender's task), the first write binds the connection; :meth:`close` then closes it at once,
+    which also ends a write blocked on a client that stopped reading. ``send_timeout``, when
+    set, replaces ``TRIOPROXY_SEND_TIMEOUT`` for these writes. Without a guarded connection (an
+    in-memory transport), :meth:`close` does nothing.
+    """
+
+    __slots__ = ("_token", "send_timeout", "stream")
+
+    def __init__(self) -> None:
+        self.stream: GuardedStream | None = None
+        self.send_timeout: float | None = None
+        self._token: object = None
+
+    def __enter__(self) -> WriteCut:
+        self._token = _WRITE_CUT.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _WRITE_CUT.reset(self._token)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close_now()
+
+
+_WRITE_CUT: ContextVar[WriteCut | None] = ContextVar("trioproxy_write_cut", default=None)
+
+
 class GuardedStream(trio.abc.HalfCloseableStream):
     """A client's socket stream, with a deadline on its request heads and on stalled writes."""
 
@@ -166,19 +202,21 @@ class GuardedStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._responded = True
+        timeout, chunk = self._limits.send_timeout, SEND_CHUNK
+        cut = _WRITE_CUT.get()
+        if cut is not None:
+            # A long response times its own writes: each in one piece, under its own bound.
+            cut.stream = self
+            timeout, chunk = cut.send_timeout or timeout, max(len(data), 1)
         with memoryview(data) as view:
             if not view:
                 await self.raw.send_all(b"")
                 return
-            for start in range(0, len(view), SEND_CHUNK):
-                with trio.move_on_after(self._limits.send_timeout) as scope:
-                    await self.raw.send_all(view[start : start + SEND_CHUNK])
+            for start in range(0, len(view), chunk):
+                with trio.move_on_after(timeout) as scope:
+                    await self.raw.send_all(view[start : start + chunk])
                 if scope.cancelled_caught:
-                    log.info(
-                        "closing %s: not reading (no progress in %gs)",
-                        self.address,
-                        self._limits.send_timeout,
-                    )
+                    log.info("closing %s: not reading (no progress in %gs)", self.address, timeout)
                     self.close_now()
                     raise trio.BrokenResourceError("the client stopped reading")
 

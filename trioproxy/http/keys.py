@@ -2,11 +2,12 @@
 stream URL needs ``?key=<a player key>``.
 
 The rule is default-deny: every path of :data:`.urls.PATHS` needs a key except those in
-:data:`OPEN_PATHS` (health, status, the status page, the control API, which has ``API_KEY``) and
-the media paths (segments, init sections, keys), which carry no per-player key so that a shared
-cache in front can keep them. A stream path added to the URL scheme is keyed without further
-work. :class:`~.app.ProxyApp` checks in front of everything else, the lean media path included,
-so a refused request reaches no handler and opens no engine session.
+:data:`OPEN_PATHS` (health, status, the status page, metrics, the control API, which has
+``API_KEY``) and the media paths (segments, init sections, keys), which carry no per-player key
+so that a shared cache in front can keep them. A stream path added to the URL scheme is keyed
+without further work. :class:`~.app.ProxyApp` checks in front of everything else, the lean
+media path (and MPEG-TS) included, so a refused request reaches no handler and opens no engine
+session.
 
 Media URLs stay unguessable without a key of their own: they name the channel's incarnation, 128
 random bits drawn for each run of a channel, which only a keyed player's playlist reveals
@@ -39,7 +40,13 @@ __all__ = [
 KEY_PARAM = "key"
 """The query parameter a player gives its key in."""
 
-OPEN_PATHS: tuple[urls.Path, ...] = (urls.HEALTHZ, urls.STATUS, urls.STATUS_PAGE, urls.CHANNEL)
+OPEN_PATHS: tuple[urls.Path, ...] = (
+    urls.HEALTHZ,
+    urls.STATUS,
+    urls.STATUS_PAGE,
+    urls.METRICS,
+    urls.CHANNEL,
+)
 """Paths that need no player key (the control API has ``API_KEY`` instead)."""
 _MEDIA_PATHS = (urls.SEGMENT, urls.RESOURCE, urls.SOURCE_SEGMENT, urls.SOURCE_RESOURCE)
 KEYED_PATHS: tuple[urls.Path, ...] = tuple(

@@ -1,7 +1,10 @@
 """The lean media path: the ASGI dispatcher in front of the Quart app.
 
 Segments, init sections and keys (the hot path) are answered here from memory, without Quart's
-per-request machinery. The dispatcher also refuses, before anything routes them, requests over
+per-request machinery. So are MPEG-TS players (:func:`~.urls.match_ts`): each a long response
+written by its own request task from the channel's TS stream
+(:func:`trioproxy.channels.ts.play`), cut loose by the stream when it lags, and gone the moment
+its connection closes. The dispatcher also refuses, before anything routes them, requests over
 the limits of :mod:`.guards` and WebSocket handshakes (the API has none), and answers CORS
 preflights; everything else goes on to the app behind it.
 """
@@ -9,21 +12,30 @@ preflights; everything else goes on to the app behind it.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+import secrets
+from urllib.parse import parse_qsl, quote
 
+import trio
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
     ASGISendCallable,
+    HTTPScope,
     Scope,
 )
 
+from ..channels.channel import Channel
 from ..channels.registry import Registry
-from ..errors import NotFound
+from ..channels.ts import TsPlayer, not_mpegts, play
+from ..config import Config
+from ..errors import BadRequest, ChannelFailed, NotFound, NotMpegTs, ProxyError
+from ..observability.metrics import BYTES_SENT, SEGMENTS_SERVED
 from ..upstream.resources import CONTENT_TYPES
 from .asgi import send_response
-from .guards import check_request
-from .urls import MediaRequest, match_media
+from .connections import WriteCut
+from .guards import check_request, client_address
+from .ids import parse_stream_key
+from .urls import MediaRequest, TsRequest, match_media, match_ts
 
 __all__ = ["CORS", "IMMUTABLE", "MediaDispatcher", "media_data", "no_such_media"]
 
@@ -41,6 +53,11 @@ _IMMUTABLE = IMMUTABLE.encode()
 _NO_STORE = b"no-store"
 _JSON = b"application/json"
 _CONTENT_TYPES = {extension: kind.encode() for extension, kind in CONTENT_TYPES.items()}
+_SERVED = SEGMENTS_SERVED.labels(kind="hls")
+_SENT = BYTES_SENT.labels(kind="hls")
+_TS_SERVED = SEGMENTS_SERVED.labels(kind="ts")
+_TS_SENT = BYTES_SENT.labels(kind="ts")
+TS_TYPE = b"video/mp2t"
 
 
 def media_data(registry: Registry, media: MediaRequest) -> bytes | None:
@@ -66,9 +83,10 @@ def no_such_media(path: str) -> NotFound:
 class MediaDispatcher:
     """Serve media from ``registry``; hand every other request to ``app``."""
 
-    def __init__(self, registry: Registry, app: ASGIFramework) -> None:
+    def __init__(self, registry: Registry, app: ASGIFramework, config: Config) -> None:
         self.registry = registry
         self.app = app
+        self.config = config
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -90,6 +108,17 @@ class MediaDispatcher:
                 if media is not None:
                     await self._media(scope["path"], scope["method"] == "HEAD", send, media)
                     return
+                args = dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True))
+                try:
+                    ts = match_ts(scope["path"], args, self.config.stream_mode)
+                except BadRequest as error:  # format= neither hls nor ts
+                    body = json.dumps(error.body()).encode()
+                    headers = [(b"content-type", _JSON), (b"cache-control", _NO_STORE)]
+                    await send_response(send, error.status, [*headers, *_CORS_RAW], body)
+                    return
+                if ts is not None:
+                    await self._ts(scope, receive, send, ts, args)
+                    return
         elif scope["type"] == "websocket":
             await _refuse_websocket(receive, send)
             return
@@ -109,6 +138,123 @@ class MediaDispatcher:
             (b"cache-control", _IMMUTABLE),
         ]
         await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)
+        if not head:
+            _SENT.inc(len(data))
+            if not media.resource:
+                _SERVED.inc()
+
+    async def _ts(
+        self,
+        scope: HTTPScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        request: TsRequest,
+        args: dict[str, str],
+    ) -> None:
+        """One MPEG-TS player, for as long as its connection is open and the channel runs."""
+        head = scope["method"] == "HEAD"
+        try:
+            channel = self._ts_channel(request, args, head)
+        except ProxyError as error:
+            await _send_error(send, error, head)
+            return
+        headers = [(b"content-type", TS_TYPE), (b"cache-control", _NO_STORE), *_CORS_RAW]
+        if channel is None:  # a HEAD probes the URL: nothing starts
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        peer = (scope.get("client") or ("", 0))[0]
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        label = client_address(peer, ", ".join(forwarded) or None, self.config.trusted_proxies)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ended = await _play(channel, label, receive, send, self.config)
+        if ended is not None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _ts_channel(self, request: TsRequest, args: dict[str, str], head: bool) -> Channel | None:
+        """The channel a TS request plays (started if need be); None for a HEAD."""
+        registry = self.registry
+        if request.source is None:
+            key_type, key = parse_stream_key(args)
+            if head:
+                return None
+            channel = registry.get_or_start(key_type, key)
+        else:
+            url = self.config.source_url(request.source)
+            if url is None:
+                raise NotFound(f"no source named {request.source!r}")
+            if head:
+                return None
+            channel = registry.get_or_start_source(request.source, url)
+        # Each TS connection is a player of its own.
+        token = "ts:" + secrets.token_urlsafe(9)
+        registry.admission.check_player(channel, token, trio.current_time())
+        if channel.failure is not None:
+            retry = self.config.failure_backoff or 1
+            raise ChannelFailed(channel.failure.message, retry_after=retry)
+        newest = channel.window.latest(1)
+        reason = not_mpegts(newest[0]) if newest else None
+        if reason is not None:
+            raise NotMpegTs(
+                f"channel {channel.name} cannot be served as MPEG-TS: {reason}; "
+                "ask for HLS (format=hls) instead"
+            )
+        return channel
+
+
+async def _play(
+    channel: Channel,
+    label: str,
+    receive: ASGIReceiveCallable,
+    send: ASGISendCallable,
+    config: Config,
+) -> str | None:
+    """Play ``channel`` to one TS player; None when its connection closed or it was cut."""
+    ended: str | None = None
+    with WriteCut() as cut, trio.CancelScope() as scope:
+
+        def disconnect() -> None:
+            cut.close()
+            scope.cancel()
+
+        player = TsPlayer(label, disconnect)
+        stream = channel.ts
+
+        async def write(data: bytes) -> None:
+            # The lag bound cuts a slow reader; a stalled write is only a backstop behind it.
+            lag_seconds = (stream.max_lag + 1) * stream.target_duration
+            cut.send_timeout = config.send_timeout + lag_seconds
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            _TS_SENT.inc(len(data))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, scope)
+            ended = await play(
+                stream,
+                player,
+                write,
+                finished=lambda: channel.endlist,
+                segment_sent=_TS_SERVED.inc,
+            )
+            nursery.cancel_scope.cancel()
+    return ended if player.cut is None else None
+
+
+async def _watch_disconnect(receive: ASGIReceiveCallable, scope: trio.CancelScope) -> None:
+    """End the player when the client goes away (the server says so through ``receive``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _send_error(send: ASGISendCallable, error: ProxyError, head: bool) -> None:
+    headers = [(b"content-type", _JSON), (b"cache-control", _NO_STORE), *_CORS_RAW]
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+    body = json.dumps(error.body()).encode()
+    await send_response(send, error.status, headers, body, head=head)
 
 
 async def _refuse_websocket(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

@@ -13,12 +13,14 @@ sources live under ``/sources/`` and the registry names them with :data:`SOURCE_
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 from urllib.parse import urlencode
 
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import SOURCE_PREFIX
+from .ids import parse_format
 
 __all__ = [
     "ACE",
@@ -27,6 +29,7 @@ __all__ = [
     "HEALTHZ",
     "M3U",
     "MANIFEST",
+    "METRICS",
     "PARTS",
     "PATHS",
     "PLAYLIST",
@@ -37,18 +40,23 @@ __all__ = [
     "SOURCE_RENDITION",
     "SOURCE_RESOURCE",
     "SOURCE_SEGMENT",
+    "SOURCE_TS",
     "STATUS",
     "STATUS_PAGE",
     "Family",
     "MediaRequest",
     "Path",
     "StreamFormat",
+    "TsRequest",
     "family_of",
     "match_media",
+    "match_ts",
     "rendition_url",
     "resource_url",
     "segment_url",
+    "source_ts_url",
     "stream_url",
+    "ts_url",
 ]
 
 _SOURCE = r"[a-z0-9][a-z0-9_-]{0,63}"
@@ -118,6 +126,8 @@ HEALTHZ = Path("/healthz", *_READ)
 STATUS_PAGE = Path("/", *_READ)
 """The status page (HTML)."""
 STATUS = Path("/proxy/status", "GET")
+METRICS = Path("/metrics", "GET")
+"""Prometheus metrics (text format)."""
 CHANNEL = Path("/proxy/channels/<channel:name>", "DELETE")
 """DELETE stops the channel."""
 GETSTREAM = Path("/ace/getstream", *_READ)
@@ -135,6 +145,8 @@ RESOURCE = Path(
 """An init section (``.mp4``) or a key (``.key``)."""
 SOURCE = Path("/sources/<source:name>.m3u8", *_READ)
 """The playlist of a configured source."""
+SOURCE_TS = Path("/sources/<source:name>.ts", *_READ)
+"""A configured source as one continuous MPEG-TS stream."""
 SOURCE_RENDITION = Path("/sources/<source_rendition:name>/index.m3u8", *_READ)
 SOURCE_SEGMENT = Path(
     "/sources/<source_stream:name>/<incarnation:incarnation>/<number:number>"
@@ -153,6 +165,7 @@ PATHS: tuple[Path, ...] = (
     HEALTHZ,
     STATUS_PAGE,
     STATUS,
+    METRICS,
     CHANNEL,
     GETSTREAM,
     MANIFEST,
@@ -160,6 +173,7 @@ PATHS: tuple[Path, ...] = (
     SEGMENT,
     RESOURCE,
     SOURCE,
+    SOURCE_TS,
     SOURCE_RENDITION,
     SOURCE_SEGMENT,
     SOURCE_RESOURCE,
@@ -222,9 +236,9 @@ def stream_url(
     HLS: ``/ace/manifest.m3u8?id=<key>`` (its ``.m3u8`` tells players it is HLS); TS:
     ``/ace/getstream?id=<key>&format=ts``; ``infohash=`` instead of ``id=`` for an infohash.
     """
-    query = {"id" if key_type == "content_id" else "infohash": key}
     if format == "ts":
-        return f"{GETSTREAM.build(root_path)}?{urlencode({**query, 'format': 'ts'})}"
+        return ts_url(root_path, key, infohash=key_type == "infohash")
+    query = {"id" if key_type == "content_id" else "infohash": key}
     return f"{MANIFEST.build(root_path)}?{urlencode(query)}"
 
 
@@ -257,3 +271,50 @@ def match_media(path: str) -> MediaRequest | None:
             name, incarnation, number, extension = found.group(*_MEDIA_PARTS)
             return MediaRequest(family.prefix + name, incarnation, int(number), extension, resource)
     return None
+
+
+class TsRequest(NamedTuple):
+    """A request for a channel as one continuous MPEG-TS stream."""
+
+    source: str | None
+    """The configured source asked for; None: AceStream content (``id=`` or ``infohash=``)."""
+
+
+FORMAT = "format"
+"""The query parameter choosing ``hls`` or ``ts``."""
+
+
+def _format(args: Mapping[str, str], default: Literal["HLS", "TS"]) -> Literal["hls", "ts"]:
+    """``format=`` of a request; without one, ``default``; anything but hls or ts is a 400."""
+    return parse_format(args.get(FORMAT), default)
+
+
+def match_ts(
+    path: str, args: Mapping[str, str], stream_mode: Literal["HLS", "TS"]
+) -> TsRequest | None:
+    """The MPEG-TS stream ``path`` with query ``args`` asks for, or None when it is not one.
+
+    ``stream_mode`` (``HLS`` or ``TS``) is what ``/ace/getstream`` answers without ``format``.
+    """
+    if path == GETSTREAM.rule:
+        return TsRequest(None) if _format(args, stream_mode) == "ts" else None
+    if path == MANIFEST.rule:
+        return TsRequest(None) if _format(args, "HLS") == "ts" else None
+    found = SOURCE_TS.match(path)
+    if found is not None:
+        return TsRequest(found["name"])
+    found = SOURCE.match(path)
+    if found is not None and _format(args, "HLS") == "ts":
+        return TsRequest(found["name"])
+    return None
+
+
+def ts_url(root_path: str, key: str, *, infohash: bool = False) -> str:
+    """The MPEG-TS URL of AceStream content ``key`` (a content id, or an infohash)."""
+    query = urlencode({"infohash" if infohash else "id": key, FORMAT: "ts"})
+    return f"{GETSTREAM.build(root_path)}?{query}"
+
+
+def source_ts_url(root_path: str, name: str) -> str:
+    """The MPEG-TS URL of the configured source ``name``."""
+    return SOURCE_TS.build(root_path, name=name)

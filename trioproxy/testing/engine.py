@@ -116,6 +116,27 @@ class SimulatedEngine:
             count += 1
         return count
 
+    def stat(self, session: EngineSession, now: float) -> dict[str, Any]:
+        """What ``stat_url`` says: 7 peers, 400 kB/s down, 20 up, the segments made so far as
+        downloaded, and the live position in segment numbers and seconds since the open."""
+        made = self.produced(session, now)
+        first = max(0, made - self.list_size)
+        return {
+            "status": "dl" if made else "prebuf",
+            "peers": 7,
+            "speed_down": 400,
+            "speed_up": 20,
+            "downloaded": sum(len(self.segment_bytes(n)) for n in range(made)),
+            "uploaded": 0,
+            "livepos": {
+                "live_first": first,
+                "live_last": max(0, made - 1),
+                "pos": max(0, made - 1),
+                "first_ts": round(session.opened_at),
+                "last_ts": round(now),
+            },
+        }
+
     @property
     def open_sessions(self) -> list[EngineSession]:
         return [s for s in self.sessions.values() if not s.stopped]
@@ -172,12 +193,7 @@ class SimulatedEngine:
             session = self.sessions.get(parts[3])
             if session is None or session.stopped:
                 return _json({"response": None, "error": "unknown playback session id"})
-            return _json(
-                {
-                    "response": {"status": "dl", "peers": 7, "speed_down": 400, "speed_up": 20},
-                    "error": None,
-                }
-            )
+            return _json({"response": self.stat(session, now), "error": None})
         if len(parts) == 4 and parts[:2] == ["ace", "cmd"] and query.get("method") == "stop":
             session = self.sessions.get(parts[3])
             if session is None or session.stopped:

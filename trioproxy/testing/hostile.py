@@ -126,7 +126,7 @@ class HostileOrigin:
         elif path == "/gzip-segments.m3u8":
             await self._whole(send, path, kind, self._window("/gzip"))
         elif path == "/engine-api.m3u8":
-            await self._whole(send, path, kind, self._engine_api())
+            await self._whole(send, path, kind, self.engine_api_playlist())
         elif path == "/elsewhere.m3u8":
             await self._whole(send, path, kind, self._window(self.elsewhere_url + "/seg"))
         elif path.startswith("/endless/"):
@@ -145,7 +145,8 @@ class HostileOrigin:
         pattern = (path + "|").encode()
         return (pattern * (self.segment_size // len(pattern) + 1))[: self.segment_size]
 
-    def _engine_api(self) -> bytes:
+    def engine_api_playlist(self) -> bytes:
+        """A playlist whose "segments" are the engine's own API: session opens and stops."""
         engine = self.engine_url
         uris = [f"{engine}/ace/manifest.m3u8?id={'f' * 40}&pid=hostile-{n}" for n in range(3)]
         uris.append(f"{engine}/ace/getstream?id={'f' * 40}&format=json&pid=hostile-ts")

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import EngineError
+from ..observability.metrics import UpstreamMetrics
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -169,13 +170,20 @@ def _parse_session(payload: Any, pid: str) -> Session:
 class EngineClient:
     """Talks to engines over a shared :class:`httpx.AsyncClient` owned by the registry.
 
-    ``bytes_received`` counts the body bytes read from upstream, as they arrived (encoded).
+    ``bytes_received`` counts the body bytes read from upstream, as they arrived (encoded);
+    ``metrics`` counts them too, and times each request, under the client's ``engine`` label.
     """
 
-    def __init__(self, http: httpx.AsyncClient, limits: ReadLimits | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        limits: ReadLimits | None = None,
+        metrics: UpstreamMetrics | None = None,
+    ) -> None:
         self._http = http
         self.limits = limits or ReadLimits()
         self.bytes_received = 0
+        self.metrics = metrics or UpstreamMetrics()
 
     def check(self, url: str) -> None:
         """Raise :class:`~trioproxy.errors.UpstreamRefused` for a URL not to be fetched (each
@@ -183,6 +191,10 @@ class EngineClient:
 
     async def open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
         """Open a new HLS session with a fresh ``pid``."""
+        with self.metrics.timed("open"):
+            return await self._open_session(engine, key_type, key)
+
+    async def _open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
         pid = str(uuid.uuid4())
         params = {_QUERY_NAME[key_type]: key, "format": "json", "pid": pid}
         url = engine.base_url + "/ace/manifest.m3u8"
@@ -213,6 +225,10 @@ class EngineClient:
         )
 
     async def stop_session(self, session: Session) -> None:
+        with self.metrics.timed("stop"):
+            await self._stop_session(session)
+
+    async def _stop_session(self, session: Session) -> None:
         if not session.command_url:
             raise EngineError("session has no command_url to stop it with")
         request = self._http.build_request("GET", stop_url(session.command_url), headers=_IDENTITY)
@@ -227,8 +243,17 @@ class EngineClient:
         finally:
             await response.aclose()
 
-    async def get_text(self, url: str) -> tuple[str, str]:
-        """GET a playlist: its text and the final URL (after redirects) to resolve URIs against."""
+    async def get_text(
+        self, url: str, kind: Literal["playlist", "stat"] = "playlist"
+    ) -> tuple[str, str]:
+        """GET a playlist: its text and the final URL (after redirects) to resolve URIs against.
+
+        ``kind`` says what is read, for the metrics (a ``stat_url`` answer is read here too).
+        """
+        with self.metrics.timed(kind):
+            return await self._get_text(url)
+
+    async def _get_text(self, url: str) -> tuple[str, str]:
         limit = self.limits.playlist
         async with self._open(url, _IDENTITY) as response:
             encoding = _content_encoding(response)
@@ -255,6 +280,12 @@ class EngineClient:
         kind: MediaKind = "segment",
     ) -> bytes:
         """GET a segment, init section or key, or the ``(offset, length)`` sub-range of it."""
+        with self.metrics.timed(kind):
+            return await self._get_bytes(url, byte_range, kind)
+
+    async def _get_bytes(
+        self, url: str, byte_range: tuple[int, int] | None, kind: MediaKind
+    ) -> bytes:
         if byte_range is not None:
             return await self._get_range(url, *byte_range, kind)
         limit = self.limits.of(kind)
@@ -366,6 +397,8 @@ class EngineClient:
             raise EngineError(f"{shown(str(response.url))}: {_describe(exc)}") from exc
         except zlib.error as exc:
             raise EngineError(f"{shown(str(response.url))}: playlist is not valid gzip") from exc
+        finally:
+            self.metrics.received.inc(received)  # once per body, not per chunk
         return bytes(kept), more
 
     async def _stream_body(self, response: httpx.Response, take: Callable[[bytes], bool]) -> None:

@@ -25,6 +25,7 @@ import httpx
 
 from ..config import Config
 from ..errors import EngineError, UpstreamRefused
+from ..observability.metrics import SOURCE_LABEL, UpstreamMetrics, engine_label
 from .engine import Engine, EngineClient, KeyType, ReadLimits, Session, host_port, shown
 
 __all__ = [
@@ -126,12 +127,15 @@ class UpstreamPolicy:
     def for_engine(self, engine: Engine) -> GuardedEngineClient:
         """The client of a channel on ``engine``: that engine and the allowed hosts."""
         own = host_port(engine.base_url)
-        return GuardedEngineClient(self, [own] if own else [], f"engine {engine.base_url}")
+        metrics = UpstreamMetrics(engine_label(*own) if own else "other")
+        return GuardedEngineClient(self, [own] if own else [], f"engine {engine.base_url}", metrics)
 
     def for_source(self, url: str) -> GuardedEngineClient:
         """The client of a channel of the source at ``url``: its host and the allowed hosts."""
         own = host_port(url)
-        return GuardedEngineClient(self, [own] if own else [], f"the source on {shown(url)}")
+        return GuardedEngineClient(
+            self, [own] if own else [], f"the source on {shown(url)}", UpstreamMetrics(SOURCE_LABEL)
+        )
 
     def _refusal(self, url: str, own: frozenset[tuple[str, int]], whose: str) -> str | None:
         """Why the view ``own`` may not fetch ``url``; None when it may."""
@@ -159,8 +163,14 @@ class GuardedEngineClient(EngineClient):
     Redirects are followed by hand so that each hop is checked before it is requested.
     """
 
-    def __init__(self, policy: UpstreamPolicy, own: Iterable[tuple[str, int]], whose: str) -> None:
-        super().__init__(policy._http, policy.limits)
+    def __init__(
+        self,
+        policy: UpstreamPolicy,
+        own: Iterable[tuple[str, int]],
+        whose: str,
+        metrics: UpstreamMetrics | None = None,
+    ) -> None:
+        super().__init__(policy._http, policy.limits, metrics)
         self._policy = policy
         self._own = frozenset(own)
         self._whose = whose

@@ -1,0 +1,266 @@
+"""MPEG-TS players on the lean ASGI path: first bytes at once, present exactly while connected,
+cut loose when they lag, counted with HLS players (virtual clock, exact times)."""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+import trio.lowlevel
+import trio.testing
+
+from trioproxy.hls.mpegts import NULL_PACKET
+from trioproxy.hls.window import SegmentMeta
+from trioproxy.http import urls
+from trioproxy.http.app import ProxyApp
+from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
+
+from ..ts_client import TsClient
+
+# default_config(): HLS_INITIAL_SEGMENTS 2, PROXY_GRACE_PERIOD 5 s; TRIOPROXY_TS_MAX_LAG 2.
+TS_QUERY = f"id={CONTENT_A}&format=ts"
+
+
+def ts_client(h: Harness, query: str = TS_QUERY, path: str = "/ace/getstream") -> TsClient:
+    return TsClient(ProxyApp(h.registry, h.config), path, query)
+
+
+def media_chunks(client: TsClient) -> list[tuple[float, bytes]]:
+    return [(at, data) for at, data in client.chunks if data != NULL_PACKET]
+
+
+async def test_first_bytes_at_once_then_null_packets_until_media_flows(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=20.0)
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        player = ts_client(h)
+        nursery.start_soon(player.run)
+        await trio.sleep(20.9)
+        assert player.status == 200
+        assert player.headers[b"content-type"] == b"video/mp2t"
+        nulls = [at for at, data in player.chunks if data == NULL_PACKET]
+        assert nulls[0] == 0.0  # the first bytes at once, while the engine prebuffers
+        assert nulls == [0.5 * n for n in range(len(nulls))]
+        assert len(nulls) == 42  # 0, 0.5, ... 20.5 s
+        assert media_chunks(player) == []
+        await trio.sleep(5.1)
+        media = media_chunks(player)
+        assert [data for _, data in media] == [engine.segment_bytes(0), engine.segment_bytes(1)]
+        # Once media flows, no null packets between segments that arrive on time.
+        assert max(at for at, data in player.chunks if data == NULL_PACKET) <= media[0][0]
+        player.leave()
+    assert len(h.sim.sessions) == 1
+
+
+async def test_a_new_player_gets_the_newest_segment_at_once_then_each_as_it_arrives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h, trio.open_nursery() as nursery:
+        channel = await h.wait_channel()
+        joined = trio.current_time()
+        newest = channel.window.latest(1)[0]
+        player = ts_client(h)
+        nursery.start_soon(player.run)
+        await trio.sleep(4.1)
+        media = media_chunks(player)
+        assert media[0] == (joined, newest.data)
+        assert [data for _, data in media[1:]] == [
+            s.data for s in channel.window if s.sequence > newest.sequence
+        ]
+        assert len(media) == 3
+        status = (await h.client.get("/proxy/status")).json()["channels"][0]["ts"]
+        (row,) = status["players"]
+        assert row["bytes_sent"] == sum(len(data) for _, data in player.chunks)
+        assert (row["lag_segments"], row["lag_seconds"]) == (0, 0.0)
+        player.leave()
+    assert len(h.sim.sessions) == 1
+    assert h.orchestrator.kinds().count("stream_started") == 1
+
+
+async def test_a_ts_player_is_gone_when_it_leaves_and_the_channel_stops_after_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h, trio.open_nursery() as nursery:
+        player = ts_client(h)
+        nursery.start_soon(player.run)
+        await trio.sleep(120.0)  # no HLS player, no playlist request: the TS player alone
+        channel = h.channel()
+        assert len(channel.ts) == 1
+        assert not channel.stopping
+        player.leave()
+        await player.finished.wait()
+        left = trio.current_time()
+        assert left == 120.0
+        assert len(channel.ts) == 0
+        assert channel.player_count(left) == 0
+        await channel.closed.wait()
+        assert channel.end_reason == "no players"
+        assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]
+        assert h.orchestrator.events[1].at == left + 5.0
+
+
+async def test_the_channel_ending_ends_the_response(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h, trio.open_nursery() as nursery:
+        player = ts_client(h)
+        nursery.start_soon(player.run)
+        await trio.sleep(10.0)
+        assert h.registry.stop_channel(CONTENT_A)
+        with trio.fail_after(1):
+            await player.finished.wait()
+        assert player.ended
+
+
+async def test_a_player_that_stops_reading_is_cut_loose_and_slows_nobody(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h, trio.open_nursery() as nursery:
+        channel = await h.wait_channel()
+        stuck, others = ts_client(h), [ts_client(h) for _ in range(5)]
+        stuck.reading = False  # its first write never completes
+        for player in [stuck, *others]:
+            nursery.start_soon(player.run)
+        began = trio.current_time()
+        await trio.lowlevel.checkpoint()
+        with trio.fail_after(10):
+            await stuck.finished.wait()
+        # Cut when a segment arrives and the one it is stuck on (the newest when it joined)
+        # came two segment durations ago or more (2 s segments).
+        assert 4.0 <= trio.current_time() - began <= 6.0
+        assert channel.ts.cut == 1
+        assert len(channel.ts) == 5
+        await trio.sleep(20.0)
+        for player in others:
+            # The newest at once, then each segment as it arrives, every 2 s: nobody waited.
+            times = [at for at, _ in media_chunks(player)]
+            assert times[0] == began
+            assert {round(b - a, 6) for a, b in itertools.pairwise(times[1:])} == {2.0}
+            assert len(times) == 12
+        for player in others:
+            player.leave()
+
+
+async def test_the_player_cap_counts_hls_and_ts_players(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(default_config(max_players_per_channel=2)) as h, trio.open_nursery() as n:
+        assert (await h.open_playlist()).status_code == 200
+        first = ts_client(h)
+        n.start_soon(first.run)
+        await first.started.wait()
+        assert first.status == 200
+        second = ts_client(h)
+        await second.run()
+        assert second.status == 503
+        assert b"TRIOPROXY_MAX_PLAYERS_PER_CHANNEL" in second.body
+        assert (await h.open_playlist()).status_code == 503
+        first.leave()
+
+
+async def test_stream_mode_and_format_choose_ts_or_hls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(default_config(stream_mode="TS")) as h, trio.open_nursery() as nursery:
+        # STREAM_MODE=TS: /ace/getstream without format is TS; format=hls asks for HLS.
+        player = ts_client(h, f"infohash={CONTENT_A}")
+        nursery.start_soon(player.run)
+        await player.started.wait()
+        assert player.headers[b"content-type"] == b"video/mp2t"
+        hls = await h.client.get("/ace/getstream", params={"id": CONTENT_A, "format": "hls"})
+        assert hls.status_code == 302
+        # /ace/manifest.m3u8 stays HLS without format, and is TS with format=ts.
+        manifest = await h.client.get("/ace/manifest.m3u8", params={"id": CONTENT_A})
+        assert manifest.status_code == 302
+        second = ts_client(h, path="/ace/manifest.m3u8")
+        nursery.start_soon(second.run)
+        await second.started.wait()
+        assert second.headers[b"content-type"] == b"video/mp2t"
+        assert len(h.sim.sessions) == 1
+        assert len(h.channel().ts) == 2
+        player.leave()
+        second.leave()
+
+
+async def test_head_on_a_ts_url_starts_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        probe = TsClient(ProxyApp(h.registry, h.config), "/ace/getstream", TS_QUERY, "HEAD")
+        await probe.run()
+        assert probe.status == 200
+        assert probe.headers[b"content-type"] == b"video/mp2t"
+        assert probe.body == b""
+        await trio.sleep(1.0)
+        assert h.sim.sessions == {}
+        assert h.registry.channels == []
+
+
+async def test_a_bad_id_on_a_ts_url_is_a_json_400(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        bad = ts_client(h, "id=nothex&format=ts")
+        await bad.run()
+        assert bad.status == 400
+        assert bad.headers[b"content-type"] == b"application/json"
+        assert h.sim.sessions == {}
+
+
+async def test_an_fmp4_channel_gets_a_406_naming_why(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        channel = await h.wait_channel()
+        channel.window.append(b"\x00" * 100, 2.0, meta=SegmentMeta(extension="m4s", init=0))
+        refused = ts_client(h)
+        await refused.run()
+        assert refused.status == 406
+        assert b"fragmented MP4" in refused.body
+        assert b"format=hls" in refused.body
+        assert len(channel.ts) == 0
+
+
+async def test_a_source_has_a_ts_url(autojump_clock: trio.testing.MockClock) -> None:
+    config = default_config(sources=(("news", "http://engine.test:6878/ace/m/x/y.m3u8"),))
+    async with harness(config) as h:
+        unknown = ts_client(h, "", "/sources/nothing.ts")
+        await unknown.run()
+        assert unknown.status == 404
+        probe = TsClient(ProxyApp(h.registry, h.config), "/sources/news.ts", "", "HEAD")
+        await probe.run()
+        assert probe.status == 200
+        assert probe.headers[b"content-type"] == b"video/mp2t"
+        assert h.registry.channels == []
+
+
+def test_the_ts_urls_of_the_contract() -> None:
+    assert urls.ts_url("", CONTENT_A) == f"/ace/getstream?id={CONTENT_A}&format=ts"
+    assert urls.ts_url("/m", CONTENT_A, infohash=True) == (
+        f"/m/ace/getstream?infohash={CONTENT_A}&format=ts"
+    )
+    assert urls.source_ts_url("", "news") == "/sources/news.ts"
+    getstream, manifest = urls.GETSTREAM.rule, urls.MANIFEST.rule
+    assert urls.match_ts(getstream, {"format": "ts"}, "HLS") == urls.TsRequest(None)
+    assert urls.match_ts(getstream, {}, "HLS") is None
+    assert urls.match_ts(getstream, {}, "TS") == urls.TsRequest(None)
+    assert urls.match_ts(getstream, {"format": "HLS"}, "TS") is None
+    assert urls.match_ts(manifest, {}, "TS") is None
+    assert urls.match_ts(manifest, {"format": "ts"}, "HLS") == urls.TsRequest(None)
+    assert urls.match_ts("/sources/news.ts", {}, "HLS") == urls.TsRequest("news")
+    assert urls.match_ts("/sources/news.m3u8", {"format": "ts"}, "HLS") == urls.TsRequest("news")
+    assert urls.match_ts("/sources/news.m3u8", {}, "TS") is None
+
+
+async def test_a_burst_of_segments_cuts_no_one(autojump_clock: trio.testing.MockClock) -> None:
+    # The engine has 10 segments when the session opens: they all arrive at once.
+    engine = SimulatedEngine(small_media(), durations=[2.0], backlog=20.0, list_size=10)
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        players = [ts_client(h) for _ in range(3)]
+        for player in players:
+            nursery.start_soon(player.run)
+        await trio.sleep(10.0)
+        channel = h.channel()
+        assert channel.ts.cut == 0
+        assert len(channel.ts) == 3
+        for player in players:
+            sequences = [data[0] for _, data in media_chunks(player)]  # small_media: byte n
+            assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+            assert len(sequences) >= 5
+            player.leave()

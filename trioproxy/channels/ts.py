@@ -1,0 +1,285 @@
+"""A channel as one continuous MPEG-TS stream: its TS players, each a cursor into its segments.
+
+:class:`TsStream` keeps the channel's newest segments spliced for continuous output
+(:class:`~trioproxy.hls.mpegts.Splicer`: the very bytes of the window unless a counter or a
+discontinuity needed fixing) — one copy for every player. A :class:`TsPlayer` is a cursor into
+it; :func:`play` is the loop a player's connection runs in its own task: the newest segment at
+once (a fast start), then each new one as it arrives, null packets while there is nothing to
+send (the engine prebuffering, a stall), and the end when the channel ends.
+
+The stream keeps what the window keeps (mostly the very same bytes). A player whose oldest
+unsent segment arrived more than ``max_lag`` segment durations ago is cut loose
+(:meth:`TsPlayer.disconnect`) when the next segment arrives, whatever its connection is doing,
+so a slow reader never slows anyone else nor holds on to more; a burst of segments arriving at
+once (an engine's backlog) cuts nobody. No task of its own: the fetch loop's append calls
+:meth:`TsStream.publish`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..hls.mpegts import PACKET_SIZE, Splicer, null_packets
+from ..hls.window import Segment, SegmentWindow
+
+__all__ = ["KEEPALIVE", "TsChunk", "TsPlayer", "TsStream", "not_mpegts", "play"]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = 0.5
+"""Seconds between null packets while no media flows."""
+KEEPALIVE_PACKETS = 1
+KEEPALIVE_BYTES = KEEPALIVE_PACKETS * PACKET_SIZE
+
+
+def not_mpegts(segment: Segment) -> str | None:
+    """Why ``segment`` cannot go out in an MPEG-TS stream, or None when it can."""
+    meta = segment.meta
+    if meta.init is not None or meta.extension in ("m4s", "mp4", "cmfv", "cmfa"):
+        return "its segments are fragmented MP4 (EXT-X-MAP, .m4s), not MPEG-TS"
+    if any(key.method != "NONE" for key in meta.keys):
+        return "its segments are encrypted (EXT-X-KEY)"
+    if meta.extension != "ts":
+        return f"its segments are .{meta.extension}, not MPEG-TS"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TsChunk:
+    sequence: int
+    data: bytes
+    duration: float
+    arrived_at: float
+    unsupported: str | None = None
+
+
+class TsPlayer:
+    """One TS connection: where it is in the stream and what it was sent."""
+
+    __slots__ = ("_on_disconnect", "connected_at", "cursor", "cut", "label", "sent_bytes")
+
+    def __init__(self, label: str, on_disconnect: Callable[[], None]) -> None:
+        self.label = label
+        """Who it is, for logs and status (the peer's address)."""
+        self.connected_at = trio.current_time()
+        self.cursor: int | None = None
+        """The first sequence not yet sent whole; None until the first segment."""
+        self.sent_bytes = 0
+        self.cut: str | None = None
+        """Why the stream cut it loose, once it did."""
+        self._on_disconnect = on_disconnect
+
+    def disconnect(self, reason: str) -> None:
+        """Cut this player loose now: its connection is closed, whatever it is doing."""
+        if self.cut is None:
+            self.cut = reason
+            self._on_disconnect()
+
+
+class TsStream:
+    """The TS players of one channel and the spliced segments they read."""
+
+    def __init__(self, window: SegmentWindow, max_lag: int) -> None:
+        self.max_lag = max_lag
+        self._window = window
+        self._chunks: deque[TsChunk] = deque(maxlen=window.max_segments)
+        self._splicer = Splicer()
+        self._next: int | None = None
+        """The next window sequence to splice; None while no player is connected."""
+        self._lot = trio.lowlevel.ParkingLot()
+        self.players: dict[TsPlayer, None] = {}
+        self.closed = False
+        self.last_arrival = -math.inf
+        self.target_duration = 1.0
+        self.served = 0
+        self.cut = 0
+        self.left_at = -math.inf
+        self._gone = trio.Event()
+        self._gone.set()
+
+    def __len__(self) -> int:
+        return len(self.players)
+
+    @contextmanager
+    def joined(self, player: TsPlayer) -> Iterator[None]:
+        """``player`` is present exactly inside this block."""
+        if not self.players:
+            # Splice from the newest segment on: a fresh stream for whoever is first.
+            self._splicer = Splicer()
+            self._chunks.clear()
+            self._next = max(0, self._window.next_sequence - 1)
+            self._gone = trio.Event()
+            self._sync()
+        self.players[player] = None
+        self.served += 1
+        try:
+            yield
+        finally:
+            del self.players[player]
+            if not self.players:
+                self._next = None
+                self._chunks.clear()
+                self.left_at = trio.current_time()
+                self._gone.set()
+
+    async def wait_gone(self) -> None:
+        """Return once no TS player is connected."""
+        await self._gone.wait()
+
+    def publish(self) -> None:
+        """A segment was appended to the window: splice it, cut loose who lags, wake the rest."""
+        if self._next is None:
+            return
+        self._sync()
+        limit = self.max_lag * self.target_duration
+        now = trio.current_time()
+        for player in list(self.players):
+            waiting = self.waiting_since(player)
+            if waiting is not None and now - waiting >= limit:
+                self.cut += 1
+                log.info(
+                    "TS player %s: cut loose, %.1f s behind the live edge (TRIOPROXY_TS_MAX_LAG=%d"
+                    " segments of %g s)",
+                    player.label,
+                    now - waiting,
+                    self.max_lag,
+                    self.target_duration,
+                )
+                player.disconnect("lagging")
+        self._lot.unpark_all()
+
+    def waiting_since(self, player: TsPlayer) -> float | None:
+        """When the oldest segment ``player`` has not been sent whole arrived (None: none)."""
+        if player.cursor is None or not self._chunks:
+            return None
+        index = player.cursor - self._chunks[0].sequence
+        if index < 0:
+            return -math.inf  # what it needs is gone: as far behind as can be
+        if index < len(self._chunks):
+            return self._chunks[index].arrived_at
+        return None
+
+    def close(self) -> None:
+        """The channel ends: every player's stream ends once it has what it was due."""
+        self.closed = True
+        self._lot.unpark_all()
+
+    def _sync(self) -> None:
+        assert self._next is not None
+        now = trio.current_time()
+        while (segment := self._window.get(self._next)) is not None or (
+            self._window.next_sequence > self._next
+        ):
+            self._next += 1
+            if segment is None:
+                continue  # the window dropped it before it was seen: the next one is a gap
+            reason = not_mpegts(segment)
+            data = segment.data
+            if reason is None:
+                data = self._splicer.splice(data, discontinuity=segment.discontinuity)
+            self._chunks.append(TsChunk(segment.sequence, data, segment.duration, now, reason))
+            self.last_arrival = now
+            self.target_duration = float(self._window.target_duration)
+
+    def chunk_for(self, player: TsPlayer) -> TsChunk | None:
+        """What ``player`` gets next: at first the newest segment, then each in turn."""
+        if not self._chunks:
+            return None
+        if player.cursor is None:
+            return self._chunks[-1]
+        index = player.cursor - self._chunks[0].sequence
+        if index < 0:
+            player.disconnect("lagging")  # what it needs is gone (the lag bound was not reached)
+            return None
+        if index < len(self._chunks):
+            return self._chunks[index]
+        return None
+
+    def lag(self, player: TsPlayer) -> tuple[int, float]:
+        """Segments that arrived and ``player`` has not been sent whole, and for how long the
+        oldest of them has waited."""
+        waiting = self.waiting_since(player)
+        if waiting is None or player.cursor is None:
+            return 0, 0.0
+        behind = self._chunks[-1].sequence + 1 - player.cursor
+        return behind, max(0.0, trio.current_time() - waiting)
+
+    async def wait(self, deadline: float) -> None:
+        """Until a segment arrives, the channel ends, or ``deadline``."""
+        with trio.move_on_at(deadline):
+            await self._lot.park()
+
+    def snapshot(self) -> dict[str, Any]:
+        now = trio.current_time()
+        players = []
+        for player in self.players:
+            segments, seconds = self.lag(player)
+            players.append(
+                {
+                    "client": player.label,
+                    "connected_seconds": round(now - player.connected_at, 3),
+                    "bytes_sent": player.sent_bytes,
+                    "lag_segments": segments,
+                    "lag_seconds": round(seconds, 3),
+                }
+            )
+        return {
+            "players": players,
+            "served": self.served,
+            "cut_lagging": self.cut,
+            "max_lag_segments": self.max_lag,
+        }
+
+
+async def play(
+    stream: TsStream,
+    player: TsPlayer,
+    send: Callable[[bytes], Awaitable[None]],
+    *,
+    finished: Callable[[], bool] = lambda: False,
+    segment_sent: Callable[[], None] = lambda: None,
+) -> str:
+    """Send ``stream`` to ``player`` through ``send`` until it ends; returns why it ended.
+
+    The first bytes go out at once: the newest segment, or a null packet while there is none.
+    ``finished`` says the upstream ended (finished content): the player ends once sent all;
+    ``segment_sent`` is called after each segment sent whole (not after null packets).
+    """
+    with stream.joined(player):
+        last_send = -math.inf
+        while True:
+            chunk = stream.chunk_for(player)
+            if player.cut is not None:
+                return player.cut
+            if chunk is not None:
+                if chunk.unsupported is not None:
+                    log.info("TS player %s: ended: %s", player.label, chunk.unsupported)
+                    return "not MPEG-TS"
+                player.cursor = chunk.sequence  # not sent whole yet: it counts as lag
+                await send(chunk.data)
+                player.cursor = chunk.sequence + 1
+                player.sent_bytes += len(chunk.data)
+                segment_sent()
+                last_send = trio.current_time()
+                continue
+            if stream.closed or finished():
+                return "channel ended"
+            now = trio.current_time()
+            # Null packets while no media flows: before the first segment, and once the next
+            # one is overdue (a stall) — never between segments arriving on time.
+            due = stream.last_arrival + stream.target_duration + KEEPALIVE
+            deadline = max(last_send + KEEPALIVE, due)
+            if now >= deadline:
+                await send(null_packets(KEEPALIVE_PACKETS))
+                player.sent_bytes += KEEPALIVE_BYTES
+                last_send = trio.current_time()
+                continue
+            await stream.wait(deadline)
