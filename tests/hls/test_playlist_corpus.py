@@ -137,7 +137,7 @@ async def answer(
 
 def normalize(text: str) -> str:
     """Without what differs from run to run: incarnations and client tokens."""
-    text = re.sub(r"(/ace/hls/[0-9a-f.r]{40,44})/[0-9a-f]{8}/", r"\1/<incarnation>/", text)
+    text = re.sub(r"(/ace/hls/[0-9a-f.r]{40,44})/[0-9a-f]{32}/", r"\1/<incarnation>/", text)
     return re.sub(r"client=[A-Za-z0-9_-]+", "client=<token>", text)
 
 

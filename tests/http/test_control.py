@@ -111,7 +111,7 @@ async def test_a_request_relayed_by_an_untrusted_proxy_is_not_local(
 @pytest.mark.parametrize(
     ("changes", "level", "says", "open_streams"),
     [
-        ({"api_key": KEY, "bind": "0.0.0.0:8000"}, logging.INFO, "API_KEY set", False),
+        ({"api_key": KEY, "bind": "0.0.0.0:8000"}, logging.INFO, "API_KEY set", True),
         ({"bind": "127.0.0.1:8000"}, logging.INFO, "loopback only", False),
         ({"bind": "0.0.0.0:8000", "open_control": True}, logging.WARNING, "OPEN_CONTROL", True),
         ({"bind": "[::]:8000"}, logging.WARNING, "closed (403)", True),

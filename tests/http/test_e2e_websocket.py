@@ -72,7 +72,7 @@ async def raw_request(address: tuple[str, int], head: str) -> tuple[bytes, bytes
         "/proxy/status",
         f"/ace/getstream?id={CONTENT_A}",
         f"/ace/hls/{CONTENT_A}/index.m3u8",
-        f"/ace/hls/{CONTENT_A}/0123abcd/1.ts",
+        f"/ace/hls/{CONTENT_A}/{'0123abcd' * 4}/1.ts",
         "/sources/news.m3u8",
         "/nothing/here",
     ],

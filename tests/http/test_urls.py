@@ -17,13 +17,16 @@ from trioproxy.http.app import create_app
 from trioproxy.http.urls import MediaRequest
 from trioproxy.testing.harness import CONTENT_A, PROXY_URL, asgi_transport, default_config, harness
 
+INC = "0123abcd" * 4
+"""An incarnation: 128 bits."""
+
 SAMPLES = {
     "channel": CONTENT_A,
     "stream": CONTENT_A + ".r1",
     "source": "news",
     "source_rendition": "news.r0",
     "source_stream": "news.r2",
-    "incarnation": "0123abcd",
+    "incarnation": INC,
     "number": "17",
     "segment_ext": "m4s",
     "resource_ext": "key",
@@ -62,7 +65,7 @@ async def test_quart_and_the_lean_path_route_what_each_path_builds(path: urls.Pa
 
 
 def test_the_urls_of_the_contract() -> None:
-    inc = "0123abcd"
+    inc = "0123abcd" * 4
     assert urls.PLAYLIST.build("", name=CONTENT_A) == f"/ace/hls/{CONTENT_A}/index.m3u8"
     assert urls.segment_url("", CONTENT_A, inc, 42, "ts") == f"/ace/hls/{CONTENT_A}/{inc}/42.ts"
     assert (
@@ -94,25 +97,26 @@ def test_the_stream_urls_of_a_channel_list() -> None:
 
 @pytest.mark.parametrize("channel", [CONTENT_A, f"{CONTENT_A}.r3", "source/news", "source/a.r0"])
 def test_media_urls_name_their_channel(channel: str) -> None:
-    segment = urls.segment_url("/mount", channel, "0123abcd", 42, "ts").removeprefix("/mount")
-    assert urls.match_media(segment) == MediaRequest(channel, "0123abcd", 42, "ts", False)
-    resource = urls.resource_url("", channel, "0123abcd", "7.key")
-    assert urls.match_media(resource) == MediaRequest(channel, "0123abcd", 7, "key", True)
+    segment = urls.segment_url("/mount", channel, "0123abcd" * 4, 42, "ts").removeprefix("/mount")
+    assert urls.match_media(segment) == MediaRequest(channel, "0123abcd" * 4, 42, "ts", False)
+    resource = urls.resource_url("", channel, "0123abcd" * 4, "7.key")
+    assert urls.match_media(resource) == MediaRequest(channel, "0123abcd" * 4, 7, "key", True)
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        f"/ace/hls/{CONTENT_A}/0123abcd/1.mp4",  # a resource extension without r/
-        f"/ace/hls/{CONTENT_A}/0123abcd/r/1.ts",  # a segment extension under r/
-        f"/ace/hls/{CONTENT_A}/0123abcd/1.ts\n",
-        f"/ace/hls/{CONTENT_A}/0123abcd/{'1' * 16}.ts",
-        f"/ace/hls/{CONTENT_A.upper()}/0123abcd/1.ts",
-        f"/ace/hls/{CONTENT_A}.r100/0123abcd/1.ts",
-        f"/ace/hls/{CONTENT_A}/0123ABCD/1.ts",
-        "/ace/hls/news/0123abcd/1.ts",  # a source name under /ace/hls/
-        f"/sources/{'n' * 65}/0123abcd/1.ts",
-        f"/ace/hls/{CONTENT_A}/0123abcd/1.exe",
+        f"/ace/hls/{CONTENT_A}/{INC}/1.mp4",  # a resource extension without r/
+        f"/ace/hls/{CONTENT_A}/{INC}/r/1.ts",  # a segment extension under r/
+        f"/ace/hls/{CONTENT_A}/{INC}/1.ts\n",
+        f"/ace/hls/{CONTENT_A}/{INC}/{'1' * 16}.ts",
+        f"/ace/hls/{CONTENT_A.upper()}/{INC}/1.ts",
+        f"/ace/hls/{CONTENT_A}.r100/{INC}/1.ts",
+        f"/ace/hls/{CONTENT_A}/{INC.upper()}/1.ts",
+        f"/ace/hls/{CONTENT_A}/0123abcd/1.ts",  # 32 bits: too few to be unguessable
+        f"/ace/hls/news/{INC}/1.ts",  # a source name under /ace/hls/
+        f"/sources/{'n' * 65}/{INC}/1.ts",
+        f"/ace/hls/{CONTENT_A}/{INC}/1.exe",
         f"/ace/hls/{CONTENT_A}/index.m3u8",
     ],
 )

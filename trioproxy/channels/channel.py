@@ -64,7 +64,7 @@ class Channel:
         self.name = name
         self.upstream = upstream
         self.config = config
-        self.incarnation = secrets.token_hex(4)
+        self.incarnation = secrets.token_hex(16)  # 128 bits: media URLs are unguessable
         self.feed = Feed(
             # Under memory pressure the window drops what players are not served any more.
             SegmentWindow(config.hls_max_segments, account=account, keep=config.hls_window_size),

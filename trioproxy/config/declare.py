@@ -48,6 +48,8 @@ class Setting:
     parse: Callable[[str], object]
     default: object
     help: str
+    secret: bool = False
+    """Declared with ``repr=False``: its value is never shown, not even in an error."""
 
     @property
     def flag(self) -> str:
@@ -75,6 +77,13 @@ def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
         if not isinstance(declared, _Declared):
             raise TypeError(f"{cls.__name__}.{field.name} is not declared with setting()")
         found.append(
-            Setting(field.name, declared.env, declared.parse, field.default, declared.help)
+            Setting(
+                field.name,
+                declared.env,
+                declared.parse,
+                field.default,
+                declared.help,
+                secret=not field.repr,
+            )
         )
     return tuple(found)

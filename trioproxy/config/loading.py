@@ -51,5 +51,6 @@ def load_config(
         try:
             values[setting.field] = setting.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{source}={text!r}: {exc}") from None
+            shown = "<hidden>" if setting.secret else repr(text)
+            raise ConfigError(f"{source}={shown}: {exc}") from None
     return Config(**values)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -30,6 +31,8 @@ __all__ = [
     "optional_str",
     "optional_url",
     "orchestrator_api",
+    "player_keys",
+    "player_keys_file",
     "positive_int",
     "positive_seconds",
     "seconds",
@@ -178,6 +181,32 @@ def channels_file(text: str) -> tuple[ChannelEntry, ...] | None:
     if not text.strip():
         return None
     return parse_channels_file(_read(text))
+
+
+_PLAYER_KEY = re.compile(r"[A-Za-z0-9._~-]{12,256}")
+
+
+def _player_key(key: str) -> str:
+    if not _PLAYER_KEY.fullmatch(key):
+        # Never echo the key itself: the message ends up in logs.
+        raise ValueError(
+            "each key must be 12 to 256 of the characters A-Z a-z 0-9 . _ ~ - "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return key
+
+
+def player_keys(text: str) -> tuple[str, ...]:
+    """Comma-separated player keys."""
+    return tuple(_player_key(item.strip()) for item in text.split(",") if item.strip())
+
+
+def player_keys_file(text: str) -> tuple[str, ...]:
+    """The player keys in the file named by ``text``, one a line (``#`` comments; empty: none)."""
+    if not text.strip():
+        return ()
+    lines = (line.strip() for line in _read(text).splitlines())
+    return tuple(_player_key(line) for line in lines if line and not line.startswith("#"))
 
 
 def stream_mode(text: str) -> Literal["HLS", "TS"]:

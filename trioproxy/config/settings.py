@@ -59,6 +59,21 @@ class Config:
         "`1`: without `API_KEY`, allow control requests (`DELETE /proxy/channels/…`) from anyone "
         "even when `TRIOPROXY_BIND` is beyond loopback (else they get `403`)",
     )
+    player_keys: tuple[str, ...] = setting(
+        "TRIOPROXY_PLAYER_KEYS",
+        (),
+        parse.player_keys,
+        "comma-separated keys players must give as `?key=` to start or watch a channel "
+        "(README: Player keys); unset, and no keys file: stream URLs are open",
+        repr=False,
+    )
+    player_keys_file: tuple[str, ...] = setting(
+        "TRIOPROXY_PLAYER_KEYS_FILE",
+        (),
+        parse.player_keys_file,
+        "file of player keys, one a line (`#` comments), added to `TRIOPROXY_PLAYER_KEYS`",
+        repr=False,
+    )
     engines: tuple[str, ...] = setting(
         "TRIOPROXY_ENGINES",
         (),

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -30,13 +31,16 @@ from ..upstream.engine import KeyType
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import RENDITION_NAME
 from . import urls
+from .asgi import send_response
 from .forwarded import FORWARDED_HEADERS, public_base
 from .guards import Access, client_address
 from .ids import client_identity, parse_format, parse_stream_key
+from .keys import KEY_PARAM, PlayerKeys, key_query
 from .m3u import M3U_TYPE, render_m3u
 from .media import CORS, IMMUTABLE, MediaDispatcher, media_data, no_such_media
 from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .metrics import MetricsPage
+from .status_page import status_page
 
 __all__ = ["PLAYLIST_TYPE", "ProxyApp", "create_app"]
 
@@ -71,6 +75,15 @@ def create_app(registry: Registry, config: Config) -> Quart:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.url_map.converters.update(_CONVERTERS)
     access = Access.of(config)
+    keys = PlayerKeys.of(config)
+
+    def carried_key() -> str:
+        """``&key=…`` of the request's player key for the URLs it is handed (checked by
+        :class:`ProxyApp` before the request got here), or ``""``."""
+        if not keys.required:
+            return ""
+        query = key_query(request.args.get(KEY_PARAM))
+        return f"&{query}" if query else ""
 
     def client() -> str:
         """The client's address, as ``TRIOPROXY_TRUSTED_PROXIES`` lets us believe it."""
@@ -128,10 +141,20 @@ def create_app(registry: Registry, config: Config) -> Quart:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    @route(urls.STATUS_PAGE)
+    async def page() -> Response:
+        return status_page()
+
     @route(urls.STATUS)
     async def status() -> dict[str, Any]:
         detail = access.shows_details(request.headers.get("Authorization"), control_client())
-        return registry.snapshot(detail=detail)
+        snapshot = registry.snapshot(detail=detail)
+        if keys.required:
+            # Media URLs rest on the incarnation being secret: only a keyed player's playlist
+            # may reveal it.
+            for channel in (*snapshot["channels"], *snapshot["closing"]):
+                channel.pop("incarnation", None)
+        return snapshot
 
     metrics_page = MetricsPage(registry)
 
@@ -161,7 +184,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
         registry.get_or_start(key_type, key, address=counted_as())
         location = urls.PLAYLIST.build(request.root_path, name=key)
-        location += f"?client={secrets.token_urlsafe(12)}"
+        location += f"?client={secrets.token_urlsafe(12)}{carried_key()}"
         if key_type == "infohash":
             location += "&kind=infohash"
         return Response("", status=302, headers={"Location": location, **CORS})
@@ -191,7 +214,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if not request.args.get("client"):
             # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
             location = urls.SOURCE.build(request.root_path, name=name)
-            location += f"?client={secrets.token_urlsafe(12)}"
+            location += f"?client={secrets.token_urlsafe(12)}{carried_key()}"
             registry.get_or_start_source(name, url, address=counted_as())
             return Response("", status=302, headers={"Location": location, **CORS})
         return await serve_playlist(registry.get_or_start_source(name, url, address=counted_as()))
@@ -213,12 +236,15 @@ def create_app(registry: Registry, config: Config) -> Quart:
             trusted=config.trusted_proxies,
         )
 
+        # With player keys, each URL carries the key this list was asked with.
+        key = carried_key()
+
         def url_of(channel: ChannelEntry) -> str:
             if channel.kind == "source":
                 if link_format == "ts":
-                    return urls.source_ts_url(base, channel.key)
-                return urls.SOURCE.build(base, name=channel.key)
-            return urls.stream_url(base, channel.kind, channel.key, link_format)
+                    return urls.source_ts_url(base, channel.key) + key.replace("&", "?", 1)
+                return urls.SOURCE.build(base, name=channel.key) + key.replace("&", "?", 1)
+            return urls.stream_url(base, channel.kind, channel.key, link_format) + key
 
         body = render_m3u(config.channels_file, url_of, config.epg_url)
         return Response(body, content_type=M3U_TYPE, headers={"Cache-Control": "no-cache", **CORS})
@@ -293,8 +319,10 @@ def create_app(registry: Registry, config: Config) -> Quart:
             query = request.query_string.decode("latin-1")
             token = quote(request.args.get("client", ""), safe="")
 
+            key = carried_key()
+
             def rendition_uri(index: int) -> str:
-                return f"{urls.rendition_url(root, name, index)}?client={token}"
+                return f"{urls.rendition_url(root, name, index)}?client={token}{key}"
 
             media = f"{request.path}?{query}&media=1" if query else f"{request.path}?media=1"
             master = render_master_playlist(variant, media, rendition_uri)
@@ -317,8 +345,32 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
 
 class ProxyApp(MediaDispatcher):
-    """The ASGI entry point: the lean media path in front of the Quart app."""
+    """The ASGI entry point: the lean media path in front of the Quart app, and in front of
+    both, the player-key check (:mod:`.keys`), the one place every stream request goes through."""
 
     def __init__(self, registry: Registry, config: Config) -> None:
         self.quart = create_app(registry, config)
+        self.keys = PlayerKeys.of(config)
         super().__init__(registry, self.quart, config)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and scope["method"] != "OPTIONS" and self.keys.required:
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            try:
+                self.keys.check_query(path, scope["query_string"])
+            except ProxyError as refused:
+                await _refuse(send, refused, head=scope["method"] == "HEAD")
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _refuse(send: ASGISendCallable, error: ProxyError, *, head: bool) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        *((name.lower().encode(), value.encode()) for name, value in CORS.items()),
+    ]
+    await send_response(send, error.status, headers, body, head=head)

@@ -210,8 +210,8 @@ class Access:
 
 
 def log_access(config: Config) -> None:
-    """One start-up line saying which rule guards the control API, and a warning when stream
-    URLs are open to the network without a key."""
+    """One start-up line saying which rule guards the control API, and one saying whether
+    stream URLs need a player key (a warning when they are open to the network)."""
     access = Access.of(config)
     rule = access.rule
     if rule == "key":
@@ -234,9 +234,14 @@ def log_access(config: Config) -> None:
             "TRIOPROXY_OPEN_CONTROL=1 to open it",
             config.bind,
         )
-    if not access.api_key and not access.loopback_only:
+    player_keys = len(dict.fromkeys((*config.player_keys, *config.player_keys_file)))
+    if player_keys:
+        log.info(
+            "stream URLs: %d player key(s) set; players need ?key= to start or watch", player_keys
+        )
+    elif not access.loopback_only:
         log.warning(
-            "stream URLs are open to the network on %s without a key: anyone who reaches it "
-            "may start channels on your engines",
+            "stream URLs are open: no TRIOPROXY_PLAYER_KEYS and %s is beyond loopback, so "
+            "anyone who reaches it may start channels on your engines",
             config.bind,
         )

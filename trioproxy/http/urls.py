@@ -42,6 +42,7 @@ __all__ = [
     "SOURCE_SEGMENT",
     "SOURCE_TS",
     "STATUS",
+    "STATUS_PAGE",
     "Family",
     "MediaRequest",
     "Path",
@@ -71,8 +72,9 @@ PARTS: dict[str, str] = {
     "source": _SOURCE,
     "source_rendition": rf"{_SOURCE}{_RENDITION}",
     "source_stream": rf"{_SOURCE}(?:{_RENDITION})?",
-    # One run of a channel: segment numbers restart with each.
-    "incarnation": r"[0-9a-f]{8}",
+    # One run of a channel: segment numbers restart with each. 128 random bits, so media URLs
+    # cannot be guessed (see http/keys.py).
+    "incarnation": r"[0-9a-f]{32}",
     "number": r"[0-9]{1,15}",
     "segment_ext": "|".join(e for e in CONTENT_TYPES if e not in _RESOURCE_EXTENSIONS),
     "resource_ext": "|".join(_RESOURCE_EXTENSIONS),
@@ -121,6 +123,8 @@ class Path:
 _READ = ("GET", "HEAD")
 
 HEALTHZ = Path("/healthz", *_READ)
+STATUS_PAGE = Path("/", *_READ)
+"""The status page (HTML)."""
 STATUS = Path("/proxy/status", "GET")
 METRICS = Path("/metrics", "GET")
 """Prometheus metrics (text format)."""
@@ -159,6 +163,7 @@ M3U = Path("/playlist.m3u", *_READ)
 
 PATHS: tuple[Path, ...] = (
     HEALTHZ,
+    STATUS_PAGE,
     STATUS,
     METRICS,
     CHANNEL,
