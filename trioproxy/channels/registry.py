@@ -16,7 +16,7 @@ import trio
 from ..config import Config
 from ..errors import ChannelFailed, NoEngineAvailable, OverCapacity
 from ..hls.window import MemoryAccount
-from ..upstream.engine import EngineClient, KeyType, Session
+from ..upstream.engine import Engine, EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
@@ -78,6 +78,9 @@ class Registry:
         """Later stops of engine sessions closed channels left open; cancelled at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
+        self.failovers = 0
+        """Failovers of every channel: engine sessions replaced by a new one (on another
+        engine, or the same one when no other has room)."""
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -182,6 +185,28 @@ class Registry:
             key, EngineUpstream(engine, key_type, key), client, account, address=address
         )
 
+    # ---- failover (the channels' EnginePool) ------------------------------------------------
+
+    def replace(self, failed: Upstream, *, same: bool) -> tuple[Upstream, EngineClient] | None:
+        """The next upstream of a channel whose session on ``failed`` failed: another engine
+        with room and a closed breaker (least loaded), else (with ``same``) the same engine
+        again, else None."""
+        assert isinstance(failed, EngineUpstream)
+        self.directory.trip(failed.engine, self.config.failover_cooldown)
+        engine = self.directory.acquire_instead(failed.engine)
+        if engine is None:
+            if not same:
+                return None
+            self.failovers += 1
+            return failed, self.policy.for_engine(failed.engine)
+        self.failovers += 1
+        self.directory.release(failed.engine)
+        upstream = EngineUpstream(engine, failed.key_type, failed.key)
+        return upstream, self.policy.for_engine(engine)
+
+    async def wait_unlisted(self, engine: Engine) -> str:
+        return await self.directory.wait_unlisted(engine)
+
     def _admit(
         self,
         name: str,
@@ -231,6 +256,7 @@ class Registry:
             on_stop=self._forget,
             events_after=self._events_unsettled(upstream.key) if events else (),
             account=account,
+            pool=self if isinstance(upstream, EngineUpstream) else None,
         )
         self._channels[name] = channel
         self.addresses.started(channel, address)
@@ -262,12 +288,19 @@ class Registry:
                 self.directory.release(channel.upstream.engine_load)
         left_open = channel.left_open
         if left_open is not None and self._nursery is not None:
-            self._nursery.start_soon(self._stop_later, channel, left_open)
+            self._nursery.start_soon(
+                self._stop_later, channel.name, channel.upstream, channel.client, left_open
+            )
+        for upstream, client, session in channel.left_behind:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._stop_later, channel.name, upstream, client, session)
         if held >= TRIM_AFTER and self._nursery is not None:
             # A task of its own: it runs once this one has let go of the channel and its bytes.
             self._nursery.start_soon(give_back)
 
-    async def _stop_later(self, channel: Channel, session: Session) -> None:
+    async def _stop_later(
+        self, name: str, upstream: Upstream, client: EngineClient, session: Session
+    ) -> None:
         scope = trio.CancelScope()
         if self._shutdown.is_set():
             scope.cancel()  # no later at shutdown: it logs the session it leaves open
@@ -275,9 +308,9 @@ class Registry:
         try:
             with scope:
                 await stop_later(
-                    channel.name,
-                    channel.client,
-                    channel.upstream,
+                    name,
+                    client,
+                    upstream,
                     session,
                     self.config.stop_timeout,
                 )
@@ -349,6 +382,7 @@ class Registry:
                 "dropped": orchestrator.dropped,
             },
             "channels_started": self.started_total,
+            "failovers": self.failovers,
             "engine_stops_pending": len(self._late_stops),
             "limits": {
                 **self.admission.snapshot(
