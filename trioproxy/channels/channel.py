@@ -270,8 +270,13 @@ class Channel:
                 failed: SessionEnded | None = None
                 try:
                     await self._session(send)
-                except* SessionEnded as group:
-                    failed = first_leaf(group)
+                except Exception as exc:
+                    # A session's failure may come with collateral damage from its other tasks
+                    # (a queue broken under them): the failure decides.
+                    ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
+                    if ended is None:
+                        raise
+                    failed = first_leaf(ended)
                 if failed is None:
                     return  # the session ended on its own (it never does today): players stay
                 await self._switch(send, failed)
@@ -333,7 +338,7 @@ class Channel:
         ):
             # A channel that never played tries other engines only: the same engine again
             # would keep its first player waiting on what already failed.
-            played = any(record.opened_at is not None for record in self.sessions)
+            played = self.window.next_sequence > 0
             replacement = self._pool.replace(upstream, same=played)
         if replacement is None:
             if len(self.sessions) > 1:

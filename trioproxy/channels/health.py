@@ -61,23 +61,25 @@ async def watch_session(
     feed: Feed,
     *,
     stat_interval: float,
-    stall_limit: Callable[[], float],
+    stall_limit: Callable[[bool], float],
 ) -> None:
     """Run until cancelled; raise ``EngineError`` when the session dies or stalls.
 
-    ``stall_limit()`` is the seconds without progress that count as a stall (it may grow once
-    the upstream's target duration is known); the stall is raised at that deadline exactly.
+    ``stall_limit(started)`` is the seconds without progress that count as a stall, before
+    (``started`` False: an engine may need long to start) or after the session's first segment;
+    the stall is raised at that deadline exactly.
     """
     opened_at = trio.current_time()
     feed.advanced_at = opened_at
     next_stat = opened_at + stat_interval
     while True:
-        stall_at = max(feed.advanced_at, opened_at) + stall_limit()
+        started = feed.advanced_at > opened_at
+        stall_at = max(feed.advanced_at, opened_at) + stall_limit(started)
         now = trio.current_time()
         if feed.ended.is_set():
             stall_at = math.inf
         elif now >= stall_at:
-            limit = stall_limit()
+            limit = stall_limit(started)
             raise EngineError(f"engine stream stalled: no new segment in {limit:g} s")
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval

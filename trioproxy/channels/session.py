@@ -130,8 +130,12 @@ class UpstreamSession:
         finally:
             await self._stop()
 
-    def _stall_limit(self) -> float:
+    def _stall_limit(self, started: bool) -> float:
+        """Before the session's first segment ``TRIOPROXY_STALL_TIMEOUT``; then, with a target
+        duration known, ``TRIOPROXY_FAILOVER_STALL_TARGETS`` of them (at most that)."""
         config = self._config
+        if not started:
+            return config.stall_timeout
         return self._feed.limit(config.failover_stall_targets, config.stall_timeout)
 
     async def _watch_listed(self, unlisted: Callable[[], Awaitable[str]]) -> None:
