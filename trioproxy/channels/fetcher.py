@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import httpx
 import trio
 import trio.lowlevel
 
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 PLAYLIST_TIMEOUT = 10.0
 """Seconds one playlist reload may take."""
 SEGMENT_ATTEMPTS = 3
+REFUSED_RELOADS = 3
+"""Playlist reloads refused in a row (nothing listens at the engine any more) that fail the
+session at once, before its failing deadline."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
 PARSE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
@@ -169,7 +173,7 @@ class Fetcher:
         last_discontinuity: int | None = None
         previous_last: int | None = None
         failing_since: float | None = None
-        attempt = hops = 0
+        attempt = hops = refused = 0
         with jobs:
             while True:
                 began = trio.current_time()
@@ -196,14 +200,15 @@ class Fetcher:
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     give_up_at = failing_since + self._limit()
-                    if trio.current_time() >= give_up_at:
+                    refused = refused + 1 if _refused(exc) else 0
+                    if refused >= REFUSED_RELOADS or trio.current_time() >= give_up_at:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     # The last retry starts at the deadline; one still failing then ends it.
                     await trio.sleep_until(min(trio.current_time() + backoff(attempt), give_up_at))
                     attempt += 1
                     continue
-                failing_since, attempt, hops = None, 0, 0
+                failing_since, attempt, hops, refused = None, 0, 0, 0
                 if read.target_duration:
                     self._window.raise_target_duration(read.target_duration)
                     self._feed.target_duration = read.target_duration
@@ -402,6 +407,11 @@ class Fetcher:
         if refused is not None:
             log.warning("channel %s: %s", self._name, refused.message)
             raise refused
+
+
+def _refused(exc: BaseException) -> bool:
+    """The engine's host refused the connection: nothing listens there any more."""
+    return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
 
 
 def _describe(exc: BaseException) -> str:
