@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import channels, control_plane, data_plane, fanout, readme, startup, ts_fanout
+from . import channels, control_plane, data_plane, failover, fanout, readme, startup, ts_fanout
 from .report import RESULTS
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "data_plane": data_plane.main,
     "channels": channels.main,
     "startup": startup.main,
+    "failover": failover.main,
 }
 
 

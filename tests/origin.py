@@ -114,6 +114,10 @@ def origin_config(**changes: Any) -> Config:
         "allow_upstream_hosts": ("origin.test",),
         "stat_interval": 3600.0,
         "stall_timeout": 3600.0,
+        # No failover (one origin) and the thresholds in seconds alone, as these logs expect.
+        "failover_max_switches": 0,
+        "failover_playlist_targets": 0.0,
+        "failover_stall_targets": 0.0,
         "hls_initial_segments": 2,
         "proxy_grace_period": 5.0,
         "hls_client_idle_timeout": 10.0,

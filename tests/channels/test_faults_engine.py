@@ -2,6 +2,10 @@
 502/503 for players, the engine session stopped, nothing left running and no busy loop.
 
 Times are virtual (autojump clock) and backoff runs without jitter, so they are exact.
+
+These are the faults of a channel without failover (``TRIOPROXY_FAILOVER_MAX_SWITCHES=0``, the
+thresholds in seconds alone): what a channel does once its switches are used up, and what it did
+before it could switch. Failover itself: ``test_failover.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from trioproxy.testing.harness import (
 )
 
 pytestmark = pytest.mark.usefixtures("no_jitter")
+
+NO_FAILOVER: dict[str, Any] = {
+    "failover_max_switches": 0,
+    "failover_playlist_targets": 0.0,
+    "failover_stall_targets": 0.0,
+}
 
 
 async def _open_ready(h: Harness, key: str = CONTENT_A) -> str:
@@ -65,7 +75,7 @@ def _assert_clean_end(h: Harness, reason_part: str) -> None:
 async def test_session_open_failure_is_a_502_and_backs_off(
     autojump_clock: trio.testing.MockClock, fault: str, message: str
 ) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         if fault == "error":
             h.sim.session_error = "content not found"
         elif fault == "non_json":
@@ -94,7 +104,7 @@ async def test_session_open_failure_is_a_502_and_backs_off(
 
 
 async def test_session_open_timeout(autojump_clock: trio.testing.MockClock) -> None:
-    async with harness(default_config(session_timeout=20.0)) as h:
+    async with harness(default_config(**NO_FAILOVER, session_timeout=20.0)) as h:
         h.sim.open_delay = 1000.0
         url = await h.start()
         response = await h.client.get(url)
@@ -119,7 +129,7 @@ async def test_session_open_timeout(autojump_clock: trio.testing.MockClock) -> N
 async def test_playlist_failing_ends_channel_after_bounded_retries(
     autojump_clock: trio.testing.MockClock, fault: Any, reason_part: str
 ) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         url = await _open_ready(h)
         await trio.sleep(4.0)
         before = h.engine.requests["playlist"]
@@ -138,7 +148,7 @@ async def test_playlist_failing_ends_channel_after_bounded_retries(
 
 
 async def test_stalled_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
-    async with harness(default_config(stall_timeout=40.0, stat_interval=5.0)) as h:
+    async with harness(default_config(**NO_FAILOVER, stall_timeout=40.0, stat_interval=5.0)) as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = "stall"
         stalled_from = trio.current_time()
@@ -156,7 +166,7 @@ async def test_engine_that_never_lists_a_segment(autojump_clock: trio.testing.Mo
     from trioproxy.testing.harness import small_media
 
     engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=10_000.0)
-    async with harness(default_config(stall_timeout=60.0), engine=engine) as h:
+    async with harness(default_config(**NO_FAILOVER, stall_timeout=60.0), engine=engine) as h:
         url = await h.start()
         first = await h.client.get(url)
         assert first.status_code == 503  # the buffer-ready timeout
@@ -181,7 +191,7 @@ async def test_engine_that_never_lists_a_segment(autojump_clock: trio.testing.Mo
 async def test_failing_segments_end_channel(
     autojump_clock: trio.testing.MockClock, fault: Any, reason_part: str
 ) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = fault
         failing_from = trio.current_time()
@@ -196,7 +206,7 @@ async def test_failing_segments_end_channel(
 
 
 async def test_engine_disappearing_mid_stream(autojump_clock: trio.testing.MockClock) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         url = await _open_ready(h)
         await trio.sleep(4.0)
         h.engine_transport.refusing = True
@@ -214,7 +224,7 @@ async def test_engine_disappearing_mid_stream(autojump_clock: trio.testing.MockC
 
 
 async def test_session_ended_by_the_engine(autojump_clock: trio.testing.MockClock) -> None:
-    async with harness(default_config(stat_interval=5.0)) as h:
+    async with harness(default_config(**NO_FAILOVER, stat_interval=5.0)) as h:
         url = await _open_ready(h)
         h.engine.end_session(h.session_id())
         ended_at = trio.current_time()
@@ -226,7 +236,7 @@ async def test_session_ended_by_the_engine(autojump_clock: trio.testing.MockCloc
 async def test_one_failing_channel_does_not_disturb_another(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         url_a = await _open_ready(h, CONTENT_A)
         url_b = await _open_ready(h, CONTENT_B)
         h.engine.faults[h.session_id(CONTENT_A)] = "playlist_garbage"
@@ -240,7 +250,7 @@ async def test_one_failing_channel_does_not_disturb_another(
 
 async def test_health_checks_are_paced(autojump_clock: trio.testing.MockClock) -> None:
     """A healthy channel costs the engine one stat_url read per interval, nothing more."""
-    async with harness(default_config(stat_interval=5.0)) as h:
+    async with harness(default_config(**NO_FAILOVER, stat_interval=5.0)) as h:
         url = await _open_ready(h)
         opened_at = trio.current_time()
         await h.play(url, until=opened_at + 61.0)
@@ -249,7 +259,7 @@ async def test_health_checks_are_paced(autojump_clock: trio.testing.MockClock) -
 
 
 async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockClock) -> None:
-    async with harness() as h:
+    async with harness(default_config(**NO_FAILOVER)) as h:
         url = await _open_ready(h)
         h.engine.faults[h.session_id()] = "playlist_hang"
         hung_from = trio.current_time()
@@ -264,7 +274,7 @@ async def test_hanging_playlist_ends_channel(autojump_clock: trio.testing.MockCl
 
 async def test_stat_reads_keep_their_own_pace(autojump_clock: trio.testing.MockClock) -> None:
     """A stall check more often than stat reads does not read stat_url more often."""
-    config = default_config(stat_interval=30.0, stall_timeout=10.0)
+    config = default_config(**NO_FAILOVER, stat_interval=30.0, stall_timeout=10.0)
     async with harness(config) as h:
         url = await _open_ready(h)
         opened_at = trio.current_time()

@@ -132,7 +132,13 @@ async def test_failing_playlist_backs_off_then_ends_the_channel(
         return await original(path, query, scope)
 
     engine.handle = flaky  # type: ignore[method-assign]
-    config = default_config(upstream_timeout=30.0, hls_client_idle_timeout=600.0)
+    # Without failover, on TRIOPROXY_UPSTREAM_TIMEOUT alone: the end once no switch is left.
+    config = default_config(
+        upstream_timeout=30.0,
+        hls_client_idle_timeout=600.0,
+        failover_max_switches=0,
+        failover_playlist_targets=0.0,
+    )
     async with harness(config, engine) as h:
         assert (await h.open_playlist(CONTENT_A)).status_code == 200
         channel = h.registry.get(CONTENT_A)

@@ -14,6 +14,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from ..upstream.engine import Engine, EngineClient, KeyType, Session, shown
 from ..upstream.orchestrator import Orchestrator, ended_payload, started_payload
 from ..upstream.resources import ResourceCache
 from .events import Event, EventKind, EventSender
+from .failover import RECORDS_KEPT, EnginePool, SessionRecord, SwitchBudget, describe_attempts
 from .feed import Feed
 from .players import ClientTracker
 from .session import SessionEnded, UpstreamSession, first_leaf
@@ -38,6 +40,10 @@ from .upstreams import Upstream
 __all__ = ["Channel", "ChannelState"]
 
 log = logging.getLogger(__name__)
+
+
+def _now() -> float:
+    return trio.current_time()
 
 
 class ChannelState(enum.Enum):
@@ -60,6 +66,7 @@ class Channel:
         on_stop: Callable[[Channel], None] = lambda channel: None,
         events_after: Sequence[trio.Event] = (),
         account: MemoryAccount | None = None,
+        pool: EnginePool | None = None,
     ) -> None:
         self.name = name
         self.upstream = upstream
@@ -97,6 +104,15 @@ class Channel:
         self._waiters = 0
         self._waiters_left_at = self.created_at
         self._waiters_gone = trio.Event()
+        self._pool = pool
+        self.switches = SwitchBudget(
+            config.failover_max_switches, config.failover_window, config.failover_backoff
+        )
+        """Failovers to a new engine session; ``switches.total`` counts them all."""
+        self.sessions: list[SessionRecord] = []
+        """This channel's engine sessions, oldest first (the newest :data:`RECORDS_KEPT`)."""
+        self.left_behind: list[tuple[Upstream, EngineClient, Session]] = []
+        """Sessions of earlier upstreams a failover could not stop: stopped later."""
 
     # ---- what players see -------------------------------------------------------------------
 
@@ -232,7 +248,9 @@ class Channel:
             log.info("channel %s: closed", self.name)
 
     async def _run(self) -> None:
-        send, receive = trio.open_memory_channel[Event](4)
+        # Two events per engine session: the first session and every switch allowed, plus one
+        # spare, so queuing never blocks even while the orchestrator does not answer.
+        send, receive = trio.open_memory_channel[Event](2 * (self.config.failover_max_switches + 2))
         async with trio.open_nursery() as nursery:
             if self._orchestrator is not None:
                 self._sender = EventSender(
@@ -261,36 +279,115 @@ class Channel:
                     self._teardown(send)
 
     async def _live(self, send: trio.MemorySendChannel[Event]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watchdog)
+            while True:
+                failed: SessionEnded | None = None
+                try:
+                    await self._session(send)
+                except Exception as exc:
+                    # A session's failure may come with collateral damage from its other tasks
+                    # (a queue broken under them): the failure decides.
+                    ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
+                    if ended is None:
+                        raise
+                    failed = first_leaf(ended)
+                if failed is None:
+                    return  # the session ended on its own (it never does today): players stay
+                await self._switch(send, failed)
+
+    async def _session(self, send: trio.MemorySendChannel[Event]) -> None:
+        """One engine session: open it, announce it, run it until it fails or is cancelled."""
+        upstream = self.upstream
+        unlisted = None
+        if self._pool is not None and upstream.engine_load is not None:
+            unlisted = partial(self._pool.wait_unlisted, upstream.engine_load)
         upstream_session = UpstreamSession(
             name=self.name,
-            upstream=self.upstream,
+            upstream=upstream,
             client=self._client,
             feed=self.feed,
             config=self.config,
             hurry_deadline=self._hurry_deadline,
+            unlisted=unlisted,
         )
         self._upstream_session = upstream_session
-        async with trio.open_nursery() as nursery:
-            session = await nursery.start(upstream_session.run)
-            self.stream_id = f"{self.key}|{session.playback_session_id}"
-            self._emit(
-                send,
-                "stream_started",
-                started_payload(
-                    engine=self.engine,
-                    key_type=self.key_type,
-                    key=self.key,
-                    session=session,
-                    stream_id=self.stream_id,
-                ),
-            )
-            nursery.start_soon(self._watchdog)
+        record = SessionRecord(upstream.engine.base_url, upstream.engine.container_id, _now())
+        self.sessions.append(record)
+        del self.sessions[:-RECORDS_KEPT]
+        try:
+            async with trio.open_nursery() as nursery:
+                session = await nursery.start(upstream_session.run)
+                record.opened_at = _now()
+                record.playback_session_id = session.playback_session_id
+                self.stream_id = f"{self.key}|{session.playback_session_id}"
+                self._emit(
+                    send,
+                    "stream_started",
+                    started_payload(
+                        engine=self.engine,
+                        key_type=self.key_type,
+                        key=self.key,
+                        session=session,
+                        stream_id=self.stream_id,
+                    ),
+                )
+        except* SessionEnded as group:
+            record.reason = first_leaf(group).reason
+            raise
+        finally:
+            if record.ended_at is None:
+                record.ended_at = _now()
+                record.reason = record.reason or self.end_reason or "ended"
 
-    def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
-        """Queue ``stream_ended`` (the session stopped its engine session on its way out)."""
-        if self.end_reason is None:
-            self.end_reason = "ended"
-        self.ready.set()
+    async def _switch(self, send: trio.MemorySendChannel[Event], failed: SessionEnded) -> None:
+        """The error boundary's decision on a failed session: a new one, or the end (raises)."""
+        now = _now()
+        upstream = self.upstream
+        replacement = None
+        if (
+            self._pool is not None
+            and upstream.engine_load is not None
+            and failed.engine_failed
+            and self.switches.allowed(now)
+        ):
+            # A channel that never played tries other engines only: the same engine again
+            # would keep its first player waiting on what already failed.
+            played = self.window.next_sequence > 0
+            replacement = self._pool.replace(upstream, same=played)
+        if replacement is None:
+            if len(self.sessions) > 1:
+                attempts = describe_attempts(self.sessions)
+                reason = f"{failed.reason} (after {len(self.sessions)} engine sessions: {attempts})"
+                raise SessionEnded(reason, failed.error)
+            raise failed
+        # The old session is over: its stream ends in the orchestrator's books before the new
+        # one starts (the sender posts the queue in order).
+        self._end_stream(send, f"failover: {failed.reason}")
+        upstream_session = self._upstream_session
+        if upstream_session is not None and upstream_session.left_open is not None:
+            assert upstream_session.session is not None
+            self.left_behind.append((upstream, self._client, upstream_session.session))
+        self._upstream_session = None
+        delay = self.switches.delay(now)
+        self.switches.record(now)
+        self.upstream, self._client = replacement
+        log.warning(
+            "channel %s: session on %s failed (%s); switch %d to %s in %g s",
+            self.name,
+            upstream.engine.base_url,
+            failed.reason,
+            self.switches.total,
+            self.upstream.engine.base_url,
+            delay,
+        )
+        # Players keep the window; the next session's first segment comes after a discontinuity.
+        self.window.mark_gap()
+        if delay > 0:
+            await trio.sleep(delay)
+
+    def _end_stream(self, send: trio.MemorySendChannel[Event], reason: str) -> None:
+        """Queue ``stream_ended`` for the current engine session's stream, once."""
         if self.stream_id is not None and self._sender is not None and self.report_end:
             self._emit(
                 send,
@@ -299,9 +396,19 @@ class Channel:
                     container_id=self.engine.container_id,
                     stream_id=self.stream_id,
                     content_id=self.key,
-                    reason=self.end_reason,
+                    reason=reason,
                 ),
             )
+        self.stream_id = None
+
+    def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
+        """Queue ``stream_ended`` (the session stopped its engine session on its way out)."""
+        if self.end_reason is None:
+            self.end_reason = "ended"
+        self.ready.set()
+        stream_id = self.stream_id
+        self._end_stream(send, self.end_reason)
+        self.stream_id = stream_id  # the status keeps showing the last stream
         if self._sender is not None:
             self._sender.give_up_by(
                 min(self._hurry_deadline, trio.current_time() + self.config.event_drain_timeout)
@@ -313,7 +420,7 @@ class Channel:
         if self._sender is None or self.stream_id is None:
             return
         try:
-            # Two events per channel on a channel of four: this never blocks.
+            # Sized for two events per engine session the switch limit allows: never blocks.
             send.send_nowait(Event(kind, self.stream_id, payload))
         except (trio.BrokenResourceError, trio.WouldBlock):
             # The sender is gone: it was cancelled from outside (a hard stop of the process).
@@ -470,6 +577,8 @@ class Channel:
             "engine_stats": None
             if self.feed.engine_stat is None
             else self.feed.engine_stat.as_dict(now),
+            "sessions": [record.snapshot(detail=detail, now=now) for record in self.sessions],
+            "failovers": self.switches.total,
             "upstream": {
                 "variant": None
                 if self.variant is None

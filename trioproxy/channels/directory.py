@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,10 @@ class EngineDirectory:
     """Knows the engines and their load; picks the least loaded one for a new channel.
 
     Load counts every channel from the moment it picks an engine (before its session is open)
-    until its teardown is done, so a burst of new channels spreads across engines.
+    until its teardown is done, so a burst of new channels spreads across engines; a channel
+    that fails over moves its load to its new engine. Each engine has a breaker: a session that
+    failed on it opens it for ``TRIOPROXY_FAILOVER_COOLDOWN``, and while it is open the engine
+    takes no failover and no new channel as long as another engine has room.
     """
 
     def __init__(
@@ -44,6 +48,10 @@ class EngineDirectory:
         self._refresh_interval = refresh_interval
         self._max = max_streams_per_engine
         self._load: Counter[str] = Counter()
+        self._breaker: dict[str, float] = {}
+        """Engine URL → until when it is avoided: a session on it failed."""
+        self._changed = trio.Event()
+        """Set (and replaced) whenever the engine list is read anew."""
         self.last_refresh_error: str | None = None
 
     @property
@@ -77,9 +85,60 @@ class EngineDirectory:
             else:
                 message = f"every engine carries {self._max} channels already"
             raise NoEngineAvailable(message, retry_after=10)
+        # An engine whose breaker is open takes a new channel only when no other one has room.
+        engine = min(
+            candidates,
+            key=lambda e: (self.breaker_open(e), self._load[e.base_url], not e.forwarded),
+        )
+        self._load[engine.base_url] += 1
+        return engine
+
+    def acquire_instead(self, failed: Engine) -> Engine | None:
+        """An engine other than ``failed``, with room and its breaker closed (least loaded),
+        counted as loaded at once; None when there is none."""
+        candidates = [
+            e
+            for e in self._engines
+            if e.base_url != failed.base_url
+            and self._load[e.base_url] < self._max
+            and not self.breaker_open(e)
+        ]
+        if not candidates:
+            return None
         engine = min(candidates, key=lambda e: (self._load[e.base_url], not e.forwarded))
         self._load[engine.base_url] += 1
         return engine
+
+    # ---- the breaker: an engine whose session failed is avoided for a cool-down --------------
+
+    def trip(self, engine: Engine, cooldown: float) -> None:
+        """Open ``engine``'s breaker for ``cooldown`` seconds from now."""
+        if cooldown <= 0:
+            return
+        until = trio.current_time() + cooldown
+        if until > self._breaker.get(engine.base_url, -math.inf):
+            self._breaker[engine.base_url] = until
+            log.warning("engine %s: breaker open for %g s", engine.base_url, cooldown)
+
+    def breaker_open(self, engine: Engine) -> bool:
+        until = self._breaker.get(engine.base_url)
+        if until is None:
+            return False
+        if trio.current_time() >= until:
+            del self._breaker[engine.base_url]
+            return False
+        return True
+
+    def listed(self, engine: Engine) -> bool:
+        return any(e.base_url == engine.base_url for e in self._engines)
+
+    async def wait_unlisted(self, engine: Engine) -> str:
+        """Return once ``engine`` is no longer in the list the orchestrator gives."""
+        if not self._dynamic:
+            await trio.sleep_forever()
+        while self.listed(engine):
+            await self._changed.wait()
+        return "left the orchestrator's engine list"
 
     def release(self, engine: Engine) -> None:
         self._load[engine.base_url] -= 1
@@ -94,6 +153,9 @@ class EngineDirectory:
                 "forwarded": e.forwarded,
                 "channels": self._load[e.base_url],
                 "max_channels": self._max,
+                "breaker_open_seconds": round(self._breaker[e.base_url] - trio.current_time(), 3)
+                if self.breaker_open(e)
+                else None,
             }
             for e in self._engines
         ]
@@ -125,3 +187,5 @@ class EngineDirectory:
             log.info("engine list: %d healthy engine(s)", len(engines))
         self.last_refresh_error = None
         self._engines = engines
+        self._changed.set()
+        self._changed = trio.Event()

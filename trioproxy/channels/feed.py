@@ -43,3 +43,14 @@ class Feed:
     the first segments are told it."""
     on_append: Callable[[], None] = field(default=lambda: None)
     """Called after each segment appended to the window (the channel's TS players read it)."""
+    target_duration: float | None = None
+    """The upstream's target duration, once a playlist told it (kept across sessions)."""
+    advanced_at: float = 0.0
+    """When the window last advanced (a segment or a gap), or the current session opened."""
+
+    def limit(self, targets: float, seconds: float) -> float:
+        """A failure threshold: ``targets`` target durations once one is known, at most
+        ``seconds`` (``targets`` 0: ``seconds`` alone)."""
+        if targets > 0 and self.target_duration:
+            return min(seconds, targets * self.target_duration)
+        return seconds

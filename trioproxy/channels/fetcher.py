@@ -8,7 +8,8 @@ to the window in playlist order, and a segment that could not be had becomes a g
 discontinuity), never a silent skip.
 
 Progress goes into the channel's :class:`~trioproxy.channels.feed.Feed`; a failure (the playlist
-or the segments failing for ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
+or the segments failing for ``TRIOPROXY_FAILOVER_PLAYLIST_TARGETS`` target durations, at
+most ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
 memory budget) leaves as :class:`~trioproxy.errors.EngineError`.
 
 Nothing on the event loop grows with the size of the upstream's playlist: a playlist text over
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import httpx
 import trio
 import trio.lowlevel
 
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 PLAYLIST_TIMEOUT = 10.0
 """Seconds one playlist reload may take."""
 SEGMENT_ATTEMPTS = 3
+REFUSED_RELOADS = 3
+"""Playlist reloads refused in a row (nothing listens at the engine any more) that fail the
+session at once, before its failing deadline."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
 PARSE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
@@ -163,18 +168,22 @@ class Fetcher:
         """Reload the playlist and queue every segment it lists that we have not seen.
 
         Returns True when the upstream playlist ended; raises ``EngineError`` when it failed
-        for ``TRIOPROXY_UPSTREAM_TIMEOUT``.
+        (or hung) from the start of its first failing reload for :meth:`_limit`.
         """
         last_sequence: int | None = None
         last_discontinuity: int | None = None
         previous_last: int | None = None
         failing_since: float | None = None
-        attempt = hops = 0
+        attempt = hops = refused = 0
         with jobs:
             while True:
                 began = trio.current_time()
+                timeout_at = began + PLAYLIST_TIMEOUT
+                give_up_at = (began if failing_since is None else failing_since) + self._limit()
+                if began < give_up_at:  # a reload hanging across the deadline ends at it
+                    timeout_at = min(timeout_at, give_up_at)
                 try:
-                    with trio.fail_after(PLAYLIST_TIMEOUT):
+                    with trio.fail_at(timeout_at):
                         text, final_url = await self._client.get_text(url)
                     read = await self._digest(
                         text, final_url, last_sequence, last_discontinuity, previous_last
@@ -191,15 +200,19 @@ class Fetcher:
                         raise  # a setting or a bound, not bad luck: no retry
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
-                    if began - failing_since >= self._config.upstream_timeout:
+                    give_up_at = failing_since + self._limit()
+                    refused = refused + 1 if _refused(exc) else 0
+                    if refused >= REFUSED_RELOADS or trio.current_time() >= give_up_at:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
-                    await trio.sleep(backoff(attempt))
+                    # The last retry starts at the deadline; one still failing then ends it.
+                    await trio.sleep_until(min(trio.current_time() + backoff(attempt), give_up_at))
                     attempt += 1
                     continue
-                failing_since, attempt, hops = None, 0, 0
+                failing_since, attempt, hops, refused = None, 0, 0, 0
                 if read.target_duration:
                     self._window.raise_target_duration(read.target_duration)
+                    self._feed.target_duration = read.target_duration
                 self._feed.independent_segments = read.independent_segments
                 if last_sequence is None and read.endlist:
                     self._serve_whole(read)
@@ -227,6 +240,11 @@ class Fetcher:
                     return True
                 previous_last = read.last_sequence
                 await trio.sleep_until(began + read.pause)
+
+    def _limit(self) -> float:
+        """Seconds the playlist (or the segments) may keep failing before the session fails."""
+        config = self._config
+        return self._feed.limit(config.failover_playlist_targets, config.upstream_timeout)
 
     async def _digest(
         self,
@@ -333,11 +351,12 @@ class Fetcher:
             async for job in jobs:
                 await job.done.wait()
                 now = trio.current_time()
+                self._feed.advanced_at = now
                 if job.gap_before:
                     self._window.mark_gap()
                 if job.data is None:
                     self._window.mark_gap()
-                    stalled = now - self.last_good_segment_at >= self._config.upstream_timeout
+                    stalled = now - self.last_good_segment_at >= self._limit()
                     if stalled and not job.segment.gap:
                         raise EngineError(f"engine segments failing: {self._segment_error}")
                     continue
@@ -408,6 +427,11 @@ async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
         await trio.lowlevel.checkpoint()  # the nursery's cancellation, if it came first
         return False
     return True
+
+
+def _refused(exc: BaseException) -> bool:
+    """The engine's host refused the connection: nothing listens there any more."""
+    return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,8 +4,9 @@ One task per upstream session, beside its fetch loop, ticking every ``TRIOPROXY_
 
 - it reads the session's ``stat_url``; an answer ``{"response": null, "error": "..."}`` (after a
   stop the engine says "unknown playback session id") means the engine ended the session itself;
-- it watches the channel's window: no new segment (and no gap) for ``TRIOPROXY_STALL_TIMEOUT``
-  seconds since the session opened or since the last one means the stream stalled.
+- it watches the channel's window: no new segment (and no gap) since the session opened or
+  since the last one, for ``TRIOPROXY_FAILOVER_STALL_TARGETS`` target durations (at most
+  ``TRIOPROXY_STALL_TIMEOUT`` seconds), means the stream stalled.
 
 Either raises :class:`~trioproxy.errors.EngineError` naming the cause; it never calls back.
 The last stat answer that carried one is kept in the feed (``Feed.engine_stat``), for
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -61,24 +64,26 @@ async def watch_session(
     feed: Feed,
     *,
     stat_interval: float,
-    stall_timeout: float,
+    stall_limit: Callable[[bool], float],
 ) -> None:
-    """Run until cancelled; raise ``EngineError`` when the session dies or stalls."""
-    window = feed.window
-    progress_mark = (window.next_sequence, window.gaps)
-    progress_at = trio.current_time()
-    tick = min(stat_interval, stall_timeout)
-    deadline = progress_at
-    next_stat = progress_at + stat_interval
+    """Run until cancelled; raise ``EngineError`` when the session dies or stalls.
+
+    ``stall_limit(started)`` is the seconds without progress that count as a stall, before
+    (``started`` False: an engine may need long to start) or after the session's first segment;
+    the stall is raised at that deadline exactly.
+    """
+    opened_at = trio.current_time()
+    feed.advanced_at = opened_at
+    next_stat = opened_at + stat_interval
     while True:
-        deadline += tick
-        await trio.sleep_until(deadline)
+        started = feed.advanced_at > opened_at
+        stall_at = max(feed.advanced_at, opened_at) + stall_limit(started)
         now = trio.current_time()
-        mark = (window.next_sequence, window.gaps)
-        if mark != progress_mark or feed.ended.is_set():
-            progress_mark, progress_at = mark, now
-        elif now - progress_at >= stall_timeout:
-            raise EngineError(f"engine stream stalled: no new segment in {stall_timeout:g} s")
+        if feed.ended.is_set():
+            stall_at = math.inf
+        elif now >= stall_at:
+            limit = stall_limit(started)
+            raise EngineError(f"engine stream stalled: no new segment in {limit:g} s")
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)
@@ -88,3 +93,5 @@ async def watch_session(
             ended = session_ended_error(payload)
             if ended is not None:
                 raise EngineError(f"engine ended the session ({ended})")
+            continue
+        await trio.sleep_until(min(stall_at, next_stat if session.stat_url else math.inf))

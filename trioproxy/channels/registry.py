@@ -17,7 +17,8 @@ import trio
 from ..config import Config
 from ..errors import ChannelFailed, LoopingStream, NoEngineAvailable, OverCapacity
 from ..hls.window import MemoryAccount
-from ..upstream.engine import EngineClient, KeyType, Session
+from ..observability.metrics import FAILOVERS
+from ..upstream.engine import Engine, EngineClient, KeyType, Session
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
@@ -82,6 +83,9 @@ class Registry:
         self.refused: Counter[str] = Counter()
         """New channels refused here: at shutdown, in their failure backoff, looping content
         (the caps count their own refusals)."""
+        self.failovers = 0
+        """Failovers of every channel: engine sessions replaced by a new one (on another
+        engine, or the same one when no other has room)."""
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -186,6 +190,32 @@ class Registry:
             key, EngineUpstream(engine, key_type, key), client, account, address=address
         )
 
+    # ---- failover (the channels' EnginePool) ------------------------------------------------
+
+    def _count_failover(self) -> None:
+        self.failovers += 1
+        FAILOVERS.inc()
+
+    def replace(self, failed: Upstream, *, same: bool) -> tuple[Upstream, EngineClient] | None:
+        """The next upstream of a channel whose session on ``failed`` failed: another engine
+        with room and a closed breaker (least loaded), else (with ``same``) the same engine
+        again, else None."""
+        assert isinstance(failed, EngineUpstream)
+        self.directory.trip(failed.engine, self.config.failover_cooldown)
+        engine = self.directory.acquire_instead(failed.engine)
+        if engine is None:
+            if not same:
+                return None
+            self._count_failover()
+            return failed, self.policy.for_engine(failed.engine)
+        self._count_failover()
+        self.directory.release(failed.engine)
+        upstream = EngineUpstream(engine, failed.key_type, failed.key)
+        return upstream, self.policy.for_engine(engine)
+
+    async def wait_unlisted(self, engine: Engine) -> str:
+        return await self.directory.wait_unlisted(engine)
+
     def _admit(
         self,
         name: str,
@@ -241,6 +271,7 @@ class Registry:
             on_stop=self._forget,
             events_after=self._events_unsettled(upstream.key) if events else (),
             account=account,
+            pool=self if isinstance(upstream, EngineUpstream) else None,
         )
         self._channels[name] = channel
         self.addresses.started(channel, address)
@@ -274,12 +305,19 @@ class Registry:
                 self.directory.release(channel.upstream.engine_load)
         left_open = channel.left_open
         if left_open is not None and self._nursery is not None:
-            self._nursery.start_soon(self._stop_later, channel, left_open)
+            self._nursery.start_soon(
+                self._stop_later, channel.name, channel.upstream, channel.client, left_open
+            )
+        for upstream, client, session in channel.left_behind:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._stop_later, channel.name, upstream, client, session)
         if held >= TRIM_AFTER and self._nursery is not None:
             # A task of its own: it runs once this one has let go of the channel and its bytes.
             self._nursery.start_soon(give_back)
 
-    async def _stop_later(self, channel: Channel, session: Session) -> None:
+    async def _stop_later(
+        self, name: str, upstream: Upstream, client: EngineClient, session: Session
+    ) -> None:
         scope = trio.CancelScope()
         if self._shutdown.is_set():
             scope.cancel()  # no later at shutdown: it logs the session it leaves open
@@ -287,9 +325,9 @@ class Registry:
         try:
             with scope:
                 await stop_later(
-                    channel.name,
-                    channel.client,
-                    channel.upstream,
+                    name,
+                    client,
+                    upstream,
                     session,
                     self.config.stop_timeout,
                 )
@@ -361,6 +399,7 @@ class Registry:
                 "dropped": orchestrator.dropped,
             },
             "channels_started": self.started_total,
+            "failovers": self.failovers,
             "engine_stops_pending": len(self._late_stops),
             "limits": {
                 **self.admission.snapshot(

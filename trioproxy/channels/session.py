@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
 import trio
 
 from ..config import Config
-from ..errors import EngineError, ProxyError
+from ..errors import EngineError, ProxyError, UpstreamRefused
 from ..upstream.engine import EngineClient, Session
 from .feed import Feed
 from .fetcher import Fetcher
 from .health import watch_session
+from .memory import MemoryRefused
 from .stops import stop_session
 from .upstreams import Upstream
 
@@ -45,6 +47,14 @@ class SessionEnded(Exception):
         """Why, as logged and sent as ``stream_ended``'s reason."""
         self.error = error
         """What players waiting on the channel are told."""
+
+    @property
+    def engine_failed(self) -> bool:
+        """The engine's side failed (another session may do better), not a setting of ours
+        (a host the policy refuses) nor the memory budget."""
+        return not isinstance(self.error, (UpstreamRefused, MemoryRefused)) and isinstance(
+            self.error, EngineError
+        )
 
 
 E = TypeVar("E", bound=BaseException)
@@ -70,8 +80,10 @@ class UpstreamSession:
         feed: Feed,
         config: Config,
         hurry_deadline: float = math.inf,
+        unlisted: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self._name = name
+        self._unlisted = unlisted
         self._upstream = upstream
         self._client = client
         self._feed = feed
@@ -107,14 +119,28 @@ class UpstreamSession:
                             session,
                             self._feed,
                             stat_interval=self._config.stat_interval,
-                            stall_timeout=self._config.stall_timeout,
+                            stall_limit=self._stall_limit,
                         )
                     )
+                    if self._unlisted is not None:
+                        nursery.start_soon(self._watch_listed, self._unlisted)
             except* EngineError as group:
                 error = first_leaf(group)
                 raise SessionEnded(error.message, error) from group
         finally:
             await self._stop()
+
+    def _stall_limit(self, started: bool) -> float:
+        """Before the session's first segment ``TRIOPROXY_STALL_TIMEOUT``; then, with a target
+        duration known, ``TRIOPROXY_FAILOVER_STALL_TARGETS`` of them (at most that)."""
+        config = self._config
+        if not started:
+            return config.stall_timeout
+        return self._feed.limit(config.failover_stall_targets, config.stall_timeout)
+
+    async def _watch_listed(self, unlisted: Callable[[], Awaitable[str]]) -> None:
+        why = await unlisted()
+        raise EngineError(f"engine {self._upstream.engine.base_url} {why}")
 
     async def _open(self) -> Session:
         timeout = self._config.session_timeout

@@ -183,7 +183,9 @@ class Config:
         "TRIOPROXY_UPSTREAM_TIMEOUT",
         30.0,
         parse.positive_seconds,
-        "seconds an engine may keep failing before its channel ends",
+        "seconds an engine playlist may keep failing (or its segments) before its session "
+        "fails; with a target duration known, at most "
+        "`TRIOPROXY_FAILOVER_PLAYLIST_TARGETS` of them",
     )
     segment_concurrency: int = setting(
         "TRIOPROXY_SEGMENT_CONCURRENCY",
@@ -266,7 +268,49 @@ class Config:
         "TRIOPROXY_STALL_TIMEOUT",
         60.0,
         parse.positive_seconds,
-        "seconds without a new segment before a channel ends as stalled",
+        "seconds without a new segment before a session fails as stalled; with a target "
+        "duration known, at most `TRIOPROXY_FAILOVER_STALL_TARGETS` of them",
+    )
+    failover_playlist_targets: float = setting(
+        "TRIOPROXY_FAILOVER_PLAYLIST_TARGETS",
+        3.0,
+        parse.seconds,
+        "target durations an engine playlist may keep failing or hanging before the channel "
+        "moves to a new engine session (0: only `TRIOPROXY_UPSTREAM_TIMEOUT`)",
+    )
+    failover_stall_targets: float = setting(
+        "TRIOPROXY_FAILOVER_STALL_TARGETS",
+        6.0,
+        parse.seconds,
+        "target durations without a new segment before the channel moves to a new engine "
+        "session (0: only `TRIOPROXY_STALL_TIMEOUT`)",
+    )
+    failover_max_switches: int = setting(
+        "TRIOPROXY_FAILOVER_MAX_SWITCHES",
+        5,
+        parse.whole_number,
+        "new engine sessions a channel may move to within `TRIOPROXY_FAILOVER_WINDOW`; one "
+        "more failure ends it (0: no failover, a failed session ends its channel)",
+    )
+    failover_window: float = setting(
+        "TRIOPROXY_FAILOVER_WINDOW",
+        300.0,
+        parse.positive_seconds,
+        "seconds over which `TRIOPROXY_FAILOVER_MAX_SWITCHES` counts",
+    )
+    failover_backoff: float = setting(
+        "TRIOPROXY_FAILOVER_BACKOFF",
+        1.0,
+        parse.seconds,
+        "seconds before the second switch within the window, doubling for each further one "
+        "(the first is at once), at most 8 times this",
+    )
+    failover_cooldown: float = setting(
+        "TRIOPROXY_FAILOVER_COOLDOWN",
+        30.0,
+        parse.seconds,
+        "seconds an engine whose session failed is avoided (its breaker is open) while "
+        "another engine has room",
     )
     stat_interval: float = setting(
         "TRIOPROXY_STAT_INTERVAL",

@@ -1,0 +1,347 @@
+"""Failover on the virtual clock: two engines (A first, B second), each a fault engine.
+
+Every trigger switches the channel to a new engine session at its exact deadline; the switch
+limit ends the channel naming every attempt; the failed engine's breaker keeps requests off it;
+the orchestrator sees ``stream_ended`` for the old session before ``stream_started`` for the new
+one; players keep their URL, see one discontinuity, and sequence numbers never go back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from trioproxy.channels.channel import Channel
+from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.faults import FaultyEngine, request_kind
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    CONTENT_B,
+    ENGINE_URL,
+    Harness,
+    RefusingTransport,
+    asgi_transport,
+    default_config,
+    harness,
+    small_media,
+)
+from trioproxy.testing.players import PlayerLog
+
+ENGINE_B = "http://engine-b.test:6878"
+# The harness's engine: 2 s segments (target duration 2), 6 s on air when a session opens.
+PLAYLIST_DEADLINE = 3 * 2.0  # TRIOPROXY_FAILOVER_PLAYLIST_TARGETS (3) target durations
+STALL_DEADLINE = 6 * 2.0  # TRIOPROXY_FAILOVER_STALL_TARGETS (6) target durations
+
+
+@dataclass
+class Recorded:
+    """A fault engine that notes when each request (by kind) arrived."""
+
+    faulty: FaultyEngine
+    seen: list[tuple[float, str]] = field(default_factory=list)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http":
+            self.seen.append((trio.current_time(), request_kind(scope["path"])))
+        await self.faulty(scope, receive, send)
+
+    def times(self, kind: str) -> list[float]:
+        return [at for at, what in self.seen if what == kind]
+
+    def after(self, at: float) -> list[str]:
+        return [what for when, what in self.seen if when > at]
+
+
+@dataclass
+class Two:
+    h: Harness
+    a: Recorded
+    b: Recorded
+    a_transport: RefusingTransport
+    b_transport: RefusingTransport
+
+
+def _engine() -> Recorded:
+    return Recorded(FaultyEngine(SimulatedEngine(small_media(), durations=[2.0], backlog=6.0)))
+
+
+@asynccontextmanager
+async def two_engines(**changes: Any) -> AsyncIterator[Two]:
+    a, b = _engine(), _engine()
+    a_transport = RefusingTransport(asgi_transport(a))
+    b_transport = RefusingTransport(asgi_transport(b))
+    # No idle stop: these channels play without players unless a test adds one.
+    config = default_config(
+        **{"engines": (ENGINE_URL, ENGINE_B), "proxy_grace_period": 3600.0, **changes}
+    )
+    mounts: dict[str, httpx.AsyncBaseTransport] = {ENGINE_URL: a_transport, ENGINE_B: b_transport}
+    async with harness(config, mounts=mounts) as h:
+        yield Two(h, a, b, a_transport, b_transport)
+
+
+async def _switched(channel: Channel, switches: int = 1) -> float:
+    """Wait until the channel's ``switches``-th switch; the time it happened."""
+    with trio.fail_after(120):
+        while channel.switches.total < switches:  # noqa: ASYNC110 (polls plain data)
+            await trio.sleep(0.01)
+    assert len(channel.sessions) >= switches + 1
+    started = channel.sessions[switches].started_at
+    return started
+
+
+async def test_playlist_failing_switches_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        assert channel.engine.base_url == ENGINE_URL
+        await trio.sleep(3.0)
+        t.a.faulty.faults["*"] = "playlist_5xx"
+        broke_at = trio.current_time()
+        switched_at = await _switched(channel)
+        first_failing = min(at for at in t.a.times("playlist") if at >= broke_at)
+        assert switched_at == first_failing + PLAYLIST_DEADLINE
+        assert channel.engine.base_url == ENGINE_B
+        assert t.b.times("open") == [switched_at]  # at once: the first switch has no pause
+        assert channel.sessions[0].reason is not None
+        assert "playlist failing" in channel.sessions[0].reason
+
+
+async def test_playlist_hanging_switches_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a.faulty.faults["*"] = "playlist_hang"
+        broke_at = trio.current_time()
+        switched_at = await _switched(channel)
+        first_hanging = min(at for at in t.a.times("playlist") if at >= broke_at)
+        assert switched_at == first_hanging + PLAYLIST_DEADLINE
+        assert t.b.times("open") == [switched_at]
+
+
+async def test_stall_switches_at_its_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a.faulty.faults["*"] = "stall"
+        switched_at = await _switched(channel)
+        last_segment = max(at for at in t.a.times("segment") if at < switched_at)
+        assert switched_at == last_segment + STALL_DEADLINE
+        assert "stalled" in (channel.sessions[0].reason or "")
+        assert t.b.times("open") == [switched_at]
+
+
+async def test_session_ended_by_the_engine_switches_at_the_next_stat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(stat_interval=2.0) as t:
+        channel = await t.h.wait_channel()
+        opened = channel.sessions[0].opened_at
+        assert opened is not None
+        await trio.sleep_until(opened + 3.0)
+        assert t.a.faulty.end_session(t.h.session_id())
+        switched_at = await _switched(channel)
+        assert switched_at == opened + 4.0  # the first stat read after the end
+        assert "engine ended the session" in (channel.sessions[0].reason or "")
+
+
+async def test_open_timeout_switches_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(session_timeout=20.0) as t:
+        t.a.faulty.inner.open_delay = 1000.0
+        response = await t.h.open_playlist()
+        assert response.status_code == 200  # served from B, not a 502
+        channel = t.h.channel()
+        assert channel.sessions[1].started_at == 20.0
+        assert t.b.times("open") == [20.0]
+        assert channel.engine.base_url == ENGINE_B
+
+
+async def test_first_request_refused_by_one_engine_is_served_from_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        t.a_transport.refusing = True
+        response = await t.h.open_playlist()
+        assert response.status_code == 200
+        assert t.a_transport.refused == 1
+        assert t.b.times("open") == [0.0]
+        # The orchestrator never heard of the session that did not open.
+        assert t.h.orchestrator.kinds() == ["stream_started"]
+        loads = {e["url"]: e["channels"] for e in t.h.registry.directory.snapshot()}
+        assert loads == {ENGINE_URL: 0, ENGINE_B: 1}
+
+
+async def test_engine_leaving_the_list_switches_at_the_refresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rows = [
+        {"host": host, "port": 6878, "health_status": "healthy", "container_id": name}
+        for host, name in (("engine.test", "a"), ("engine-b.test", "b"))
+    ]
+    async with two_engines(engines=(), engine_refresh_interval=10.0) as t:
+        t.h.orchestrator.engines = list(rows)
+        await trio.sleep(0.5)  # the first read of the list
+        channel = await t.h.wait_channel()
+        assert channel.engine.base_url == ENGINE_URL
+        t.h.orchestrator.engines = [rows[1]]  # engine A is unhealthy
+        switched_at = await _switched(channel)
+        assert switched_at == 10.0  # the next read of the list
+        assert channel.engine.base_url == ENGINE_B
+        assert "left the orchestrator's engine list" in (channel.sessions[0].reason or "")
+
+
+async def test_breaker_keeps_requests_off_the_failed_engine(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(failover_cooldown=30.0) as t:
+        channel = await t.h.wait_channel()
+        t.a_transport.refusing = True
+        switched_at = await _switched(channel)
+        assert channel.engine.base_url == ENGINE_B
+        refused = t.a_transport.refused
+        # A new channel while A's breaker is open goes to B, though A carries nothing.
+        other = await t.h.wait_channel(CONTENT_B)
+        assert other.engine.base_url == ENGINE_B
+        await trio.sleep_until(switched_at + 29.0)
+        assert t.a_transport.refused == refused
+        assert t.a.after(switched_at) == []
+        snapshot = {e["url"]: e for e in t.h.registry.directory.snapshot()}
+        assert snapshot[ENGINE_URL]["breaker_open_seconds"] == 1.0
+        assert snapshot[ENGINE_B]["channels"] == 2
+        assert snapshot[ENGINE_URL]["channels"] == 0
+
+
+async def test_orchestrator_sees_the_old_stream_end_before_the_new_one_starts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        old = channel.stream_id
+        t.a_transport.refusing = True
+        await _switched(channel)
+        await channel.ready.wait()
+        expected = ["stream_started", "stream_ended", "stream_started"]
+        while t.h.orchestrator.kinds() != expected:  # noqa: ASYNC110 (polls plain data)
+            await trio.sleep(0.1)
+        events = t.h.orchestrator.events
+        assert events[1].payload["reason"].startswith("failover: ")
+        assert events[1].at <= events[2].at
+        orch = t.h.orchestrator
+        assert list(orch.running) == [channel.stream_id] != [old]
+        assert orch.per_container() == {None: 1}
+        t.h.registry.stop_channel(CONTENT_A)
+        await channel.closed.wait()
+        assert orch.kinds()[-1] == "stream_ended"
+        assert orch.running == {}
+        assert all(orch.started[s] == orch.ended[s] == 1 for s in orch.streams)
+        loads = {e["url"]: e["channels"] for e in t.h.registry.directory.snapshot()}
+        assert loads == {ENGINE_URL: 0, ENGINE_B: 0}
+
+
+async def test_players_keep_their_url_through_a_failover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        url = await t.h.start()
+        log = PlayerLog()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(t.h.play, url, 60.0, 2.0, log=log))
+            await trio.sleep(12.0)
+            t.a_transport.refusing = True
+        assert set(log.statuses("playlist")) == {200}
+        assert log.sequences == sorted(set(log.sequences))  # never back, never twice
+        channel = t.h.channel()
+        assert channel.switches.total == 1
+        assert channel.engine.base_url == ENGINE_B
+        # One discontinuity since the channel began: where the new session's segments start.
+        assert [s.discontinuity_count for s in channel.window.latest(1)] == [1]
+        rendered = channel.render_playlist(lambda s: f"{s.sequence}.ts")
+        assert "#EXT-X-DISCONTINUITY-SEQUENCE:1\n" in rendered
+
+
+async def test_switch_limit_ends_the_channel_naming_every_attempt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = {"failover_max_switches": 2, "failover_backoff": 1.0}
+    async with two_engines(**config) as t:
+        channel = await t.h.wait_channel()
+        t.a_transport.refusing = True
+        t.b_transport.refusing = True
+        await channel.closed.wait()
+        reason = channel.end_reason or ""
+        assert "after 3 engine sessions" in reason
+        assert f"1) {ENGINE_URL}: engine playlist failing" in reason
+        assert f"2) {ENGINE_B}: engine session failed" in reason
+        assert f"3) {ENGINE_B}: engine session failed" in reason
+        # No loop: one open on B at once, one after the backoff; A untouched once its breaker
+        # opened.
+        assert t.b_transport.refused == 2
+        assert channel.sessions[2].started_at - channel.sessions[1].started_at == 1.0
+        assert t.h.orchestrator.kinds() == ["stream_started", "stream_ended"]
+        assert t.h.orchestrator.running == {}
+
+
+@pytest.mark.parametrize("failing", ["refused", "open_error"])
+async def test_every_engine_failing_never_loops(
+    autojump_clock: trio.testing.MockClock, failing: str
+) -> None:
+    async with two_engines(failover_max_switches=5, failover_window=300.0) as t:
+        channel = await t.h.wait_channel()
+        if failing == "refused":
+            t.a_transport.refusing = t.b_transport.refusing = True
+        else:
+            t.a_transport.refusing = True
+            t.b.faulty.inner.session_error = "content not found"
+        await channel.closed.wait()
+        assert len(channel.sessions) == 6  # the first, then five switches
+        assert channel.switches.total == 5
+        # Pauses double: 0, 1, 2, 4, 8 s between the switches.
+        starts = [record.started_at for record in channel.sessions[1:]]
+        pauses = [b - a for a, b in itertools.pairwise(starts)]
+        assert pauses == pytest.approx([1.0, 2.0, 4.0, 8.0], abs=1e-9)
+        assert t.h.registry.get(CONTENT_A) is None
+
+
+async def test_failover_disabled_ends_the_channel(autojump_clock: trio.testing.MockClock) -> None:
+    async with two_engines(failover_max_switches=0) as t:
+        channel = await t.h.wait_channel()
+        t.a_transport.refusing = True
+        await channel.closed.wait()
+        assert channel.switches.total == 0
+        assert t.b.times("open") == []
+        assert "engine playlist failing" in (channel.end_reason or "")
+
+
+async def test_status_shows_each_session(autojump_clock: trio.testing.MockClock) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        t.a_transport.refusing = True
+        await _switched(channel)
+        await channel.ready.wait()
+        status = (await t.h.client.get("/proxy/status")).json()
+        shown = status["channels"][0]
+        assert shown["failovers"] == 1
+        sessions = shown["sessions"]
+        assert [s["engine"] for s in sessions] == [ENGINE_URL, ENGINE_B]
+        assert sessions[0]["opened"]
+        assert sessions[0]["ended"]
+        assert sessions[0]["reason"].startswith("engine playlist failing")
+        assert sessions[1]["opened"]
+        assert not sessions[1]["ended"]
+        assert status["failovers"] == 1
