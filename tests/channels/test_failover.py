@@ -196,7 +196,8 @@ async def test_engine_leaving_the_list_switches_at_the_refresh(
     ]
     async with two_engines(engines=(), engine_refresh_interval=10.0) as t:
         t.h.orchestrator.engines = list(rows)
-        await trio.sleep(0.5)  # the first read of the list
+        # Read the list now: the harness's own first read may have come before it was filled.
+        await t.h.registry.directory.refresh()
         channel = await t.h.wait_channel()
         assert channel.engine.base_url == ENGINE_URL
         t.h.orchestrator.engines = [rows[1]]  # engine A is unhealthy
