@@ -277,7 +277,7 @@ async def test_players_keep_their_url_through_a_failover(
 
 
 async def test_switch_limit_ends_the_channel_naming_every_attempt(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, no_jitter: None
 ) -> None:
     config = {"failover_max_switches": 2, "failover_backoff": 1.0}
     async with two_engines(**config) as t:
