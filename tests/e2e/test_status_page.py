@@ -84,7 +84,14 @@ async def test_the_page_lists_what_status_lists_and_stops_a_channel() -> None:
     engine = SimulatedEngine(demo_media(), durations=[2.0], backlog=8.0)
     async with serve_asgi(engine) as engine_url:
         config = browser_config(
-            engine_url, api_key=API_KEY, hls_initial_segments=1, stat_interval=0.5
+            engine_url,
+            # The channels outlive the page check: one request each, and Chromium may take
+            # a while to start on a busy machine.
+            hls_client_idle_timeout=300.0,
+            proxy_grace_period=300.0,
+            api_key=API_KEY,
+            hls_initial_segments=1,
+            stat_interval=0.5,
         )
         async with proxy_server(config) as proxy:
             await start_channels(proxy.url)
@@ -115,7 +122,14 @@ async def test_the_page_works_under_a_path_prefix() -> None:
     check_tools()
     engine = SimulatedEngine(demo_media(), durations=[2.0], backlog=8.0)
     async with serve_asgi(engine) as engine_url:
-        config = browser_config(engine_url, hls_initial_segments=1)
+        config = browser_config(
+            engine_url,
+            # The channels outlive the page check: one request each, and Chromium may take
+            # a while to start on a busy machine.
+            hls_client_idle_timeout=300.0,
+            proxy_grace_period=300.0,
+            hls_initial_segments=1,
+        )
         async with proxy_server(config) as proxy, serve_asgi(PrefixProxy(proxy.url)) as front:
             await start_channels(proxy.url)
             report = await status_page(f"{front}/tv/", len(CONTENT))
