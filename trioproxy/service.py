@@ -19,8 +19,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
              ├─ event sender              stream_started, then stream_ended; outlives the life
              │                            scope, until delivered or the deadline teardown sets
              ├─ idle watchdog             no players (waiters count) for the grace period → stop()
-             └─ upstream session          one at a time: SessionEnded reaches the channel's one
-                                          except*: the next session (failover), or the end
+             └─ upstream session          one at a time (failover.SessionLoop): SessionEnded →
+                                          the next session, or on to the channel's except*
                 ├─ open                   shielded, bounded; task_status.started(session)
                 ├─ fetch loop             poller → downloads → commit, into the channel's window
                 └─ health check           stat_url and stall detection: raises, never calls back
@@ -45,10 +45,10 @@ Who cancels what, and the stop order:
 - **An upstream session** never calls back into its channel: readiness and the upstream's end
   reach the channel through the channel's own data (its window, ``Feed.ready``, ``Feed.ended``,
   ``task_status.started``); failures (a refused or slow open, a failing playlist or segments, an
-  ended or stalled session) leave it as one ``SessionEnded``, caught by the channel's one error
-  boundary (``except*`` in ``Channel.run``), which opens a new session in its place (failover:
-  ``channels/failover.py``, bounded by the switch limit) or ends the channel and starts the
-  id's failure backoff.
+  ended or stalled session) leave it as one ``SessionEnded``, caught by the channel's session loop
+  (``SessionLoop`` in ``channels/failover.py``), which opens a new session in its place while
+  the switch limit allows, or raises it on to the channel's one error boundary (``except*`` in
+  ``Channel.run``), which ends the channel and starts the id's failure backoff.
 """
 
 from __future__ import annotations

@@ -150,7 +150,9 @@ async def test_failing_playlist_backs_off_then_ends_the_channel(
         assert 30.0 <= trio.current_time() - began <= 40.0
         assert 5 <= len(reloads) <= 15
         pauses = [b - a for a, b in itertools.pairwise(reloads)]
-        assert min(pauses) > 0.2
+        # Every pause is a backoff (at least 0.25 s), but the last: that retry starts at the
+        # deadline, however close it was.
+        assert min(pauses[:-1]) >= 0.25
         assert channel.end_reason is not None
         assert "playlist failing" in channel.end_reason
         assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]

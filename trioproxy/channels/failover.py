@@ -3,8 +3,8 @@
 When a channel's upstream session fails on the engine's side (it could not be opened, its
 playlist kept failing or hanging, it stalled, the engine ended it, the engine left the
 orchestrator's list), the channel asks an :class:`EnginePool` for a new engine and opens a new
-session there, spliced into the same window after a discontinuity. This module holds the parts
-that decide, as plain data:
+session there, spliced into the same window after a discontinuity. :class:`SessionLoop` runs a
+channel's sessions one after another; the parts that decide are plain data:
 
 - :class:`SessionRecord`: one engine session of a channel (engine, opened, ended, why), as the
   status page shows it and as the channel's end reason names it;
@@ -17,14 +17,39 @@ that decide, as plain data:
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
-from ..upstream.engine import Engine, EngineClient
+import trio
+
+from ..config import Config
+from ..upstream.engine import Engine, EngineClient, Session
+from ..upstream.orchestrator import ended_payload, started_payload
+from .events import Event, EventKind, EventSender
+from .feed import Feed
+from .session import SessionEnded, UpstreamSession, first_leaf
 from .upstreams import Upstream
 
-__all__ = ["BACKOFF_CAP", "EnginePool", "SessionRecord", "SwitchBudget", "describe_attempts"]
+__all__ = [
+    "BACKOFF_CAP",
+    "EnginePool",
+    "SessionLoop",
+    "SessionRecord",
+    "SwitchBudget",
+    "describe_attempts",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> float:
+    return trio.current_time()
+
 
 BACKOFF_CAP = 8
 """The pause before a switch is at most this many times ``TRIOPROXY_FAILOVER_BACKOFF``."""
@@ -114,3 +139,196 @@ class SwitchBudget:
     def record(self, now: float) -> None:
         self._switches.append(now)
         self.total += 1
+
+
+class SessionLoop:
+    """A channel's engine sessions, one after another.
+
+    :meth:`run` opens a session (an :class:`~trioproxy.channels.session.UpstreamSession`),
+    announces it (``stream_started``), and runs it until it fails or is cancelled. A session
+    that failed on the engine's side is replaced while the :class:`SwitchBudget` allows and the
+    pool has an engine: ``stream_ended`` (``failover: …``) for the old stream is queued before
+    the new one's ``stream_started``, and the window continues after a discontinuity. Otherwise
+    the failure leaves :meth:`run` as one :class:`SessionEnded`, naming every attempt.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        config: Config,
+        feed: Feed,
+        pool: EnginePool | None,
+        end_reason: Callable[[], str | None],
+    ) -> None:
+        self.name = name
+        self.upstream = upstream
+        self.client = client
+        """What the current session fetches with: reaches only its own upstream's hosts."""
+        self.current: UpstreamSession | None = None
+        self.stream_id: str | None = None
+        self.report_end = True
+        """False when the orchestrator ended the stream itself: no ``stream_ended`` from us."""
+        self.sender: EventSender | None = None
+        self.hurry_deadline = math.inf
+        self.switches = SwitchBudget(
+            config.failover_max_switches, config.failover_window, config.failover_backoff
+        )
+        """Failovers to a new engine session; ``switches.total`` counts them all."""
+        self.records: list[SessionRecord] = []
+        """The engine sessions, oldest first (the newest :data:`RECORDS_KEPT`)."""
+        self.left_behind: list[tuple[Upstream, EngineClient, Session]] = []
+        """Sessions of earlier upstreams a failover could not stop: stopped later."""
+        self._config = config
+        self._feed = feed
+        self._pool = pool
+        self._end_reason = end_reason
+
+    @property
+    def session(self) -> Session | None:
+        """The current upstream session, once it is open."""
+        return None if self.current is None else self.current.session
+
+    def hurry(self, deadline: float) -> None:
+        self.hurry_deadline = min(self.hurry_deadline, deadline)
+        if self.current is not None:
+            self.current.hurry(deadline)
+
+    async def run(self, send: trio.MemorySendChannel[Event]) -> None:
+        """Sessions until one fails for good (raises :class:`SessionEnded`) or cancelled."""
+        while True:
+            failed: SessionEnded | None = None
+            try:
+                await self._session(send)
+            except Exception as exc:
+                # A session's failure may come with collateral damage from its other tasks
+                # (a queue broken under them): the failure decides.
+                ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
+                if ended is None:
+                    raise
+                failed = first_leaf(ended)
+            if failed is None:
+                return  # the session ended on its own (it never does today): players stay
+            await self._switch(send, failed)
+
+    async def _session(self, send: trio.MemorySendChannel[Event]) -> None:
+        """One engine session: open it, announce it, run it until it fails or is cancelled."""
+        upstream = self.upstream
+        unlisted = None
+        if self._pool is not None and upstream.engine_load is not None:
+            unlisted = partial(self._pool.wait_unlisted, upstream.engine_load)
+        current = UpstreamSession(
+            name=self.name,
+            upstream=upstream,
+            client=self.client,
+            feed=self._feed,
+            config=self._config,
+            hurry_deadline=self.hurry_deadline,
+            unlisted=unlisted,
+        )
+        self.current = current
+        record = SessionRecord(upstream.engine.base_url, upstream.engine.container_id, _now())
+        self.records.append(record)
+        del self.records[:-RECORDS_KEPT]
+        try:
+            async with trio.open_nursery() as nursery:
+                session = await nursery.start(current.run)
+                record.opened_at = _now()
+                record.playback_session_id = session.playback_session_id
+                self.stream_id = f"{upstream.key}|{session.playback_session_id}"
+                self._emit(
+                    send,
+                    "stream_started",
+                    started_payload(
+                        engine=upstream.engine,
+                        key_type=upstream.key_type,
+                        key=upstream.key,
+                        session=session,
+                        stream_id=self.stream_id,
+                    ),
+                )
+        except* SessionEnded as group:
+            record.reason = first_leaf(group).reason
+            raise
+        finally:
+            if record.ended_at is None:
+                record.ended_at = _now()
+                record.reason = record.reason or self._end_reason() or "ended"
+
+    async def _switch(self, send: trio.MemorySendChannel[Event], failed: SessionEnded) -> None:
+        """The decision on a failed session: a new one, or the end (raises)."""
+        now = _now()
+        upstream = self.upstream
+        replacement = None
+        if (
+            self._pool is not None
+            and upstream.engine_load is not None
+            and failed.engine_failed
+            and self.switches.allowed(now)
+        ):
+            # A channel that never played tries other engines only: the same engine again
+            # would keep its first player waiting on what already failed.
+            played = self._feed.window.next_sequence > 0
+            replacement = self._pool.replace(upstream, same=played)
+        if replacement is None:
+            if len(self.records) > 1:
+                attempts = describe_attempts(self.records)
+                reason = f"{failed.reason} (after {len(self.records)} engine sessions: {attempts})"
+                raise SessionEnded(reason, failed.error)
+            raise failed
+        # The old session is over: its stream ends in the orchestrator's books before the new
+        # one starts (the sender posts the queue in order).
+        self.end_stream(send, f"failover: {failed.reason}")
+        current = self.current
+        if current is not None and current.left_open is not None:
+            assert current.session is not None
+            self.left_behind.append((upstream, self.client, current.session))
+        self.current = None
+        delay = self.switches.delay(now)
+        self.switches.record(now)
+        self.upstream, self.client = replacement
+        log.warning(
+            "channel %s: session on %s failed (%s); switch %d to %s in %g s",
+            self.name,
+            upstream.engine.base_url,
+            failed.reason,
+            self.switches.total,
+            self.upstream.engine.base_url,
+            delay,
+        )
+        # Players keep the window; the next session's first segment comes after a discontinuity.
+        self._feed.window.mark_gap()
+        if delay > 0:
+            await trio.sleep(delay)
+
+    def end_stream(self, send: trio.MemorySendChannel[Event], reason: str) -> None:
+        """Queue ``stream_ended`` for the current engine session's stream, once."""
+        if self.stream_id is not None and self.sender is not None and self.report_end:
+            self._emit(
+                send,
+                "stream_ended",
+                ended_payload(
+                    container_id=self.upstream.engine.container_id,
+                    stream_id=self.stream_id,
+                    content_id=self.upstream.key,
+                    reason=reason,
+                ),
+            )
+        self.stream_id = None
+
+    def _emit(
+        self, send: trio.MemorySendChannel[Event], kind: EventKind, payload: dict[str, Any]
+    ) -> None:
+        if self.sender is None or self.stream_id is None:
+            return
+        try:
+            # Sized for two events per engine session the switch limit allows: never blocks.
+            send.send_nowait(Event(kind, self.stream_id, payload))
+        except (trio.BrokenResourceError, trio.WouldBlock):
+            # The sender is gone: it was cancelled from outside (a hard stop of the process).
+            log.warning("channel %s: %s lost: the event sender has stopped", self.name, kind)
+            self.sender.dropped += 1
+            return
+        self.sender.pending += 1

@@ -27,6 +27,7 @@ from .channel import Channel
 from .directory import EngineDirectory
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
+from .status import channel_status
 from .stops import stop_later
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
@@ -382,12 +383,12 @@ class Registry:
 
     def snapshot(self, *, detail: bool = True) -> dict[str, Any]:
         """The status page. Without ``detail``, no engine session ids (nor what carries them:
-        stream ids, the engine's URLs in end reasons): see :meth:`Channel.snapshot`."""
+        stream ids, the engine's URLs in end reasons): see ``channels.status``."""
         orchestrator = self.orchestrator
         return {
             "redacted": not detail,
-            "channels": [c.snapshot(detail=detail) for c in self._channels.values()],
-            "closing": [c.snapshot(detail=detail) for c in self._closing],
+            "channels": [channel_status(c, detail=detail) for c in self._channels.values()],
+            "closing": [channel_status(c, detail=detail) for c in self._closing],
             "engines": self.directory.snapshot(),
             "engine_list_error": self.directory.last_refresh_error,
             "events": None
