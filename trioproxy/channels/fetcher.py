@@ -12,10 +12,8 @@ or the segments failing for ``TRIOPROXY_FAILOVER_PLAYLIST_TARGETS`` target durat
 most ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
 memory budget) leaves as :class:`~trioproxy.errors.EngineError`.
 
-Nothing on the event loop grows with the size of the upstream's playlist: a playlist text over
-``TRIOPROXY_PLAYLIST_THREAD_BYTES`` is read, and its fetches planned, in a worker thread
-(:func:`digest`), which hands back only what the window needs; the whole parsed playlist dies
-there. The loop keeps running between the thread's turns at the GIL.
+Each reload is read, and its fetches planned, by :func:`~trioproxy.channels.digest.read_playlist`
+(in a worker thread for a large playlist).
 """
 
 from __future__ import annotations
@@ -29,24 +27,21 @@ import trio.lowlevel
 
 from ..config import Config
 from ..errors import EngineError, ProxyError, UpstreamRefused, UpstreamUnusable
-from ..hls.plan import FetchPlan, plan_fetches, reload_pause
 from ..hls.playlist import (
     PlaylistError,
-    UpstreamPlaylist,
     UpstreamSegment,
-    is_master_playlist,
-    parse_media_playlist,
 )
-from ..hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
+from ..hls.variants import Variant
 from ..hls.window import PLAIN, OverBudget, SegmentMeta
 from ..observability.metrics import CHANNEL_READY, SEGMENTS_FETCHED
 from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
+from .digest import Digest, read_playlist
 from .feed import Feed
 from .memory import RETRY_AFTER, MemoryRefused, finished_fits
 
-__all__ = ["Digest", "Fetcher", "digest"]
+__all__ = ["Fetcher"]
 
 log = logging.getLogger(__name__)
 
@@ -58,62 +53,6 @@ REFUSED_RELOADS = 3
 session at once, before its failing deadline."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
-PARSE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
-"""Worker threads reading large playlists at once, across every channel of the process."""
-
-
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """What one reload of an upstream playlist means for the window: no more than it needs."""
-
-    variant: Variant | None = None
-    """A master playlist: the variant to follow instead (the other fields are unset)."""
-    target_duration: float | None = None
-    independent_segments: bool = False
-    endlist: bool = False
-    listed: int = 0
-    """Segments the playlist lists."""
-    known_bytes: int | None = None
-    """The bytes of every listed segment, when byte ranges tell them all."""
-    plan: FetchPlan = field(default_factory=lambda: FetchPlan(()))
-    pause: float = 0.0
-    """Seconds from the reload's start to the next (:func:`~trioproxy.hls.plan.reload_pause`)."""
-    last_sequence: int | None = None
-
-
-def digest(
-    text: str,
-    url: str,
-    limits: VariantLimits,
-    last_sequence: int | None,
-    last_discontinuity: int | None,
-    previous_last: int | None,
-    *,
-    initial_segments: int,
-    vod_cap: int,
-) -> Digest:
-    """Read a playlist and plan its fetches. Pure: runs on the event loop or in a thread."""
-    if is_master_playlist(text):
-        return Digest(variant=select_variant(parse_master_playlist(text, url), limits))
-    playlist: UpstreamPlaylist = parse_media_playlist(text, url)
-    plan = plan_fetches(
-        playlist,
-        last_sequence,
-        last_discontinuity,
-        initial_segments=initial_segments,
-        vod_cap=vod_cap,
-    )
-    ranges = [s.byterange.length for s in playlist.segments[:vod_cap] if s.byterange is not None]
-    return Digest(
-        target_duration=playlist.target_duration,
-        independent_segments=playlist.independent_segments,
-        endlist=playlist.endlist,
-        listed=len(playlist.segments),
-        known_bytes=sum(ranges) if len(ranges) == min(len(playlist.segments), vod_cap) else None,
-        plan=plan,
-        pause=reload_pause(playlist, previous_last),
-        last_sequence=playlist.last_sequence,
-    )
 
 
 @dataclass(eq=False, slots=True)
@@ -185,8 +124,13 @@ class Fetcher:
                 try:
                     with trio.fail_at(timeout_at):
                         text, final_url = await self._client.get_text(url)
-                    read = await self._digest(
-                        text, final_url, last_sequence, last_discontinuity, previous_last
+                    read = await read_playlist(
+                        self._config,
+                        text,
+                        final_url,
+                        last_sequence,
+                        last_discontinuity,
+                        previous_last,
                     )
                     del text
                     if read.variant is not None:
@@ -245,37 +189,6 @@ class Fetcher:
         """Seconds the playlist (or the segments) may keep failing before the session fails."""
         config = self._config
         return self._feed.limit(config.failover_playlist_targets, config.upstream_timeout)
-
-    async def _digest(
-        self,
-        text: str,
-        url: str,
-        last_sequence: int | None,
-        last_discontinuity: int | None,
-        previous_last: int | None,
-    ) -> Digest:
-        limits = VariantLimits(
-            max_bandwidth=self._config.variant_max_bandwidth,
-            max_height=self._config.variant_max_resolution,
-        )
-        args = (text, url, limits, last_sequence, last_discontinuity, previous_last)
-
-        def read() -> Digest:
-            return digest(
-                *args,
-                initial_segments=self._config.hls_initial_segments,
-                vod_cap=self._config.vod_max_segments,
-            )
-
-        if len(text) <= self._config.playlist_thread_bytes:
-            return read()
-        try:
-            limiter = PARSE_THREADS.get()
-        except LookupError:
-            limiter = trio.CapacityLimiter(1)
-            PARSE_THREADS.set(limiter)
-        # Cancellable: a cancelled channel leaves the thread to finish on its own and drop it.
-        return await trio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=limiter)
 
     def _serve_whole(self, read: Digest) -> None:
         """Finished content from the start: keep all of it, if it fits in the memory budget."""
