@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from trioproxy.channels.status import registry_status
 from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness
 from trioproxy.testing.orchestrator import FakeOrchestrator, V2Wire
 
@@ -125,4 +126,4 @@ async def test_a_down_orchestrator_holds_the_new_start_only_until_the_old_deadli
         ]
         assert list(orchestrator.running) == [CONTENT_A]
         assert orchestrator.load == {"c1": 1}
-        assert h.registry.snapshot()["events"]["dropped"] == 2  # the old start and its end
+        assert registry_status(h.registry)["events"]["dropped"] == 2  # the old start and its end

@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 
+from trioproxy.channels.status import registry_status
 from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
@@ -37,7 +38,7 @@ async def test_orchestrator_down_for_a_minute_loses_nothing(
             a.stream_id: ["stream_started", "stream_ended"],
             b.stream_id: ["stream_started"],
         }
-        assert h.registry.snapshot()["events"]["dropped"] == 0
+        assert registry_status(h.registry)["events"]["dropped"] == 0
 
 
 async def test_started_payload_matches_the_contract(autojump_clock: trio.testing.MockClock) -> None:
@@ -117,5 +118,5 @@ async def test_no_orchestrator_means_no_events_and_no_errors(
         await trio.sleep(5)
         assert h.orchestrator.attempts == 0
         assert h.sim.open_sessions == []
-        assert h.registry.snapshot()["events"] is None
+        assert registry_status(h.registry)["events"] is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from trioproxy.channels.status import registry_status
 from trioproxy.testing.harness import (
     CONTENT_A,
     CONTENT_B,
@@ -206,7 +207,7 @@ async def test_events_for_v2_name_the_content_and_the_engine(
         channel = h.channel()
         h.registry.stop_channel(CONTENT_A)
         await channel.closed.wait()
-        assert h.registry.snapshot()["events"]["api"] == "v2"
+        assert registry_status(h.registry)["events"]["api"] == "v2"
     started, ended = h.orchestrator.events
     assert started.payload["content_id"] == CONTENT_A
     assert "engine_id" in started.payload

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from tests.origin import Origin, origin_config
-from trioproxy.channels.status import channel_status
+from trioproxy.channels.status import channel_status, registry_status
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness, small_media
 
@@ -28,7 +28,7 @@ async def test_a_live_channel_under_pressure_keeps_its_window_and_a_new_one_is_r
             nursery.start_soon(h.watch, CONTENT_A, 60.0)
             await trio.sleep(40.0)
             channel = h.channel(CONTENT_A)
-            memory = h.registry.snapshot()["limits"]["memory"]
+            memory = registry_status(h.registry)["limits"]["memory"]
             assert memory["budget_bytes"] == MIB
             assert memory["charged_bytes"] <= MIB
             assert len(channel.window) == MIB // SEGMENT  # 10: not the 20 HLS_MAX_SEGMENTS
@@ -45,7 +45,7 @@ async def test_a_live_channel_under_pressure_keeps_its_window_and_a_new_one_is_r
             assert status["limits"]["memory"]["refused"] == {"channels": 1}
         await trio.sleep(20.0)  # no players: channel A stops and gives its bytes back
         assert h.registry.get(CONTENT_A) is None
-        memory = h.registry.snapshot()["limits"]["memory"]
+        memory = registry_status(h.registry)["limits"]["memory"]
         assert (memory["charged_bytes"], memory["held_bytes"], memory["accounts"]) == (0, 0, 0)
         assert (await h.open_playlist(CONTENT_B)).status_code == 200
 
@@ -99,4 +99,4 @@ async def test_finished_content_that_fits_is_served_whole(
         channel = h.channel(CONTENT_A)
         await channel.feed.ended.wait()
         assert len(channel.window) == 200
-        assert h.registry.snapshot()["limits"]["memory"]["held_bytes"] == 200 * 3000
+        assert registry_status(h.registry)["limits"]["memory"]["held_bytes"] == 200 * 3000

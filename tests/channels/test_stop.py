@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from trioproxy.channels.status import registry_status
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -43,7 +44,7 @@ async def test_stop_before_stream_started_was_answered(
         assert [s.session_id for s in h.sim.sessions.values()] == h.sim.stops
         assert h.sim.open_sessions == []
         assert channel_tasks(h.registry) == []
-        assert h.registry.snapshot()["closing"] == []
+        assert registry_status(h.registry)["closing"] == []
 
 
 async def test_new_request_during_teardown_gets_a_fresh_channel_without_delay(

@@ -11,6 +11,7 @@ import trio.lowlevel
 import trio.testing
 
 from tests.channels.test_session import SESSION, SlowUpstream, session_of
+from trioproxy.channels.status import registry_status
 from trioproxy.errors import EngineError
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, default_config, harness, small_media
@@ -94,14 +95,14 @@ async def test_the_registry_retries_a_stop_the_channel_left_open_then_logs_an_er
         await channel.closed.wait()
         assert trio.current_time() == stopped_at + 4.0  # closed at its stop deadline
         await trio.testing.wait_all_tasks_blocked()
-        assert h.registry.snapshot()["engine_stops_pending"] == 1
+        assert registry_status(h.registry)["engine_stops_pending"] == 1
         # Later attempts 2, 10 and 30 s after the previous one ended, each bounded by 4 s.
         await trio.sleep_until(stopped_at + 4.0 + 2.0 + 4.0 + 10.0 + 4.0 + 30.0 + 4.0 - 0.1)
-        assert h.registry.snapshot()["engine_stops_pending"] == 1
+        assert registry_status(h.registry)["engine_stops_pending"] == 1
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         await trio.sleep(0.1)
         await trio.testing.wait_all_tasks_blocked()
-        assert h.registry.snapshot()["engine_stops_pending"] == 0
+        assert registry_status(h.registry)["engine_stops_pending"] == 0
         assert session_id in [s.session_id for s in h.sim.open_sessions]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == [
@@ -125,6 +126,6 @@ async def test_a_later_stop_that_works_is_logged_and_leaves_nothing_open(
         await trio.sleep(0.1)  # 2 s after the channel closed
         await trio.testing.wait_all_tasks_blocked()
         assert h.sim.open_sessions == []
-        assert h.registry.snapshot()["engine_stops_pending"] == 0
+        assert registry_status(h.registry)["engine_stops_pending"] == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("stopped on a later attempt" in r.getMessage() for r in caplog.records)

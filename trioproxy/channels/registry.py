@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
 import httpx
 import trio
@@ -27,7 +26,6 @@ from .channel import Channel
 from .directory import EngineDirectory
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
-from .status import channel_status
 from .stops import stop_later
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
@@ -381,41 +379,7 @@ class Registry:
             return []
         return [task.name for task in self._nursery.child_tasks]
 
-    def snapshot(self, *, detail: bool = True) -> dict[str, Any]:
-        """The status page. Without ``detail``, no engine session ids (nor what carries them:
-        stream ids, the engine's URLs in end reasons): see ``channels.status``."""
-        orchestrator = self.orchestrator
-        return {
-            "redacted": not detail,
-            "channels": [channel_status(c, detail=detail) for c in self._channels.values()],
-            "closing": [channel_status(c, detail=detail) for c in self._closing],
-            "engines": self.directory.snapshot(),
-            "engine_list_error": self.directory.last_refresh_error,
-            "events": None
-            if orchestrator is None
-            else {
-                "orchestrator": orchestrator.base_url,
-                "api": orchestrator.api,
-                "delivered": orchestrator.delivered,
-                "dropped": orchestrator.dropped,
-            },
-            "channels_started": self.started_total,
-            "failovers": self.failovers,
-            "engine_stops_pending": len(self._late_stops),
-            "limits": {
-                **self.admission.snapshot(
-                    len(self._channels), opening_counts([*self._channels.values(), *self._closing])
-                ),
-                "memory": self.memory.snapshot(),
-            },
-            "limits_per_address": self.addresses.snapshot(),
-            "orchestrator_streams": self.watcher.snapshot() if self.watcher else None,
-            "config": {
-                "max_streams_per_engine": self.config.max_streams_per_engine,
-                "hls_window_size": self.config.hls_window_size,
-                "hls_max_segments": self.config.hls_max_segments,
-                "hls_initial_segments": self.config.hls_initial_segments,
-                "proxy_grace_period": self.config.proxy_grace_period,
-                "hls_client_idle_timeout": self.config.hls_client_idle_timeout,
-            },
-        }
+    @property
+    def engine_stops_pending(self) -> int:
+        """Engine sessions closed channels left open, still to be stopped."""
+        return len(self._late_stops)

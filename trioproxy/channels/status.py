@@ -1,4 +1,4 @@
-"""A channel as ``/proxy/status`` shows it."""
+"""The registry and its channels as ``/proxy/status`` shows them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import trio
 
 from ..errors import redact
+from .admission import opening_counts
 from .channel import Channel
+from .registry import Registry
 
-__all__ = ["channel_status"]
+__all__ = ["channel_status", "registry_status"]
 
 
 def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
@@ -65,5 +67,45 @@ def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
             else {"uri": variant.uri, "bandwidth": variant.bandwidth},
             "resources": len(channel.resources),
             "ended": channel.endlist,
+        },
+    }
+
+
+def registry_status(registry: Registry, *, detail: bool = True) -> dict[str, Any]:
+    """The status page. Without ``detail``, no engine session ids (nor what carries them:
+    stream ids, the engine's URLs in end reasons): see :func:`channel_status`."""
+    config = registry.config
+    orchestrator = registry.orchestrator
+    channels, closing = registry.channels, registry.closing
+    return {
+        "redacted": not detail,
+        "channels": [channel_status(c, detail=detail) for c in channels],
+        "closing": [channel_status(c, detail=detail) for c in closing],
+        "engines": registry.directory.snapshot(),
+        "engine_list_error": registry.directory.last_refresh_error,
+        "events": None
+        if orchestrator is None
+        else {
+            "orchestrator": orchestrator.base_url,
+            "api": orchestrator.api,
+            "delivered": orchestrator.delivered,
+            "dropped": orchestrator.dropped,
+        },
+        "channels_started": registry.started_total,
+        "failovers": registry.failovers,
+        "engine_stops_pending": registry.engine_stops_pending,
+        "limits": {
+            **registry.admission.snapshot(len(channels), opening_counts([*channels, *closing])),
+            "memory": registry.memory.snapshot(),
+        },
+        "limits_per_address": registry.addresses.snapshot(),
+        "orchestrator_streams": registry.watcher.snapshot() if registry.watcher else None,
+        "config": {
+            "max_streams_per_engine": config.max_streams_per_engine,
+            "hls_window_size": config.hls_window_size,
+            "hls_max_segments": config.hls_max_segments,
+            "hls_initial_segments": config.hls_initial_segments,
+            "proxy_grace_period": config.proxy_grace_period,
+            "hls_client_idle_timeout": config.hls_client_idle_timeout,
         },
     }

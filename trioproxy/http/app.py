@@ -23,6 +23,7 @@ from werkzeug.routing import BaseConverter
 from ..channels.channel import Channel
 from ..channels.per_address import address_key
 from ..channels.registry import Registry
+from ..channels.status import registry_status
 from ..config import Config
 from ..config.channels import ChannelEntry
 from ..errors import NotFound, ProxyError
@@ -148,7 +149,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
     @route(urls.STATUS)
     async def status() -> dict[str, Any]:
         detail = access.shows_details(request.headers.get("Authorization"), control_client())
-        snapshot = registry.snapshot(detail=detail)
+        snapshot = registry_status(registry, detail=detail)
         if keys.required:
             # Media URLs rest on the incarnation being secret: only a keyed player's playlist
             # may reveal it.
