@@ -123,3 +123,15 @@ def test_the_readme_draws_the_task_tree_of_the_service_docstring() -> None:
     assert len(tree) > 10
     assert any("upstream session" in line for line in tree)
     assert _tree(readme) == tree
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_over_the_size_a_reader_takes_in() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert len(sizes) > 50  # the walk found the package
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}

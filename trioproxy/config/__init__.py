@@ -1,6 +1,7 @@
 """Configuration: every setting read from the environment and overridden by a CLI flag.
 
-- :mod:`.settings`: the settings, each declared once as a field of :class:`Config`.
+- :mod:`.basic` and :mod:`.settings`: the settings, each declared once as a field of
+  :class:`Config` (the basic ones first).
 - :mod:`.parsers`: the parsers that turn a variable's text into its typed value.
 - :mod:`.sources`: parsing of the named-source lists.
 - :mod:`.loading`: :func:`load_config` and :func:`add_arguments`, which read the declaration.
