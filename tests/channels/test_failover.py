@@ -49,12 +49,17 @@ class Recorded:
 
     faulty: FaultyEngine
     seen: list[tuple[float, str]] = field(default_factory=list)
+    hang: set[str] = field(default_factory=set)
+    """Kinds of request that never get an answer."""
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http":
-            self.seen.append((trio.current_time(), request_kind(scope["path"])))
+            kind = request_kind(scope["path"])
+            self.seen.append((trio.current_time(), kind))
+            if kind in self.hang:
+                await trio.sleep_forever()
         await self.faulty(scope, receive, send)
 
     def times(self, kind: str) -> list[float]:
@@ -131,6 +136,53 @@ async def test_playlist_hanging_switches_at_its_deadline(
         first_hanging = min(at for at in t.a.times("playlist") if at >= broke_at)
         assert switched_at == first_hanging + PLAYLIST_DEADLINE
         assert t.b.times("open") == [switched_at]
+
+
+async def test_refused_engine_switches_on_the_second_refusal_in_a_row(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a_transport.refusing = True
+        killed_at = trio.current_time()
+        switched_at = await _switched(channel)
+        refused = t.a_transport.refused_paths
+        reloads = [at for at, path in refused if request_kind(path) == "playlist"]
+        assert len(reloads) == 2
+        # The next reload, at its usual pace (one target duration at most), finds nobody; the
+        # confirmation follows without a backoff; the switch follows that.
+        assert reloads[0] - killed_at <= 2.0
+        assert reloads[1] - reloads[0] == pytest.approx(0.05)
+        assert switched_at == reloads[1]
+        assert t.b.times("open") == [switched_at]
+
+
+async def test_a_failed_session_is_stopped_beside_the_next_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(stop_timeout=10.0) as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a.hang.add("stop")  # engine A takes its stop and never answers
+        t.a.faulty.faults["*"] = "playlist_5xx"
+        switched_at = await _switched(channel)
+        # B opens at once, not after A's stop gave up (TRIOPROXY_STOP_TIMEOUT).
+        assert t.b.times("open") == [switched_at]
+        assert t.a.times("stop") == [switched_at]
+        await t.h.watch(until=switched_at + 5.0)
+        assert channel.engine.base_url == ENGINE_B
+        assert channel.state.value == "ready"
+        # The stop that never answered is tried again once the channel has closed.
+        t.a.hang.clear()
+        t.h.registry.stop_channel(channel.name)
+        await channel.closed.wait()
+        with trio.fail_after(120):
+            while not t.a.faulty.inner.sessions or any(  # noqa: ASYNC110 (polls plain data)
+                not s.stopped for s in t.a.faulty.inner.sessions.values()
+            ):
+                await trio.sleep(0.5)
+        assert len(t.a.times("stop")) >= 2
 
 
 async def test_stall_switches_at_its_deadline(autojump_clock: trio.testing.MockClock) -> None:

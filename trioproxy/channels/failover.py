@@ -185,6 +185,8 @@ class SessionLoop:
         self._feed = feed
         self._pool = pool
         self._end_reason = end_reason
+        self._stopping: set[UpstreamSession] = set()
+        """Failed sessions being stopped beside their successor's open."""
 
     @property
     def session(self) -> Session | None:
@@ -193,25 +195,48 @@ class SessionLoop:
 
     def hurry(self, deadline: float) -> None:
         self.hurry_deadline = min(self.hurry_deadline, deadline)
-        if self.current is not None:
-            self.current.hurry(deadline)
+        for upstream_session in (self.current, *self._stopping):
+            if upstream_session is not None:
+                upstream_session.hurry(deadline)
 
     async def run(self, send: trio.MemorySendChannel[Event]) -> None:
-        """Sessions until one fails for good (raises :class:`SessionEnded`) or cancelled."""
-        while True:
-            failed: SessionEnded | None = None
-            try:
-                await self._session(send)
-            except Exception as exc:
-                # A session's failure may come with collateral damage from its other tasks
-                # (a queue broken under them): the failure decides.
-                ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
-                if ended is None:
-                    raise
-                failed = first_leaf(ended)
-            if failed is None:
-                return  # the session ended on its own (it never does today): players stay
-            await self._switch(send, failed)
+        """Sessions until one fails for good (raises :class:`SessionEnded`) or cancelled.
+
+        A failed session is stopped beside the next one's open (in ``stops``), so a dead or
+        hanging engine does not hold up the switch; the last one is stopped before this returns.
+        """
+        async with trio.open_nursery() as stops:
+            while True:
+                failed: SessionEnded | None = None
+                try:
+                    await self._session(send)
+                except Exception as exc:
+                    # A session's failure may come with collateral damage from its other tasks
+                    # (a queue broken under them): the failure decides.
+                    ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
+                    if ended is None:
+                        await self._stop_current()
+                        raise
+                    failed = first_leaf(ended)
+                if failed is None:
+                    return  # the session ended on its own (it never does today): players stay
+                await self._switch(send, failed, stops)
+
+    async def _stop_current(self) -> None:
+        if self.current is not None:
+            await self.current.stop()
+
+    async def _stop_behind(
+        self, upstream_session: UpstreamSession, upstream: Upstream, client: EngineClient
+    ) -> None:
+        """Stop a failed session while its successor opens; one left open is stopped later."""
+        self._stopping.add(upstream_session)
+        try:
+            await upstream_session.stop()
+        finally:
+            self._stopping.discard(upstream_session)
+        if upstream_session.left_open is not None and upstream_session.session is not None:
+            self.left_behind.append((upstream, client, upstream_session.session))
 
     async def _session(self, send: trio.MemorySendChannel[Event]) -> None:
         """One engine session: open it, announce it, run it until it fails or is cancelled."""
@@ -257,7 +282,9 @@ class SessionLoop:
                 record.ended_at = _now()
                 record.reason = record.reason or self._end_reason() or "ended"
 
-    async def _switch(self, send: trio.MemorySendChannel[Event], failed: SessionEnded) -> None:
+    async def _switch(
+        self, send: trio.MemorySendChannel[Event], failed: SessionEnded, stops: trio.Nursery
+    ) -> None:
         """The decision on a failed session: a new one, or the end (raises)."""
         now = _now()
         upstream = self.upstream
@@ -273,6 +300,7 @@ class SessionLoop:
             played = self._feed.window.next_sequence > 0
             replacement = self._pool.replace(upstream, same=played)
         if replacement is None:
+            await self._stop_current()  # stopped before its stream_ended is queued
             if len(self.records) > 1:
                 attempts = describe_attempts(self.records)
                 reason = f"{failed.reason} (after {len(self.records)} engine sessions: {attempts})"
@@ -281,10 +309,8 @@ class SessionLoop:
         # The old session is over: its stream ends in the orchestrator's books before the new
         # one starts (the sender posts the queue in order).
         self.end_stream(send, f"failover: {failed.reason}")
-        current = self.current
-        if current is not None and current.left_open is not None:
-            assert current.session is not None
-            self.left_behind.append((upstream, self.client, current.session))
+        if self.current is not None:
+            stops.start_soon(self._stop_behind, self.current, upstream, self.client)
         self.current = None
         delay = self.switches.delay(now)
         self.switches.record(now)

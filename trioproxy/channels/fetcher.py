@@ -48,9 +48,12 @@ log = logging.getLogger(__name__)
 PLAYLIST_TIMEOUT = 10.0
 """Seconds one playlist reload may take."""
 SEGMENT_ATTEMPTS = 3
-REFUSED_RELOADS = 3
+REFUSED_RELOADS = 2
 """Playlist reloads refused in a row (nothing listens at the engine any more) that fail the
 session at once, before its failing deadline."""
+REFUSED_RETRY = 0.05
+"""Seconds before reloading a playlist whose connection was refused: a refusal is an answer
+(the engine's host is up, nothing listens), so confirming it takes no backoff."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
 
@@ -150,7 +153,8 @@ class Fetcher:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     # The last retry starts at the deadline; one still failing then ends it.
-                    await trio.sleep_until(min(trio.current_time() + backoff(attempt), give_up_at))
+                    pause = REFUSED_RETRY if refused else backoff(attempt)
+                    await trio.sleep_until(min(trio.current_time() + pause, give_up_at))
                     attempt += 1
                     continue
                 failing_since, attempt, hops, refused = None, 0, 0, 0

@@ -6,7 +6,10 @@ session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the
 ``task_status.started``; then runs the fetch loop (``fetcher.py``) and the health check
 (``health.py``) side by side until cancelled or failed; on the way out it stops what it opened
 (shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``, failures retried: ``stops.py``); a session it
-could not stop is left in :attr:`UpstreamSession.left_open` for the registry to try again.
+could not stop is left in :attr:`UpstreamSession.left_open` for the registry to try again. A
+session that *failed* is not stopped on the way out (:attr:`UpstreamSession.failed`): its
+channel stops it with :meth:`UpstreamSession.stop`, at once when the channel ends, beside the
+next session's open when it fails over.
 
 The session writes into the channel's :class:`~trioproxy.channels.feed.Feed` and never calls
 back. Every failure (the open, the fetch loop, the health check) leaves :meth:`run` as one
@@ -93,7 +96,11 @@ class UpstreamSession:
         self.session: Session | None = None
         """The session once opened (stopped again when :meth:`run` ends)."""
         self.left_open: str | None = None
-        """Why the session is still open after :meth:`run` (every stop failed), if it is."""
+        """Why the session is still open after :meth:`stop` (every stop failed), if it is."""
+        self.failed = False
+        self._stopped = False
+        """:meth:`run` ended with :class:`SessionEnded` after the open: :meth:`stop` is the
+        caller's to call."""
         self.fetcher = Fetcher(name, config, client, feed)
 
     def hurry(self, deadline: float) -> None:
@@ -125,10 +132,12 @@ class UpstreamSession:
                     if self._unlisted is not None:
                         nursery.start_soon(self._watch_listed, self._unlisted)
             except* EngineError as group:
+                self.failed = True
                 error = first_leaf(group)
                 raise SessionEnded(error.message, error) from group
         finally:
-            await self._stop()
+            if not self.failed:
+                await self.stop()
 
     def _stall_limit(self, started: bool) -> float:
         """Before the session's first segment ``TRIOPROXY_STALL_TIMEOUT``; then, with a target
@@ -161,9 +170,12 @@ class UpstreamSession:
         )
         return self.session
 
-    async def _stop(self) -> None:
-        if self.session is None:
+    async def stop(self) -> None:
+        """Stop the session, if one was opened (shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``);
+        one that would not stop is left in :attr:`left_open`."""
+        if self.session is None or self._stopped:
             return
+        self._stopped = True
         with trio.CancelScope(shield=True):
             deadline = min(self._hurry_deadline, trio.current_time() + self._config.stop_timeout)
             self.left_open = await stop_session(

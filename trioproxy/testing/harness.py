@@ -89,10 +89,13 @@ class RefusingTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self.refusing = False
         self.refused = 0
+        self.refused_paths: list[tuple[float, str]] = []
+        """When each refused request was made (``trio.current_time()``), and its path."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.refusing:
             self.refused += 1
+            self.refused_paths.append((trio.current_time(), request.url.path))
             await trio.lowlevel.checkpoint()
             raise httpx.ConnectError("connection refused", request=request)
         return await self.inner.handle_async_request(request)
