@@ -22,7 +22,9 @@ import trio.testing
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.channels.channel import Channel
-from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
+from trioproxy.http.app import ProxyApp
+from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.faults import FaultyEngine, request_kind
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -37,7 +39,10 @@ from trioproxy.testing.harness import (
 )
 from trioproxy.testing.players import PlayerLog
 
+from ..ts_client import TsClient
+
 ENGINE_B = "http://engine-b.test:6878"
+TS_QUERY = f"id={CONTENT_A}&format=ts"
 # The harness's engine: 2 s segments (target duration 2), 6 s on air when a session opens.
 PLAYLIST_DEADLINE = 3 * 2.0  # TRIOPROXY_FAILOVER_PLAYLIST_TARGETS (3) target durations
 STALL_DEADLINE = 6 * 2.0  # TRIOPROXY_FAILOVER_STALL_TARGETS (6) target durations
@@ -78,13 +83,14 @@ class Two:
     b_transport: RefusingTransport
 
 
-def _engine() -> Recorded:
-    return Recorded(FaultyEngine(SimulatedEngine(small_media(), durations=[2.0], backlog=6.0)))
+def _engine(media: list[bytes]) -> Recorded:
+    return Recorded(FaultyEngine(SimulatedEngine(media, durations=[2.0], backlog=6.0)))
 
 
 @asynccontextmanager
-async def two_engines(**changes: Any) -> AsyncIterator[Two]:
-    a, b = _engine(), _engine()
+async def two_engines(media: list[bytes] | None = None, **changes: Any) -> AsyncIterator[Two]:
+    media = small_media() if media is None else media
+    a, b = _engine(media), _engine(media)
     a_transport = RefusingTransport(asgi_transport(a))
     b_transport = RefusingTransport(asgi_transport(b))
     # No idle stop: these channels play without players unless a test adds one.
@@ -183,6 +189,45 @@ async def test_a_failed_session_is_stopped_beside_the_next_open(
             ):
                 await trio.sleep(0.5)
         assert len(t.a.times("stop")) >= 2
+
+
+def _discontinuity_marked(data: bytes) -> bool:
+    """Some packet of ``data`` carries an adaptation field with its discontinuity_indicator."""
+    return any(
+        data[pos + 3] & 0x20 and data[pos + 4] and data[pos + 5] & 0x80
+        for pos in range(0, len(data), PACKET_SIZE)
+    )
+
+
+async def test_a_ts_player_stays_connected_through_a_failover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(media=demo_media()) as t, trio.open_nursery() as nursery:
+        channel = await t.h.wait_channel()
+        player = TsClient(ProxyApp(t.h.registry, t.h.config), "/ace/getstream", TS_QUERY)
+        nursery.start_soon(player.run)
+        await trio.sleep(3.0)
+        t.a.faulty.faults["*"] = "playlist_5xx"
+        broke_at = trio.current_time()
+        switched_at = await _switched(channel)
+        await trio.sleep(6.0)
+        assert not player.finished.is_set()  # one connection all along
+        media = [(at, data) for at, data in player.chunks if data != NULL_PACKET]
+        before = [data for at, data in media if at <= broke_at]
+        after = [(at, data) for at, data in media if at >= switched_at]
+        assert before
+        assert len(after) >= 2
+        assert not any(_discontinuity_marked(data) for data in before[1:])
+        # The first segment of the new session tells demuxers that the clocks jump there.
+        assert _discontinuity_marked(after[0][1])
+        # Never silent while the channel switched: null packets about every 500 ms.
+        quiet = [at for at, _ in player.chunks if broke_at <= at <= after[0][0]]
+        assert max(b - a for a, b in itertools.pairwise([broke_at, *quiet, after[0][0]])) <= 1.0
+        assert sum(1 for at, data in player.chunks if data == NULL_PACKET and at > broke_at) >= 4
+        status = (await t.h.client.get("/proxy/status")).json()["channels"][0]
+        assert len(status["ts"]["players"]) == 1
+        assert status["failovers"] == 1
+        player.leave()
 
 
 async def test_stall_switches_at_its_deadline(autojump_clock: trio.testing.MockClock) -> None:
