@@ -48,12 +48,6 @@ log = logging.getLogger(__name__)
 PLAYLIST_TIMEOUT = 10.0
 """Seconds one playlist reload may take."""
 SEGMENT_ATTEMPTS = 3
-REFUSED_RELOADS = 2
-"""Playlist reloads refused in a row (nothing listens at the engine any more) that fail the
-session at once, before its failing deadline."""
-REFUSED_RETRY = 0.05
-"""Seconds before reloading a playlist whose connection was refused: a refusal is an answer
-(the engine's host is up, nothing listens), so confirming it takes no backoff."""
 MASTER_HOPS = 3
 """Master playlists followed in a row before the upstream counts as broken."""
 
@@ -116,7 +110,7 @@ class Fetcher:
         last_discontinuity: int | None = None
         previous_last: int | None = None
         failing_since: float | None = None
-        attempt = hops = refused = 0
+        attempt = hops = 0
         with jobs:
             while True:
                 began = trio.current_time()
@@ -148,16 +142,17 @@ class Fetcher:
                     failing_since = began if failing_since is None else failing_since
                     reason = _describe(exc)
                     give_up_at = failing_since + self._limit()
-                    refused = refused + 1 if _refused(exc) else 0
-                    if refused >= REFUSED_RELOADS or trio.current_time() >= give_up_at:
+                    # A refused connection is an answer, not bad luck: nothing listens at the
+                    # engine any more (a stale pooled connection fails otherwise, and is retried
+                    # by the client), so the session fails at once, before its deadline.
+                    if _refused(exc) or trio.current_time() >= give_up_at:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     # The last retry starts at the deadline; one still failing then ends it.
-                    pause = REFUSED_RETRY if refused else backoff(attempt)
-                    await trio.sleep_until(min(trio.current_time() + pause, give_up_at))
+                    await trio.sleep_until(min(trio.current_time() + backoff(attempt), give_up_at))
                     attempt += 1
                     continue
-                failing_since, attempt, hops, refused = None, 0, 0, 0
+                failing_since, attempt, hops = None, 0, 0
                 if read.target_duration:
                     self._window.raise_target_duration(read.target_duration)
                     self._feed.target_duration = read.target_duration
