@@ -348,6 +348,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         data=data,
         plot=None,
+        notes=[
+            "Every kill is a first failover (TRIOPROXY_FAILOVER_BACKOFF=0, the switch limit out "
+            "of reach): with the default backoff, a further kill within "
+            "TRIOPROXY_FAILOVER_WINDOW waits 1, 2, 4, 8 s more before its switch.",
+            "Reload retries: a refused playlist reload is retried with a backoff, and the "
+            "session fails on the third refused in a row; the failed session's stop (refused "
+            "too, at once) is in it as well.",
+            "The TS player gets each segment as it goes into the window: its freeze is the "
+            "proxy's own gap, without the HLS player's reload pace.",
+        ],
     )
     return 0
 
