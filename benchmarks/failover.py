@@ -1,20 +1,41 @@
-"""failover: the freeze a player sees when the engine under its channel is killed.
+"""failover: the freeze a player sees when the engine under its channel is killed, and where it
+goes.
 
-Two simulated engines, each served by Hypercorn on 127.0.0.1 (1 s segments, sessions open
-after ``OPEN_DELAY``); the proxy (its registry and app) runs in this process and reaches them
-over real sockets. One player reloads the playlist every 0.25 s and fetches each new segment.
-Each kill stops the server of the engine the channel plays from (connections refused) and starts
-it again once the channel has moved; the freeze of a kill is the longest gap between two new
-segments the player got around it. Beside it: the time the engine takes to open a session.
+Two simulated engines, each served by Hypercorn on 127.0.0.1 (1 s segments of MPEG-TS packets,
+sessions open after ``OPEN_DELAY``); the proxy (its registry and app) runs in this process and
+reaches them over real sockets. Two players watch the one channel: an HLS player (in memory) that
+reloads the playlist every 0.25 s and fetches each new segment, and a TS player on a real socket
+(``format=ts``). Each kill stops the server of the engine the channel plays from (connections
+refused) and starts it again once the channel has moved. Every kill is a first failover: no
+backoff, a switch limit out of reach, a 2 s breaker (the previous engine's has closed by the next
+kill).
+
+Per kill: the HLS freeze (the longest gap between two new segments the player got around the
+kill), the TS freeze (the longest gap between media bytes on the TS connection), and the time
+from the old session's last segment to the HLS player's first new one cut into what it is made
+of, from the proxy's own records (its log lines, its sessions' records, its window's appends):
+
+- *newest segment's age at the kill*: from the old session's last segment into the window to
+  the kill (chance: the kill comes anywhere within a segment's time);
+- *until the next reload*: from the kill to the first reload that failed;
+- *reload retries*: from that to the session declared failed (further refused reloads);
+- *switch + open*: from that to the new session open (the open takes ``OPEN_DELAY``);
+- *first segment into the window*: from the open to the first new segment appended;
+- *until the player fetched it*: from that to the player having it.
+
+Beside it: the time the engine takes to open a session.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import socket
+import logging
+import math
+import random
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,59 +43,73 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
+from trioproxy.channels.channel import Channel
 from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
 from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
-from trioproxy.testing.harness import asgi_transport, small_media
+from trioproxy.testing.engine_server import EngineServer, engine_servers
+from trioproxy.testing.harness import asgi_transport
 from trioproxy.testing.players import parse_playlist, random_content_id
+from trioproxy.testing.ts_reader import TsReader
 
 from .report import Target, base_parser, begin, write_result
-from .stats import percentile
+from .stats import percentile, spread
 
 NAME = "failover"
 OPEN_DELAY = 0.3
 SEGMENT = 1.0
+PHASES = (
+    ("newest segment's age at the kill", "age"),
+    ("until the next reload", "detect"),
+    ("reload retries", "retries"),
+    ("switch + open", "open"),
+    ("first segment into the window", "window"),
+    ("until the player fetched it", "player"),
+)
 
 
-class EngineServer:
-    """One simulated engine on a fixed local port, which can be stopped and started again."""
+def ts_media(count: int = 64, packets: int = 6) -> list[bytes]:
+    """Distinct segments of whole MPEG-TS packets (PID 0x100, counters running on), so a TS
+    player can tell them from null packets; nothing decodes them."""
+    media = []
+    counter = 0
+    for n in range(count):
+        segment = b""
+        for _ in range(packets):
+            segment += bytes([0x47, 0x01, 0x00, 0x10 | counter]) + bytes([n]) * 184
+            counter = (counter + 1) % 16
+        media.append(segment)
+    return media
 
-    def __init__(self, nursery: trio.Nursery, port: int) -> None:
-        self.engine = SimulatedEngine(
-            small_media(), durations=[SEGMENT], backlog=3.0, open_delay=OPEN_DELAY
+
+def engine() -> SimulatedEngine:
+    return SimulatedEngine(ts_media(), durations=[SEGMENT], backlog=3.0, open_delay=OPEN_DELAY)
+
+
+class Records(logging.Handler):
+    """The proxy's log lines, each with the Trio time it was written (and nothing printed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((trio.current_time(), record.name, str(record.msg)))
+
+    def first(self, after: float, logger: str, text: str) -> float | None:
+        return next(
+            (at for at, name, msg in self.lines if at > after and name == logger and text in msg),
+            None,
         )
-        self.port = port
-        self._nursery = nursery
-        self._scope: trio.CancelScope | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        config = hypercorn.config.Config()
-        config.bind = [f"127.0.0.1:{self.port}"]
-        config.accesslog = config.errorlog = None
-        scope = trio.CancelScope()
-        self._scope = scope
-
-        async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope:
-                await hypercorn.trio.serve(self.engine, config, task_status=task_status)  # type: ignore[arg-type]
-
-        await self._nursery.start(serve)
-
-    def stop(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@dataclass
+class Kill:
+    killed_at: float
+    freeze: float = float("nan")
+    ts_freeze: float = float("nan")
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 async def measure_open(http: httpx.AsyncClient, url: str) -> float:
@@ -86,27 +121,51 @@ async def measure_open(http: httpx.AsyncClient, url: str) -> float:
     return trio.current_time() - began
 
 
+async def serve_app(nursery: trio.Nursery, app: Any, done: trio.Event) -> str:
+    """``app`` on 127.0.0.1 port 0 until ``done`` is set; its base URL."""
+    config = hypercorn.config.Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = config.errorlog = None
+    config.graceful_timeout = 1.0
+
+    async def serve(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await hypercorn.trio.serve(app, config, shutdown_trigger=done.wait, task_status=task_status)
+
+    binds: list[str] = await nursery.start(serve)
+    return binds[0]
+
+
 async def run(kills: int) -> dict[str, Any]:
-    async with trio.open_nursery() as nursery:
-        servers = [EngineServer(nursery, free_port()), EngineServer(nursery, free_port())]
-        for server in servers:
-            await server.start()
-        config = Config(
-            engines=tuple(s.url for s in servers),
-            hls_initial_segments=2,
-            failover_cooldown=2.0,
-            proxy_grace_period=600.0,
-        )
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
-        async with httpx.AsyncClient(timeout=None, limits=limits) as http:
-            opens = [await measure_open(http, servers[0].url) for _ in range(5)]
-            registry = Registry(config, http)
-            async with trio.open_nursery() as inner:
-                await inner.start(registry.run)
-                freezes = await _kills(inner, registry, config, servers, kills)
-                registry.shutdown()
-        nursery.cancel_scope.cancel()
-    return {"freezes": freezes, "opens": opens}
+    records = Records()
+    proxy_log = logging.getLogger("trioproxy")
+    proxy_log.addHandler(records)
+    proxy_log.setLevel(logging.INFO)
+    try:
+        async with engine_servers([engine(), engine()]) as servers:
+            config = Config(
+                engines=tuple(s.url for s in servers),
+                hls_initial_segments=2,
+                failover_cooldown=2.0,
+                failover_backoff=0.0,
+                failover_max_switches=10 * kills,
+                proxy_grace_period=600.0,
+            )
+            limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
+            async with httpx.AsyncClient(timeout=None, limits=limits) as http:
+                opens = [await measure_open(http, servers[0].url) for _ in range(5)]
+                registry = Registry(config, http)
+                async with trio.open_nursery() as inner:
+                    await inner.start(registry.run)
+                    results = await _kills(inner, registry, config, servers, kills, records)
+                    registry.shutdown()
+    finally:
+        proxy_log.removeHandler(records)
+    return {
+        "opens": opens,
+        "freezes": [k.freeze for k in results],
+        "ts_freezes": [k.ts_freeze for k in results],
+        "phases": {key: [k.phases.get(key, float("nan")) for k in results] for _, key in PHASES},
+    }
 
 
 async def _kills(
@@ -115,9 +174,16 @@ async def _kills(
     config: Config,
     servers: list[EngineServer],
     kills: int,
-) -> list[float]:
-    transport = asgi_transport(ProxyApp(registry, config))
-    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as player:
+    records: Records,
+) -> list[Kill]:
+    app = ProxyApp(registry, config)
+    served = trio.Event()
+    proxy_url = await serve_app(nursery, app, served)
+    transport = asgi_transport(app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://proxy") as player,
+        httpx.AsyncClient(timeout=None) as ts_client,
+    ):
         content = random_content_id()
         redirect = await player.get("/ace/getstream", params={"id": content})
         url = redirect.headers["location"]
@@ -137,24 +203,31 @@ async def _kills(
                                 arrivals.append(trio.current_time())
                 await trio.sleep(0.25)
 
-        play_scope = trio.CancelScope()
+        ts = TsReader(f"{proxy_url}/ace/getstream?id={content}&format=ts")
+        players = trio.CancelScope()
 
-        async def play_until_cancelled() -> None:
-            with play_scope:
-                await play()
+        async def both() -> None:
+            with players:
+                async with trio.open_nursery() as playing:
+                    playing.start_soon(play)
+                    playing.start_soon(ts.run, ts_client)
 
-        nursery.start_soon(play_until_cancelled)
-        while len(arrivals) < 3:  # noqa: ASYNC110 (polls plain data)
+        nursery.start_soon(both)
+        while len(arrivals) < 3 or not ts.media_packets:  # noqa: ASYNC110 (polls plain data)
             await trio.sleep(0.1)
-        freezes = []
+        channel = registry.get(content)
+        assert channel is not None
+        appends = _record_appends(channel)
+        results = []
+        phase = random.Random(1)
         for _ in range(kills):
-            await trio.sleep(3.0)  # steady playing, and past the last breaker
-            channel = registry.get(content)
-            assert channel is not None
+            # Steady playing, past the last breaker; the kill anywhere within a segment's time.
+            await trio.sleep(3.0 + phase.uniform(0.0, SEGMENT))
+            assert registry.get(content) is channel, channel.end_reason
             switches = channel.switches.total
             victim = next(s for s in servers if s.url == channel.engine.base_url)
-            killed_at = trio.current_time()
-            victim.stop()
+            kill = Kill(trio.current_time())
+            await victim.kill()
             with trio.fail_after(60):
                 while channel.switches.total == switches or not channel.session:  # noqa: ASYNC110 (polls plain data)
                     await trio.sleep(0.05)
@@ -163,11 +236,49 @@ async def _kills(
                 while len(arrivals) < count + 2:  # noqa: ASYNC110 (polls plain data)
                     await trio.sleep(0.05)
             await victim.start()
-            around = [at for at in arrivals if at >= killed_at - 3 * SEGMENT]
-            gaps = [b - a for a, b in itertools.pairwise(around)]
-            freezes.append(max(gaps))
-        play_scope.cancel()
-    return freezes
+            around = [at for at in arrivals if at >= kill.killed_at - 3 * SEGMENT]
+            kill.freeze = max(b - a for a, b in itertools.pairwise(around))
+            kill.ts_freeze = ts.longest_media_gap(kill.killed_at, trio.current_time())
+            kill.phases = _phases(kill.killed_at, channel, arrivals, appends, records)
+            results.append(kill)
+        players.cancel()
+    served.set()
+    return results
+
+
+def _record_appends(channel: Channel) -> list[float]:
+    """When each segment went into ``channel``'s window from now on."""
+    appends: list[float] = []
+    publish = channel.feed.on_append
+
+    def appended() -> None:
+        appends.append(trio.current_time())
+        publish()
+
+    channel.feed.on_append = appended
+    return appends
+
+
+def _phases(
+    killed_at: float,
+    channel: Channel,
+    arrivals: list[float],
+    appends: list[float],
+    records: Records,
+) -> dict[str, float]:
+    """The freeze of one kill, cut at the proxy's own records (see the module's text)."""
+    old, new = channel.sessions[-2], channel.sessions[-1]
+    assert old.ended_at is not None
+    assert new.opened_at is not None
+    last_append = max(at for at in appends if at <= killed_at)
+    first_failure = records.first(killed_at, "trioproxy.channels.fetcher", "reload failed")
+    failed = old.ended_at
+    if first_failure is None:  # the first failed reload failed the session
+        first_failure = failed
+    first_append = min(at for at in appends if at >= new.opened_at)
+    fetched = min(at for at in arrivals if at >= first_append)
+    points = [last_append, killed_at, first_failure, failed, new.opened_at, first_append, fetched]
+    return {key: b - a for (_, key), (a, b) in zip(PHASES, itertools.pairwise(points), strict=True)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,31 +287,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     kills = args.runs or (3 if args.quick else 20)
     started = begin()
     data = trio.run(run, kills)
-    freezes, opens = data["freezes"], data["opens"]
+    freezes, ts_freezes, opens = data["freezes"], data["ts_freezes"], data["opens"]
     open_time = percentile(opens, 50)
     median, p99 = percentile(freezes, 50), percentile(freezes, 99)
     limit = open_time + SEGMENT
-    print(
-        json.dumps(
-            {"kills": kills, "freeze_median": median, "freeze_p99": p99, "session_open": open_time}
-        )
-    )
+    summary = {
+        "kills": kills,
+        "freeze_median": median,
+        "freeze_p99": p99,
+        "ts_freeze_median": percentile(ts_freezes, 50),
+        "ts_freeze_p99": percentile(ts_freezes, 99),
+        "session_open": open_time,
+    }
+    print(json.dumps(summary))
+    ts_summary = [summary["ts_freeze_median"], summary["ts_freeze_p99"]]
+
+    def row(name: str, values: list[float]) -> list[Any]:
+        s = spread(values)
+        return [name, s["median"], s["p99"], s["min"], s["max"]]
+
+    phases = [row(name, data["phases"][key]) for name, key in PHASES]
+    sums = [math.fsum(parts) for parts in zip(*data["phases"].values(), strict=True)]
+    phases.append(row("all: the old session's last segment in to the player's first new", sums))
     write_result(
         NAME,
         out=args.out,
         quick=args.quick,
         started=started,
-        setup={"kills": kills, "segment_seconds": SEGMENT, "open_delay": OPEN_DELAY},
+        setup={
+            "kills": kills,
+            "segment_seconds": SEGMENT,
+            "open_delay": OPEN_DELAY,
+            "failover_backoff": 0,
+            "failover_cooldown": 2.0,
+            "player_reload_seconds": 0.25,
+        },
         tables=[
             (
-                "Player-visible freeze per failover (longest gap between delivered segments)",
-                ["kills", "freeze median s", "freeze p99 s", "session open s"],
-                [[kills, median, p99, open_time]],
-            )
+                "Player-visible freeze per failover (HLS: longest gap between delivered segments; "
+                "TS: longest gap between media bytes)",
+                [
+                    "kills",
+                    "HLS freeze median s",
+                    "HLS freeze p99 s",
+                    "TS freeze median s",
+                    "TS freeze p99 s",
+                    "session open s",
+                ],
+                [[kills, median, p99, *ts_summary, open_time]],
+            ),
+            (
+                "Where the freeze goes (per kill, seconds; the phases add up to the last row)",
+                ["phase", "median", "p99", "min", "max"],
+                phases,
+            ),
         ],
-        targets=[Target("freeze p99", p99, "<=", limit, "s")],
+        targets=[
+            Target("HLS freeze p99", p99, "<=", limit, "s"),
+            Target("TS freeze p99", summary["ts_freeze_p99"], "<=", limit, "s"),
+        ],
         data=data,
         plot=None,
+        notes=[
+            "Every kill is a first failover (TRIOPROXY_FAILOVER_BACKOFF=0, the switch limit out "
+            "of reach): with the default backoff, a further kill within "
+            "TRIOPROXY_FAILOVER_WINDOW waits 1, 2, 4, 8 s more before its switch.",
+            "Reload retries: a refused playlist reload is retried with a backoff, and the "
+            "session fails on the third refused in a row; the failed session's stop (refused "
+            "too, at once) is in it as well.",
+            "The TS player gets each segment as it goes into the window: its freeze is the "
+            "proxy's own gap, without the HLS player's reload pace.",
+        ],
     )
     return 0
 

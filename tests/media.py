@@ -27,9 +27,11 @@ from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.service import http_client
 
 __all__ = [
+    "Decoder",
     "LiveKind",
     "ProxyServer",
     "StaticOrigin",
+    "ffmpeg_decoding",
     "ffmpeg_live_hls",
     "proxy_server",
     "serve_asgi",
@@ -199,3 +201,74 @@ async def _run_process(command: list[str], task_status: trio.TaskStatus[trio.Pro
         check=False,
         task_status=task_status,
     )
+
+
+@dataclass
+class Decoder:
+    """ffmpeg decoding a stream to nothing (``-f null``), as a player that never stops: what it
+    decoded, and when, from its ``-progress`` reports (every half second)."""
+
+    url: str
+    fps: float
+    """The stream's frame rate: decoded seconds are decoded frames over it (timestamps jump
+    at a discontinuity, frames do not)."""
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    """(when, frames decoded so far), in order."""
+    exited: int | None = None
+    """ffmpeg's exit status, had it stopped on its own before the block ended."""
+    errors: str = ""
+    """What ffmpeg wrote on stderr (``-v error``)."""
+
+    def decoded(self, at: float) -> float:
+        """Seconds of media decoded by ``at`` (as last reported then)."""
+        frames = [count for when, count in self.samples if when <= at]
+        return (frames[-1] if frames else 0) / self.fps
+
+    @property
+    def started_at(self) -> float | None:
+        """When the first decoded frame was reported."""
+        return next((when for when, count in self.samples if count), None)
+
+
+@asynccontextmanager
+async def ffmpeg_decoding(url: str, fps: float) -> AsyncIterator[Decoder]:
+    """ffmpeg playing ``url`` (HLS or MPEG-TS) until the block ends, reporting as it goes."""
+    decoder = Decoder(url, fps)
+    command = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-nostats",
+        "-progress", "pipe:1", "-stats_period", "0.5",
+        "-i", url, "-map", "0:v", "-fps_mode", "passthrough", "-f", "null", "-",
+    ]  # fmt: skip
+    process = await trio.lowlevel.open_process(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stdout, stderr = process.stdout, process.stderr
+
+    async def progress() -> None:
+        rest = b""
+        while chunk := await stdout.receive_some(65536):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                if line.startswith(b"frame="):
+                    decoder.samples.append((trio.current_time(), int(line[6:])))
+
+    async def errors() -> None:
+        while chunk := await stderr.receive_some(65536):
+            decoder.errors += chunk.decode(errors="replace")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress)
+            nursery.start_soon(errors)
+            try:
+                yield decoder
+            finally:
+                decoder.exited = process.poll()
+                process.terminate()
+    finally:
+        with trio.CancelScope(shield=True):
+            await process.wait()
+        await stdout.aclose()
+        await stderr.aclose()

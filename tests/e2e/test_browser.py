@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from trioproxy.config import Config
 from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.testing.engine import SimulatedEngine, demo_media
+from trioproxy.testing.engine_server import engine_servers
 
 from ..media import (
     LiveKind,
@@ -151,3 +153,54 @@ async def test_hlsjs_plays_a_live_ffmpeg_origin(kind: LiveKind, tmp_path: Path) 
     assert report["currentTime"] >= 10, report
     if kind == "master":
         assert any(".r0/" in path for path in proxy.requests), "the audio rendition was not played"
+
+
+async def timeline(page: str, playlist: str, seconds: float) -> dict[str, Any]:
+    """Play for ``seconds``; the report, with the playback time sampled every 250 ms."""
+    result = await trio.run_process(
+        ["node", "timeline.mjs", page, playlist, str(seconds)],
+        cwd=BROWSER,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )
+    lines = result.stdout.decode().strip().splitlines()
+    assert lines, f"timeline.mjs printed nothing; stderr: {result.stderr.decode()[-2000:]}"
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+async def test_hlsjs_plays_on_when_the_engine_is_killed_under_it() -> None:
+    """The first engine's server stops mid-stream (connections refused); the channel moves to
+    the second engine, and hls.js, on the same playlist URL, plays on."""
+    check_tools()
+    engines = [SimulatedEngine(demo_media(), durations=[2.0], backlog=8.0) for _ in range(2)]
+    async with engine_servers(engines) as (a, b), serve_asgi(PageServer()) as pages:  # noqa: SIM117
+        async with proxy_server(browser_config(a.url, engines=(a.url, b.url))) as proxy:
+            playlist = f"{proxy.url}/ace/getstream?id={'d' * 40}"
+            reports: list[dict[str, Any]] = []
+
+            async def player() -> None:
+                reports.append(await timeline(f"{pages}/page.html", playlist, seconds=36))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(player)
+                with trio.fail_after(30):
+                    while sum(path.endswith(".ts") for path in proxy.requests) < 3:  # noqa: ASYNC110
+                        await trio.sleep(0.2)
+                await trio.sleep(4.0)
+                killed = time.time()  # the browser's samples are in Unix time
+                await a.kill()
+            (channel,) = proxy.registry.snapshot()["channels"]
+    (report,) = reports
+    assert report["fatal"] is None, report
+    samples = report["samples"]
+    at_kill = max((played for at, played in samples if at <= killed), default=0.0)
+    assert at_kill > 0, report
+    last = samples[-1][1]
+    # Played on past the kill (over 20 s of wall time followed it): the new session's segments
+    # played, after a discontinuity, from the same playlist URL.
+    assert last >= at_kill + 12, (at_kill, last, report["errors"])
+    assert channel["failovers"] == 1
+    assert channel["engine"]["url"] == b.url
