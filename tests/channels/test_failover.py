@@ -74,6 +74,24 @@ class Recorded:
         return [what for when, what in self.seen if when > at]
 
 
+class DyingTransport(httpx.AsyncBaseTransport):
+    """Once ``dying`` is set, the next playlist reload loses its connection mid-answer and
+    every request after it is refused: an engine's process going away under a request."""
+
+    def __init__(self, inner: RefusingTransport) -> None:
+        self.inner = inner
+        self.dying = False
+        self.lost_at: float | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.dying and not self.inner.refusing and request_kind(request.url.path) == "playlist":
+            self.inner.refusing = True
+            self.lost_at = trio.current_time()
+            await trio.lowlevel.checkpoint()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return await self.inner.handle_async_request(request)
+
+
 @dataclass
 class Two:
     h: Harness
@@ -81,6 +99,7 @@ class Two:
     b: Recorded
     a_transport: RefusingTransport
     b_transport: RefusingTransport
+    a_dying: DyingTransport
 
 
 def _engine(media: list[bytes]) -> Recorded:
@@ -97,9 +116,10 @@ async def two_engines(*, media: list[bytes] | None = None, **changes: Any) -> As
     config = default_config(
         **{"engines": (ENGINE_URL, ENGINE_B), "proxy_grace_period": 3600.0, **changes}
     )
-    mounts: dict[str, httpx.AsyncBaseTransport] = {ENGINE_URL: a_transport, ENGINE_B: b_transport}
+    a_dying = DyingTransport(a_transport)
+    mounts: dict[str, httpx.AsyncBaseTransport] = {ENGINE_URL: a_dying, ENGINE_B: b_transport}
     async with harness(config, mounts=mounts) as h:
-        yield Two(h, a, b, a_transport, b_transport)
+        yield Two(h, a, b, a_transport, b_transport, a_dying)
 
 
 async def _switched(channel: Channel, switches: int = 1) -> float:
@@ -161,6 +181,21 @@ async def test_refused_engine_switches_on_the_first_refused_reload(
         assert reloads[0] - killed_at <= 2.0
         assert switched_at == reloads[0]
         assert t.b.times("open") == [switched_at]
+
+
+async def test_a_reload_cut_by_the_engine_going_away_switches_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        dying = t.a_dying
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        dying.dying = True
+        switched_at = await _switched(channel)
+        # The cut reload is tried again at once, which is refused: no backoff in between.
+        refused = [at for at, path in t.a_transport.refused_paths if "/ace/m/" in path]
+        assert refused == [dying.lost_at]
+        assert switched_at == dying.lost_at
 
 
 async def test_a_failed_session_is_stopped_beside_the_next_open(

@@ -21,6 +21,7 @@ import pytest
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
+from trioproxy.channels.status import registry_status
 from trioproxy.config import Config
 from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.testing.engine import SimulatedEngine, demo_media
@@ -192,7 +193,7 @@ async def test_hlsjs_plays_on_when_the_engine_is_killed_under_it() -> None:
                 await trio.sleep(4.0)
                 killed = time.time()  # the browser's samples are in Unix time
                 await a.kill()
-            (channel,) = proxy.registry.snapshot()["channels"]
+            (channel,) = registry_status(proxy.registry)["channels"]
     (report,) = reports
     assert report["fatal"] is None, report
     samples = report["samples"]

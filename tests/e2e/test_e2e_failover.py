@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from trioproxy.config import Config
@@ -239,12 +238,6 @@ async def test_players_keep_decoding_when_the_engine_hangs() -> None:
         assert_events_in_order(rig)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failover waits for the failed session's stop (TRIOPROXY_STOP_TIMEOUT) before it "
-    "opens the new session: on a hung engine the players wait that long on top of the "
-    "playlist deadline",
-)
 async def test_a_hung_engine_does_not_hold_up_the_new_session() -> None:
     async with failover_rig(2, stop_timeout=10.0) as rig:
         a, b = rig.engines

@@ -149,7 +149,11 @@ class Fetcher:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     # The last retry starts at the deadline; one still failing then ends it.
-                    await trio.sleep_until(min(trio.current_time() + backoff(attempt), give_up_at))
+                    # A connection lost mid-reload (the engine's process went away?) is tried
+                    # again at once: nothing listening then answers with a refusal.
+                    lost = attempt == 0 and _connection_lost(exc)
+                    pause = 0.0 if lost else backoff(attempt)
+                    await trio.sleep_until(min(trio.current_time() + pause, give_up_at))
                     attempt += 1
                     continue
                 failing_since, attempt, hops = None, 0, 0
@@ -344,6 +348,14 @@ async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
 def _refused(exc: BaseException) -> bool:
     """The engine's host refused the connection: nothing listens there any more."""
     return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The connection to the engine broke during the request (reset, closed mid-answer)."""
+    cause = exc.__cause__
+    return isinstance(exc, EngineError) and isinstance(
+        cause, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError
+    )
 
 
 def _describe(exc: BaseException) -> str:
