@@ -82,8 +82,14 @@ class DyingTransport(httpx.AsyncBaseTransport):
         self.inner = inner
         self.dying = False
         self.lost_at: float | None = None
+        self.refuse_segments = False
+        self.segments_refused: list[float] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse_segments and request_kind(request.url.path) == "segment":
+            self.segments_refused.append(trio.current_time())
+            await trio.lowlevel.checkpoint()
+            raise httpx.ConnectError("connection refused", request=request)
         if self.dying and not self.inner.refusing and request_kind(request.url.path) == "playlist":
             self.inner.refusing = True
             self.lost_at = trio.current_time()
@@ -196,6 +202,19 @@ async def test_a_reload_cut_by_the_engine_going_away_switches_at_once(
         refused = [at for at, path in t.a_transport.refused_paths if "/ace/m/" in path]
         assert refused == [dying.lost_at]
         assert switched_at == dying.lost_at
+
+
+async def test_a_refused_segment_download_switches_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a_dying.refuse_segments = True  # the engine went away between reload and download
+        switched_at = await _switched(channel)
+        assert switched_at == t.a_dying.segments_refused[0]
+        assert "engine unreachable" in (channel.sessions[0].reason or "")
+        assert channel.engine.base_url == ENGINE_B
 
 
 async def test_a_failed_session_is_stopped_beside_the_next_open(

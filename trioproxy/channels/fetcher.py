@@ -80,9 +80,12 @@ class Fetcher:
         self._planned = 0
         """Segments of finished content to be held in all."""
         self._over_budget = False
+        self._origin: tuple[str, str, int | None] | None = None
+        """Scheme, host and port of the playlist: where a refused segment means it is gone."""
 
     async def run(self, playback_url: str) -> None:
         """Fetch until the upstream ends (or the caller's scope is cancelled)."""
+        self._origin = _origin(playback_url)
         jobs_send, jobs_receive = trio.open_memory_channel[_Job](self._config.hls_max_segments)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._download_in_order, jobs_receive)
@@ -252,6 +255,9 @@ class Fetcher:
                     self._feed.last_error = self._segment_error
                     if isinstance(exc, UpstreamRefused):  # a setting, not bad luck: no retry
                         raise
+                    if _refused(exc) and _origin(job.segment.uri) == self._origin:
+                        # Nothing listens where the playlist comes from: the session is over.
+                        raise EngineError(f"engine unreachable: {self._segment_error}") from exc
                     if isinstance(exc, UpstreamUnusable):
                         return  # over a bound: the same again would be; a gap, not a retry
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
@@ -348,6 +354,11 @@ async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
 def _refused(exc: BaseException) -> bool:
     """The engine's host refused the connection: nothing listens there any more."""
     return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
 
 def _connection_lost(exc: BaseException) -> bool:
