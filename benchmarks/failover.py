@@ -343,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         ],
         targets=[
+            Target("HLS freeze median", median, "<=", limit, "s"),
+            Target("TS freeze median", summary["ts_freeze_median"], "<=", limit, "s"),
             Target("HLS freeze p99", p99, "<=", limit, "s"),
             Target("TS freeze p99", summary["ts_freeze_p99"], "<=", limit, "s"),
         ],
@@ -352,9 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Every kill is a first failover (TRIOPROXY_FAILOVER_BACKOFF=0, the switch limit out "
             "of reach): with the default backoff, a further kill within "
             "TRIOPROXY_FAILOVER_WINDOW waits 1, 2, 4, 8 s more before its switch.",
-            "Reload retries: a refused playlist reload is retried with a backoff, and the "
-            "session fails on the third refused in a row; the failed session's stop (refused "
-            "too, at once) is in it as well.",
+            "Reload retries: the reloads after the first failed one until the session fails. A "
+            "refused reload or segment download fails it at once; a reload whose connection was "
+            "lost is tried again at once (and refused). The failed session's stop runs beside "
+            "the new session's open, not in the freeze.",
+            "What is left is one reload interval (a dead engine is found by the next reload, "
+            "one target duration after the last) plus the open: a kill that lands just after "
+            "a reload that found nothing new waits up to two intervals (the p99).",
             "The TS player gets each segment as it goes into the window: its freeze is the "
             "proxy's own gap, without the HLS player's reload pace.",
         ],
