@@ -84,8 +84,17 @@ class DyingTransport(httpx.AsyncBaseTransport):
         self.lost_at: float | None = None
         self.refuse_segments = False
         self.segments_refused: list[float] = []
+        self.cut_segment = False
+        """The next segment download loses its connection, and every request after it is
+        refused."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.cut_segment and request_kind(request.url.path) == "segment":
+            self.cut_segment = False
+            self.inner.refusing = True
+            self.lost_at = trio.current_time()
+            await trio.lowlevel.checkpoint()
+            raise httpx.ReadError("connection reset by peer", request=request)
         if self.refuse_segments and request_kind(request.url.path) == "segment":
             self.segments_refused.append(trio.current_time())
             await trio.lowlevel.checkpoint()
@@ -215,6 +224,19 @@ async def test_a_refused_segment_download_switches_at_once(
         assert switched_at == t.a_dying.segments_refused[0]
         assert "engine unreachable" in (channel.sessions[0].reason or "")
         assert channel.engine.base_url == ENGINE_B
+
+
+async def test_a_segment_download_cut_by_the_engine_going_away_switches_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines() as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a_dying.cut_segment = True
+        switched_at = await _switched(channel)
+        # Tried again at once, refused: the switch comes then, not after a backoff.
+        assert switched_at == t.a_dying.lost_at
+        assert "engine unreachable" in (channel.sessions[0].reason or "")
 
 
 async def test_a_failed_session_is_stopped_beside_the_next_open(

@@ -263,7 +263,9 @@ class Fetcher:
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:
-                        await trio.sleep(backoff(attempt))
+                        # A lost connection is tried again at once (see _poll).
+                        lost = attempt == 0 and _connection_lost(exc)
+                        await trio.sleep(0.0 if lost else backoff(attempt))
         finally:
             limiter.release_on_behalf_of(job)
             job.done.set()
