@@ -83,10 +83,10 @@ class PageServer:
         await send_response(send, 200, [(b"content-type", kind)], data)
 
 
-async def play(page: str, playlist: str, seconds: float, give_up: float) -> dict[str, Any]:
-    """Play until ``seconds`` of media played or ``give_up`` seconds passed; the report."""
+async def run_node(script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` (in ``browser/``) with Chromium; the JSON report on its last stdout line."""
     result = await trio.run_process(
-        ["node", "play.mjs", page, playlist, str(seconds), str(give_up)],
+        ["node", script, *args],
         cwd=BROWSER,
         capture_stdout=True,
         capture_stderr=True,
@@ -94,9 +94,14 @@ async def play(page: str, playlist: str, seconds: float, give_up: float) -> dict
         env={**os.environ, "CHROMIUM": CHROMIUM},
     )
     lines = result.stdout.decode().strip().splitlines()
-    assert lines, f"play.mjs printed nothing; stderr: {result.stderr.decode()[-2000:]}"
+    assert lines, f"{script} printed nothing; stderr: {result.stderr.decode()[-2000:]}"
     report: dict[str, Any] = json.loads(lines[-1])
     return report
+
+
+async def play(page: str, playlist: str, seconds: float, give_up: float) -> dict[str, Any]:
+    """Play until ``seconds`` of media played or ``give_up`` seconds passed; the report."""
+    return await run_node("play.mjs", page, playlist, str(seconds), str(give_up))
 
 
 def browser_config(engine_url: str, **changes: Any) -> Config:
@@ -158,18 +163,7 @@ async def test_hlsjs_plays_a_live_ffmpeg_origin(kind: LiveKind, tmp_path: Path) 
 
 async def timeline(page: str, playlist: str, seconds: float) -> dict[str, Any]:
     """Play for ``seconds``; the report, with the playback time sampled every 250 ms."""
-    result = await trio.run_process(
-        ["node", "timeline.mjs", page, playlist, str(seconds)],
-        cwd=BROWSER,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
-    )
-    lines = result.stdout.decode().strip().splitlines()
-    assert lines, f"timeline.mjs printed nothing; stderr: {result.stderr.decode()[-2000:]}"
-    report: dict[str, Any] = json.loads(lines[-1])
-    return report
+    return await run_node("timeline.mjs", page, playlist, str(seconds))
 
 
 async def test_hlsjs_plays_on_when_the_engine_is_killed_under_it() -> None:

@@ -8,7 +8,6 @@ first test also saves a screenshot of the page there (how ``docs/status-page.png
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -20,7 +19,7 @@ from trioproxy.http.asgi import read_body, send_response, serve_lifespan
 from trioproxy.testing.engine import SimulatedEngine, demo_media
 
 from ..media import proxy_server, serve_asgi
-from .test_browser import BROWSER, CHROMIUM, browser_config, check_tools, pytestmark
+from .test_browser import browser_config, check_tools, pytestmark, run_node
 
 __all__ = ["pytestmark"]
 
@@ -30,18 +29,7 @@ CONTENT = ["a" * 40, "b" * 40]
 
 async def status_page(url: str, count: int, api_key: str = "", shot: str = "") -> dict[str, Any]:
     """What the page at ``url`` lists once it shows ``count`` channels (or after 30 s)."""
-    result = await trio.run_process(
-        ["node", "status.mjs", url, str(count), "30", shot, api_key],
-        cwd=BROWSER,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
-    )
-    lines = result.stdout.decode().strip().splitlines()
-    assert lines, f"status.mjs printed nothing; stderr: {result.stderr.decode()[-2000:]}"
-    report: dict[str, Any] = json.loads(lines[-1])
-    return report
+    return await run_node("status.mjs", url, str(count), "30", shot, api_key)
 
 
 async def start_channels(proxy_url: str) -> None:
