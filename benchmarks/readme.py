@@ -13,7 +13,7 @@ from .report import RESULTS, fmt, markdown_table
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ("control_plane", "fanout", "data_plane", "channels", "startup")
+ORDER = ("control_plane", "fanout", "ts_fanout", "data_plane", "channels", "startup", "failover")
 
 
 def render(results: Path = RESULTS) -> str:
