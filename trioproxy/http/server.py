@@ -26,6 +26,7 @@ from hypercorn.typing import ConnectionState, Framework, LifespanState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from .connections import CAPACITY_ERRNOS, Connections, GuardedStream
+from .direct import serving
 
 __all__ = ["serve_http"]
 
@@ -117,7 +118,7 @@ async def _accept_loop(
 
 async def _run_connection(handler: Callable[[Any], Awaitable[None]], stream: GuardedStream) -> None:
     try:
-        with stream.scope:
+        with stream.scope, serving(stream):
             await handler(stream)
     finally:
         await trio.aclose_forcefully(stream)
