@@ -14,10 +14,13 @@ for every player, so on a connection of our own accept loop (:func:`serving`) sp
 - a closed or reset connection raises :class:`trio.BrokenResourceError` (or
   :class:`trio.ClosedResourceError`) at once.
 
-The head the caller sends says ``connection: close`` (:attr:`DirectBody.headers`). The end of
-the body goes out through Hypercorn again (``more_body`` false: h11 writes the terminating
-chunk, HTTP/1.1, or nothing, HTTP/1.0 where the body ends with the connection), and then
-Hypercorn closes the connection, as it does when the body stops short: it is never reused.
+The end of the body is :meth:`DirectBody.end` (the terminating chunk, HTTP/1.1; nothing,
+HTTP/1.0, where the body ends with the connection). Hypercorn was never told the body ended, so
+once the response task returns, it closes the connection (as it does after a body that stops
+short): the connection is never reused, and nothing else is ever written to it. The head does
+not say ``connection: close``: h11 would then take any byte the client sends afterwards (a
+request pipelined behind this one) for a protocol error and drop the connection mid-stream; a
+pipelined request now waits unanswered until the connection closes.
 
 HTTP/1.1 responses are chunked, not delimited by the connection's close (which HTTP/1.1 also
 allows): a player then tells a stream that ended (the terminating chunk) from one that was cut.
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _CONNECTION: ContextVar[GuardedStream | None] = ContextVar("trioproxy_connection", default=None)
 _CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
 
 
 @contextmanager
@@ -82,8 +86,7 @@ class DirectBody:
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         """Headers the response head must carry for this body."""
-        framing = [(b"transfer-encoding", b"chunked")] if self.chunked else []
-        return [*framing, (b"connection", b"close")]
+        return [(b"transfer-encoding", b"chunked")] if self.chunked else []
 
     async def write(self, data: bytes) -> None:
         """Write ``data`` (not empty) as the next piece of the body."""
@@ -95,6 +98,13 @@ class DirectBody:
         sent = self._writev(pieces)
         if sent < total:
             await self._write_rest(pieces, sent)
+
+    async def end(self) -> None:
+        """End the body (the server then closes the connection)."""
+        if self.chunked:
+            sent = self._writev([_LAST_CHUNK])
+            if sent < len(_LAST_CHUNK):
+                await self._write_rest([_LAST_CHUNK], sent)
 
     async def _write_rest(self, pieces: list[bytes], sent: int) -> None:
         """The socket took ``sent`` bytes of ``pieces``: write the rest as it drains."""

@@ -11,6 +11,7 @@ preflights; everything else goes on to the app behind it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from urllib.parse import parse_qsl, quote
@@ -173,8 +174,13 @@ class MediaDispatcher:
             headers += body.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         ended = await _play(channel, label, receive, send, body, self.config)
-        if ended is not None:
+        if ended is None:
+            return  # cut, or gone: the connection closes without the end of the body
+        if body is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await body.end()
 
     def _ts_channel(self, request: TsRequest, args: dict[str, str], head: bool) -> Channel | None:
         """The channel a TS request plays (started if need be); None for a HEAD."""
