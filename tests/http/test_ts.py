@@ -264,3 +264,32 @@ async def test_a_burst_of_segments_cuts_no_one(autojump_clock: trio.testing.Mock
             assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
             assert len(sequences) >= 5
             player.leave()
+
+
+async def test_a_stall_brings_null_packets_to_every_player_whoever_leaves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h, trio.open_nursery() as nursery:
+        channel = await h.wait_channel()
+        players = [ts_client(h) for _ in range(8)]
+        for player in players:
+            nursery.start_soon(player.run)
+        await trio.sleep(4.0)
+        reads = h.engine.requests["playlist"]
+        h.engine.faults["*"] = "stall"  # the playlist stops moving at its next read
+        while h.engine.requests["playlist"] == reads:  # noqa: ASYNC110 (the engine's count)
+            await trio.sleep(0.01)
+        await trio.sleep(0.01)  # the segments that playlist lists are in
+        last = channel.ts.last_arrival
+        due = last + 2.0 + 0.5  # one segment duration, then the keep-alive interval
+        assert trio.current_time() < due
+        # Players leave while every one waits for the next segment: whichever of them timed
+        # that wait for the others, the one that stays gets its null packets on time.
+        *leaving, stayed = players
+        for player in leaving:
+            player.leave()
+        await trio.sleep_until(due + 1.6)
+        assert max(at for at, _ in media_chunks(stayed)) == last
+        nulls = [at for at, data in stayed.chunks if data == NULL_PACKET]
+        assert nulls == [due, due + 0.5, due + 1.0, due + 1.5]
+        stayed.leave()

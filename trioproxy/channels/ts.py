@@ -95,6 +95,8 @@ class TsStream:
         self._next: int | None = None
         """The next window sequence to splice; None while no player is connected."""
         self._lot = trio.lowlevel.ParkingLot()
+        self._timer: object | None = None
+        """The wait of the player that times :attr:`due` for every player parked on it."""
         self.players: dict[TsPlayer, None] = {}
         self.closed = False
         self.last_arrival = -math.inf
@@ -154,7 +156,7 @@ class TsStream:
                     self.target_duration,
                 )
                 player.disconnect("lagging")
-        self._lot.unpark_all()
+        self._wake_all()
 
     def waiting_since(self, player: TsPlayer) -> float | None:
         """When the oldest segment ``player`` has not been sent whole arrived (None: none)."""
@@ -170,7 +172,7 @@ class TsStream:
     def close(self) -> None:
         """The channel ends: every player's stream ends once it has what it was due."""
         self.closed = True
-        self._lot.unpark_all()
+        self._wake_all()
 
     def _sync(self) -> None:
         assert self._next is not None
@@ -212,10 +214,38 @@ class TsStream:
         behind = self._chunks[-1].sequence + 1 - player.cursor
         return behind, max(0.0, trio.current_time() - waiting)
 
+    @property
+    def due(self) -> float:
+        """When the next segment is overdue: players get null packets from then on."""
+        return self.last_arrival + self.target_duration + KEEPALIVE
+
     async def wait(self, deadline: float) -> None:
         """Until a segment arrives, the channel ends, or ``deadline``."""
         with trio.move_on_at(deadline):
             await self._lot.park()
+
+    async def wait_due(self) -> None:
+        """Until a segment arrives, the channel ends, or :attr:`due` (or a little earlier).
+
+        What every player waits for while media flows: one of them times it for all (a cancel
+        scope with a deadline for each player and segment is most of the CPU a wait costs).
+        That one's wait ending otherwise than by a segment or the end (``due`` passed, or it
+        left) wakes every player, so that they send their null packets or another one times.
+        """
+        if self._timer is not None:
+            await self._lot.park()
+            return
+        timer = self._timer = object()
+        try:
+            with trio.move_on_at(self.due):
+                await self._lot.park()
+        finally:
+            if self._timer is timer:
+                self._wake_all()
+
+    def _wake_all(self) -> None:
+        self._timer = None
+        self._lot.unpark_all()
 
     def snapshot(self) -> dict[str, Any]:
         now = trio.current_time()
@@ -275,11 +305,14 @@ async def play(
             now = trio.current_time()
             # Null packets while no media flows: before the first segment, and once the next
             # one is overdue (a stall) — never between segments arriving on time.
-            due = stream.last_arrival + stream.target_duration + KEEPALIVE
+            due = stream.due
             deadline = max(last_send + KEEPALIVE, due)
             if now >= deadline:
                 await send(null_packets(KEEPALIVE_PACKETS))
                 player.sent_bytes += KEEPALIVE_BYTES
                 last_send = trio.current_time()
                 continue
-            await stream.wait(deadline)
+            if deadline == due:
+                await stream.wait_due()  # media flows: timed once for every player
+            else:
+                await stream.wait(deadline)

@@ -66,6 +66,7 @@ REFUSED = (
     b"access-control-allow-origin: *\r\n"
 )
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n"
 
 
 def _refusal(message: str) -> bytes:
@@ -157,6 +158,9 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self._limits = owner.limits
         self._head_deadline: float | None = trio.current_time() + self._limits.header_timeout
         self._tail = b""
+        self._start = b""
+        """The first bytes of the request head being timed."""
+        self._http2 = False
         self._responded = False
         self.closed = False
         self.scope = trio.CancelScope()
@@ -183,20 +187,25 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         return data
 
     def _saw(self, data: bytes | bytearray) -> None:
-        if not data:
+        if not data or self._http2:
             return
         if self._head_deadline is None:
             if not self._responded:
                 return  # a body, or a request sent before the last answer: its head is in
             # The first byte after an answer starts the next request's head.
             self._responded = False
-            self._tail = b""
+            self._tail = self._start = b""
             self._head_deadline = trio.current_time() + self._limits.header_timeout
             self._owner._awaiting(self)
+        if len(self._start) < len(_HTTP2_PREFACE):
+            self._start += bytes(data[: len(_HTTP2_PREFACE) - len(self._start)])
         seen = self._tail + bytes(data)
         if _END_OF_HEAD.search(seen) is not None:
             self._head_deadline = None
             self._owner._head_arrived(self)
+            # HTTP/2 (prior knowledge, or after an h2c upgrade): frames from here on, not
+            # request heads (Hypercorn closes idle HTTP/2 connections itself).
+            self._http2 = self._start == _HTTP2_PREFACE
         else:
             self._tail = seen[-3:]
 

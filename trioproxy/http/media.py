@@ -11,6 +11,7 @@ preflights; everything else goes on to the app behind it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from urllib.parse import parse_qsl, quote
@@ -33,6 +34,7 @@ from ..observability.metrics import BYTES_SENT, SEGMENTS_SERVED
 from ..upstream.resources import CONTENT_TYPES
 from .asgi import send_response
 from .connections import WriteCut
+from .direct import DirectBody, direct_body
 from .guards import check_request, client_address
 from .ids import parse_stream_key
 from .urls import MediaRequest, TsRequest, match_media, match_ts
@@ -166,10 +168,19 @@ class MediaDispatcher:
         peer = (scope.get("client") or ("", 0))[0]
         forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
         label = client_address(peer, ", ".join(forwarded) or None, self.config.trusted_proxies)
+        # On a connection of our own speaking HTTP/1.x, the body goes to the socket directly.
+        body = direct_body(scope, self.config.send_timeout)
+        if body is not None:
+            headers += body.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ended = await _play(channel, label, receive, send, self.config)
-        if ended is not None:
+        ended = await _play(channel, label, receive, send, body, self.config)
+        if ended is None:
+            return  # cut, or gone: the connection closes without the end of the body
+        if body is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await body.end()
 
     def _ts_channel(self, request: TsRequest, args: dict[str, str], head: bool) -> Channel | None:
         """The channel a TS request plays (started if need be); None for a HEAD."""
@@ -207,9 +218,11 @@ async def _play(
     label: str,
     receive: ASGIReceiveCallable,
     send: ASGISendCallable,
+    body: DirectBody | None,
     config: Config,
 ) -> str | None:
-    """Play ``channel`` to one TS player; None when its connection closed or it was cut."""
+    """Play ``channel`` to one TS player, through ``body`` if there is one, else through ASGI
+    ``send``; None when its connection closed or it was cut."""
     ended: str | None = None
     with WriteCut() as cut, trio.CancelScope() as scope:
 
@@ -220,22 +233,35 @@ async def _play(
         player = TsPlayer(label, disconnect)
         stream = channel.ts
 
-        async def write(data: bytes) -> None:
+        def send_timeout() -> float:
             # The lag bound cuts a slow reader; a stalled write is only a backstop behind it.
-            lag_seconds = (stream.max_lag + 1) * stream.target_duration
-            cut.send_timeout = config.send_timeout + lag_seconds
+            return config.send_timeout + (stream.max_lag + 1) * stream.target_duration
+
+        async def write(data: bytes) -> None:
+            cut.send_timeout = send_timeout()
             await send({"type": "http.response.body", "body": data, "more_body": True})
             _TS_SENT.inc(len(data))
 
+        async def write_direct(data: bytes) -> None:
+            assert body is not None
+            body.send_timeout = send_timeout()
+            await body.write(data)
+            _TS_SENT.inc(len(data))
+
+        if body is not None:
+            cut.stream = body.stream  # a cut closes the connection, even mid-write
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, scope)
-            ended = await play(
-                stream,
-                player,
-                write,
-                finished=lambda: channel.endlist,
-                segment_sent=_TS_SERVED.inc,
-            )
+            try:
+                ended = await play(
+                    stream,
+                    player,
+                    write if body is None else write_direct,
+                    finished=lambda: channel.endlist,
+                    segment_sent=_TS_SERVED.inc,
+                )
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                ended = None  # the connection closed in the middle of a write
             nursery.cancel_scope.cancel()
     return ended if player.cut is None else None
 

@@ -26,6 +26,7 @@ from hypercorn.typing import ConnectionState, Framework, LifespanState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from .connections import CAPACITY_ERRNOS, Connections, GuardedStream
+from .direct import serving
 
 __all__ = ["serve_http"]
 
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 
 ACCEPT_RETRY = 0.1
 """Seconds between accepts while out of file descriptors."""
+LISTEN_BACKLOG = 0xFFFF
+"""Connections the kernel completes and queues before we accept them (it caps this at
+``net.core.somaxconn``), as Trio's and Go's listeners ask. Hypercorn's default (100) overflows
+when hundreds of players arrive at once and the loop is busy for a moment: the kernel then drops
+their SYNs, and each waits a retransmission (1 s, then 3 s, 7 s) for its first byte."""
 
 
 async def serve_http(
@@ -56,7 +62,7 @@ async def serve_http(
     listeners = []
     binds = []
     for sock in sockets.insecure_sockets:
-        sock.listen(hconfig.backlog)
+        sock.listen(max(hconfig.backlog, LISTEN_BACKLOG))
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
         binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
     handler = partial(TCPServer, asgi, hconfig, context, ConnectionState(lifespan_state.copy()))
@@ -117,7 +123,7 @@ async def _accept_loop(
 
 async def _run_connection(handler: Callable[[Any], Awaitable[None]], stream: GuardedStream) -> None:
     try:
-        with stream.scope:
+        with stream.scope, serving(stream):
             await handler(stream)
     finally:
         await trio.aclose_forcefully(stream)
