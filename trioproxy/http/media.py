@@ -3,10 +3,12 @@
 Segments, init sections and keys (the hot path) are answered here from memory, without Quart's
 per-request machinery. So are MPEG-TS players (:func:`~.urls.match_ts`): each a long response
 written by its own request task from the channel's TS stream
-(:func:`trioproxy.channels.ts.play`), cut loose by the stream when it lags, and gone the moment
-its connection closes. The dispatcher also refuses, before anything routes them, requests over
-the limits of :mod:`.guards` and WebSocket handshakes (the API has none), and answers CORS
-preflights; everything else goes on to the app behind it.
+(:func:`trioproxy.channels.ts.play`) — straight to the socket after the head on HTTP/1.x
+connections of our accept loop (:mod:`.direct`), through ASGI otherwise — cut loose by the
+stream when it lags, and gone the moment its connection closes. The dispatcher also refuses,
+before anything routes them, requests over the limits of :mod:`.guards` and WebSocket
+handshakes (the API has none), and answers CORS preflights; everything else goes on to the app
+behind it.
 """
 
 from __future__ import annotations
