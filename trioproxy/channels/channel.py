@@ -100,7 +100,6 @@ class Channel:
         self._on_stop = on_stop
         self._life = trio.CancelScope()
         self._hurry_deadline = math.inf
-        self._sender: EventSender | None = None
 
     # ---- what players see -------------------------------------------------------------------
 
@@ -221,7 +220,7 @@ class Channel:
     @property
     def stream_established(self) -> bool:
         """The orchestrator accepted this channel's ``stream_started``."""
-        return self._sender is not None and self.stream_id in self._sender.established
+        return self.line.sender is not None and self.stream_id in self.line.sender.established
 
     @property
     def log_fields(self) -> dict[str, str]:
@@ -248,8 +247,8 @@ class Channel:
         """At process shutdown: finish opening, stopping and event delivery by ``deadline``."""
         self._hurry_deadline = min(self._hurry_deadline, deadline)
         self.line.hurry(deadline)
-        if self._sender is not None:
-            self._sender.give_up_by(deadline)
+        if self.line.sender is not None:
+            self.line.sender.give_up_by(deadline)
 
     async def run(self) -> None:
         """The channel's whole life; returns when nothing of it runs any more."""
@@ -271,14 +270,13 @@ class Channel:
         send, receive = trio.open_memory_channel[Event](2 * (self.config.failover_max_switches + 2))
         async with trio.open_nursery() as nursery:
             if self._orchestrator is not None:
-                self._sender = EventSender(
+                sender = self.line.sender = EventSender(
                     self._orchestrator,
                     self.name,
                     after=self._events_after,
                     settled=self.events_settled,
                 )
-                self.line.sender = self._sender
-                nursery.start_soon(self._sender.run, receive)
+                nursery.start_soon(sender.run, receive)
             else:
                 receive.close()
             with send:
@@ -310,8 +308,8 @@ class Channel:
         stream_id = self.line.stream_id
         self.line.end_stream(send, self.end_reason)
         self.line.stream_id = stream_id  # the status keeps showing the last stream
-        if self._sender is not None:
-            self._sender.give_up_by(
+        if self.line.sender is not None:
+            self.line.sender.give_up_by(
                 min(self._hurry_deadline, trio.current_time() + self.config.event_drain_timeout)
             )
 
@@ -328,10 +326,10 @@ class Channel:
     @property
     def events_pending(self) -> int:
         """Events queued for the orchestrator and not delivered yet."""
-        return 0 if self._sender is None else self._sender.pending
+        return 0 if self.line.sender is None else self.line.sender.pending
 
     def events_snapshot(self) -> dict[str, int] | None:
-        return None if self._sender is None else self._sender.snapshot()
+        return None if self.line.sender is None else self.line.sender.snapshot()
 
     def player_count(self, now: float) -> int:
         """Players of both kinds: HLS players seen lately and TS players connected."""

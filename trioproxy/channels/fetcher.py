@@ -152,10 +152,7 @@ class Fetcher:
                         raise EngineError(f"engine playlist failing: {reason}") from exc
                     log.warning("channel %s: playlist reload failed (%s)", self._name, reason)
                     # The last retry starts at the deadline; one still failing then ends it.
-                    # A connection lost mid-reload (the engine's process went away?) is tried
-                    # again at once: nothing listening then answers with a refusal.
-                    lost = attempt == 0 and _connection_lost(exc)
-                    pause = 0.0 if lost else backoff(attempt)
+                    pause = _retry_pause(exc, attempt)
                     await trio.sleep_until(min(trio.current_time() + pause, give_up_at))
                     attempt += 1
                     continue
@@ -263,9 +260,7 @@ class Fetcher:
                     if isinstance(exc, EngineError) and exc.upstream_status in (404, 410):
                         return  # the engine no longer has it: retrying cannot help
                     if attempt + 1 < SEGMENT_ATTEMPTS:
-                        # A lost connection is tried again at once (see _poll).
-                        lost = attempt == 0 and _connection_lost(exc)
-                        await trio.sleep(0.0 if lost else backoff(attempt))
+                        await trio.sleep(_retry_pause(exc, attempt))
         finally:
             limiter.release_on_behalf_of(job)
             job.done.set()
@@ -363,12 +358,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    """The connection to the engine broke during the request (reset, closed mid-answer)."""
-    cause = exc.__cause__
-    return isinstance(exc, EngineError) and isinstance(
-        cause, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError
+def _retry_pause(exc: BaseException, attempt: int) -> float:
+    """Seconds before retry ``attempt`` (from 0) of a failed request: a backoff, but none after
+    a first failure that broke the connection mid-request (reset, closed mid-answer): the
+    engine's process may have gone away, and then the retry is refused at once."""
+    lost = isinstance(exc, EngineError) and isinstance(
+        exc.__cause__, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError
     )
+    return 0.0 if attempt == 0 and lost else backoff(attempt)
 
 
 def _describe(exc: BaseException) -> str:
