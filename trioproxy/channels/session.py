@@ -98,9 +98,9 @@ class UpstreamSession:
         self.left_open: str | None = None
         """Why the session is still open after :meth:`stop` (every stop failed), if it is."""
         self.failed = False
-        self._stopped = False
         """:meth:`run` ended with :class:`SessionEnded` after the open: :meth:`stop` is the
         caller's to call."""
+        self._stopped = False
         self.fetcher = Fetcher(name, config, client, feed)
 
     def hurry(self, deadline: float) -> None:

@@ -225,9 +225,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
                 with trio.move_on_after(timeout) as scope:
                     await self.raw.send_all(view[start : start + chunk])
                 if scope.cancelled_caught:
-                    log.info("closing %s: not reading (no progress in %gs)", self.address, timeout)
-                    self.close_now()
-                    raise trio.BrokenResourceError("the client stopped reading")
+                    raise self.stalled(timeout)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.raw.wait_send_all_might_not_block()
@@ -238,6 +236,13 @@ class GuardedStream(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         self._owner._release(self)
         await self.raw.aclose()
+
+    def stalled(self, timeout: float) -> trio.BrokenResourceError:
+        """A write made no progress in ``timeout`` seconds: close the connection (logged); the
+        error for the writer to raise."""
+        log.info("closing %s: not reading (no progress in %gs)", self.address, timeout)
+        self.close_now()
+        return trio.BrokenResourceError("the client stopped reading")
 
     def close_now(self) -> None:
         """Close the socket at once and cancel the connection's handler; a task blocked reading or

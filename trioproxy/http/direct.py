@@ -31,7 +31,6 @@ keep the ASGI send: :func:`direct_body` is None for them.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,6 @@ from .connections import GuardedStream
 
 __all__ = ["DirectBody", "direct_body", "serving"]
 
-log = logging.getLogger(__name__)
 
 _CONNECTION: ContextVar[GuardedStream | None] = ContextVar("trioproxy_connection", default=None)
 _CRLF = b"\r\n"
@@ -114,13 +112,7 @@ class DirectBody:
                 await trio.lowlevel.wait_writable(self.stream.socket)
                 views = _after(views, self._writev(views))
         if waited.cancelled_caught:
-            log.info(
-                "closing %s: not reading (no progress in %gs)",
-                self.stream.address,
-                self.send_timeout,
-            )
-            self.stream.close_now()
-            raise trio.BrokenResourceError("the client stopped reading")
+            raise self.stream.stalled(self.send_timeout)
 
     def _writev(self, pieces: list[bytes] | list[memoryview]) -> int:
         """One non-blocking gather write: the bytes the socket took (0: none fit)."""

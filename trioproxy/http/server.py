@@ -4,11 +4,11 @@
 leaves no place to cap connections, time request heads or close stalled writers, and logs every
 failed accept with a traceback. :func:`serve_http` runs the same pieces (lifespan, worker context,
 ``TCPServer`` per connection) over sockets Hypercorn binds, with each accepted connection admitted
-by :class:`~trioproxy.http.connections.Connections` and wrapped in a guarded stream, whose
-handler runs :func:`~trioproxy.http.direct.serving` it (a TS response may then write its body to
-the socket itself). At shutdown
-the listeners close, idle connections close, requests get Hypercorn's ``graceful_timeout``, and
-then every socket still open is closed, so the server returns in bounded time whatever clients do.
+by :class:`~trioproxy.http.connections.Connections` and wrapped in a guarded stream; its
+handler runs inside :func:`~trioproxy.http.direct.serving` (so a TS response may write its body
+to the socket itself). At shutdown the listeners close, idle connections close, requests get
+Hypercorn's ``graceful_timeout``, and then every socket still open is closed, so the server
+returns in bounded time whatever clients do.
 """
 
 from __future__ import annotations
