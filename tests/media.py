@@ -24,7 +24,7 @@ from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
 from trioproxy.http.app import ProxyApp
 from trioproxy.http.asgi import send_response, serve_lifespan
-from trioproxy.service import http_client
+from trioproxy.service import http_client, serve
 
 __all__ = [
     "Decoder",
@@ -34,6 +34,7 @@ __all__ = [
     "ffmpeg_decoding",
     "ffmpeg_live_hls",
     "proxy_server",
+    "running_service",
     "serve_asgi",
 ]
 
@@ -120,6 +121,28 @@ async def _serve(
     app: Any, config: HypercornConfig, done: trio.Event, task_status: trio.TaskStatus[Any]
 ) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=done.wait, task_status=task_status)
+
+
+@asynccontextmanager
+async def running_service(config: Config, *, stop_within: float = 20.0) -> AsyncIterator[str]:
+    """The real service (as ``trioproxy serve`` runs it) with ``config``; yields its first bound
+    URL. On exit it is shut down as SIGTERM shuts it down, and must be done within
+    ``stop_within`` seconds."""
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
+        stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(run)
+        try:
+            yield binds[0]
+        finally:
+            stop.set()
+            with trio.fail_after(stop_within):
+                await stopped.wait()
+            nursery.cancel_scope.cancel()
 
 
 @dataclass

@@ -20,13 +20,12 @@ import httpx
 import trio
 
 from trioproxy.config import Config
-from trioproxy.service import serve
 from trioproxy.testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 from trioproxy.testing.engine_server import EngineServer, engine_servers
 from trioproxy.testing.orchestrator import FakeOrchestrator
 from trioproxy.testing.ts_reader import TsReader
 
-from ..media import Decoder, ffmpeg_decoding, serve_asgi
+from ..media import Decoder, ffmpeg_decoding, running_service, serve_asgi
 from ..tools import require_tools
 
 pytestmark = require_tools("ffmpeg")
@@ -79,18 +78,11 @@ class Rig:
 async def failover_rig(engines: int, **changes: Any) -> AsyncIterator[Rig]:
     """The real service (as ``trioproxy serve`` runs it) in front of ``engines`` simulated
     engines and a fake orchestrator; shut down as on SIGTERM on exit."""
-    stop, stopped = trio.Event(), trio.Event()
     orchestrator = FakeOrchestrator()
-
-    async def proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-        stopped.set()
-
     async with (
         engine_servers([live_engine() for _ in range(engines)]) as servers,
         serve_asgi(orchestrator) as orchestrator_url,
         httpx.AsyncClient(timeout=20) as http,
-        trio.open_nursery() as nursery,
     ):
         config = Config(
             bind="127.0.0.1:0",
@@ -98,14 +90,8 @@ async def failover_rig(engines: int, **changes: Any) -> AsyncIterator[Rig]:
             orchestrator_url=orchestrator_url,
             **changes,
         )
-        binds = await nursery.start(proxy, config)
-        try:
-            yield Rig(binds[0], servers, orchestrator, http)
-        finally:
-            stop.set()
-            with trio.fail_after(20):
-                await stopped.wait()
-            nursery.cancel_scope.cancel()
+        async with running_service(config) as url:
+            yield Rig(url, servers, orchestrator, http)
 
 
 async def playing(rig: Rig, *decoders: Decoder) -> None:

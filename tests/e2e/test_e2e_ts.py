@@ -19,11 +19,10 @@ import trio
 
 from trioproxy.config import Config
 from trioproxy.hls.mpegts import NULL_PACKET
-from trioproxy.service import serve
 from trioproxy.testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
-from ..media import serve_asgi
+from ..media import running_service, serve_asgi
 from ..tools import require_tools
 
 pytestmark = require_tools("ffmpeg", "ffprobe")
@@ -58,32 +57,16 @@ class Proxy:
 async def running_proxy(engine: SimulatedEngine, **changes: Any) -> AsyncIterator[Proxy]:
     """The real service (as ``trioproxy serve`` runs it) in front of ``engine`` and a fake
     orchestrator; shut down as on SIGTERM on exit."""
-    stop, stopped = trio.Event(), trio.Event()
     orchestrator = FakeOrchestrator()
-
-    async def proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-        stopped.set()
-
-    async with (
-        serve_asgi(engine) as engine_url,
-        serve_asgi(orchestrator) as orchestrator_url,
-        trio.open_nursery() as nursery,
-    ):
+    async with serve_asgi(engine) as engine_url, serve_asgi(orchestrator) as orchestrator_url:
         config = Config(
             bind="127.0.0.1:0",
             engines=(engine_url,),
             orchestrator_url=orchestrator_url,
             **changes,
         )
-        binds = await nursery.start(proxy, config)
-        try:
-            yield Proxy(binds[0], engine, orchestrator)
-        finally:
-            stop.set()
-            with trio.fail_after(15):
-                await stopped.wait()
-            nursery.cancel_scope.cancel()
+        async with running_service(config, stop_within=15.0) as url:
+            yield Proxy(url, engine, orchestrator)
 
 
 async def ffmpeg_decode(url: str, seconds: float) -> tuple[int, str]:
