@@ -1,5 +1,5 @@
 """failover: the freeze a player sees when the engine under its channel is killed, and where it
-goes.
+goes, with the engine watch (the default) and without it, kills alternating between the two.
 
 Two simulated engines, each served by Hypercorn on 127.0.0.1 (1 s segments of MPEG-TS packets,
 sessions open after ``OPEN_DELAY``); the proxy (its registry and app) runs in this process and
@@ -8,7 +8,8 @@ reloads the playlist every 0.25 s and fetches each new segment, and a TS player 
 (``format=ts``). Each kill stops the server of the engine the channel plays from (connections
 refused) and starts it again once the channel has moved. Every kill is a first failover: no
 backoff, a switch limit out of reach, a 2 s breaker (the previous engine's has closed by the next
-kill).
+kill). Kills alternate: the session killed holds the engine watch's idle connection
+(``TRIOPROXY_FAILOVER_WATCH=1``, the default), then the next one does not (``=0``), and so on.
 
 Per kill: the HLS freeze (the longest gap between two new segments the player got around the
 kill), the TS freeze (the longest gap between media bytes on the TS connection), and the time
@@ -17,7 +18,8 @@ of, from the proxy's own records (its log lines, its sessions' records, its wind
 
 - *newest segment's age at the kill*: from the old session's last segment into the window to
   the kill (chance: the kill comes anywhere within a segment's time);
-- *until the next reload*: from the kill to the first reload that failed;
+- *until found dead*: from the kill to the first sign of it: the watch hearing the engine gone
+  (the session failed), or the first reload that failed;
 - *reload retries*: from that to the session declared failed (further refused reloads);
 - *switch + open*: from that to the new session open (the open takes ``OPEN_DELAY``);
 - *first segment into the window*: from the open to the first new segment appended;
@@ -61,7 +63,7 @@ OPEN_DELAY = 0.3
 SEGMENT = 1.0
 PHASES = (
     ("newest segment's age at the kill", "age"),
-    ("until the next reload", "detect"),
+    ("until found dead", "detect"),
     ("reload retries", "retries"),
     ("switch + open", "open"),
     ("first segment into the window", "window"),
@@ -107,9 +109,15 @@ class Records(logging.Handler):
 @dataclass
 class Kill:
     killed_at: float
+    watch: bool
     freeze: float = float("nan")
     ts_freeze: float = float("nan")
     phases: dict[str, float] = field(default_factory=dict)
+
+
+def watched(kill: int) -> bool:
+    """Whether the session of kill number ``kill`` (from 0) holds the engine watch."""
+    return kill % 2 == 0
 
 
 async def measure_open(http: httpx.AsyncClient, url: str) -> float:
@@ -153,19 +161,22 @@ async def run(kills: int) -> dict[str, Any]:
             limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
             async with httpx.AsyncClient(timeout=None, limits=limits) as http:
                 opens = [await measure_open(http, servers[0].url) for _ in range(5)]
-                registry = Registry(config, http)
+                registry = Registry(config, http, connect=trio.open_tcp_stream)
                 async with trio.open_nursery() as inner:
                     await inner.start(registry.run)
                     results = await _kills(inner, registry, config, servers, kills, records)
                     registry.shutdown()
     finally:
         proxy_log.removeHandler(records)
-    return {
-        "opens": opens,
-        "freezes": [k.freeze for k in results],
-        "ts_freezes": [k.ts_freeze for k in results],
-        "phases": {key: [k.phases.get(key, float("nan")) for k in results] for _, key in PHASES},
-    }
+    data: dict[str, Any] = {"opens": opens}
+    for mode, label in ((True, "watch"), (False, "reload")):
+        mine = [k for k in results if k.watch == mode]
+        data[label] = {
+            "freezes": [k.freeze for k in mine],
+            "ts_freezes": [k.ts_freeze for k in mine],
+            "phases": {key: [k.phases.get(key, float("nan")) for k in mine] for _, key in PHASES},
+        }
+    return data
 
 
 async def _kills(
@@ -178,6 +189,12 @@ async def _kills(
 ) -> list[Kill]:
     app = ProxyApp(registry, config)
     served = trio.Event()
+    watch = registry.policy.connect
+
+    def watching(kill: int) -> None:
+        """Sessions opened from now on watch their engine for kill ``kill``, or do not."""
+        registry.policy.connect = watch if watched(kill) else None
+
     proxy_url = await serve_app(nursery, app, served)
     transport = asgi_transport(app)
     async with (
@@ -185,6 +202,7 @@ async def _kills(
         httpx.AsyncClient(timeout=None) as ts_client,
     ):
         content = random_content_id()
+        watching(0)
         redirect = await player.get("/ace/getstream", params={"id": content})
         url = redirect.headers["location"]
         arrivals: list[float] = []
@@ -220,13 +238,14 @@ async def _kills(
         appends = _record_appends(channel)
         results = []
         phase = random.Random(1)
-        for _ in range(kills):
+        for number in range(kills):
             # Steady playing, past the last breaker; the kill anywhere within a segment's time.
             await trio.sleep(3.0 + phase.uniform(0.0, SEGMENT))
             assert registry.get(content) is channel, channel.end_reason
             switches = channel.switches.total
             victim = next(s for s in servers if s.url == channel.engine.base_url)
-            kill = Kill(trio.current_time())
+            kill = Kill(trio.current_time(), watched(number))
+            watching(number + 1)  # for the session this kill moves the channel to
             await victim.kill()
             with trio.fail_after(60):
                 while channel.switches.total == switches or not channel.session:  # noqa: ASYNC110 (polls plain data)
@@ -284,38 +303,56 @@ def _phases(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(NAME, __doc__ or "")
     args = parser.parse_args(argv)
-    kills = args.runs or (3 if args.quick else 20)
+    per_mode = args.runs or (3 if args.quick else 20)
     started = begin()
-    data = trio.run(run, kills)
-    freezes, ts_freezes, opens = data["freezes"], data["ts_freezes"], data["opens"]
-    open_time = percentile(opens, 50)
-    median, p99 = percentile(freezes, 50), percentile(freezes, 99)
+    data = trio.run(run, 2 * per_mode)
+    open_time = percentile(data["opens"], 50)
     limit = open_time + SEGMENT
-    summary = {
-        "kills": kills,
-        "freeze_median": median,
-        "freeze_p99": p99,
-        "ts_freeze_median": percentile(ts_freezes, 50),
-        "ts_freeze_p99": percentile(ts_freezes, 99),
-        "session_open": open_time,
+    figures: dict[str, dict[str, float]] = {}
+    for label in ("watch", "reload"):
+        mode = data[label]
+        figures[label] = {
+            "freeze_median": percentile(mode["freezes"], 50),
+            "freeze_p99": percentile(mode["freezes"], 99),
+            "ts_freeze_median": percentile(mode["ts_freezes"], 50),
+            "ts_freeze_p99": percentile(mode["ts_freezes"], 99),
+        }
+    on, off = figures["watch"], figures["reload"]
+    print(json.dumps({"kills_per_mode": per_mode, "session_open": open_time, **figures}))
+
+    def freeze_row(name: str, label: str) -> list[Any]:
+        f = figures[label]
+        return [name, per_mode, *(f[key] for key in f), open_time]
+
+    def ratio(key: str) -> float:
+        return on[key] / off[key] if off[key] else float("nan")
+
+    phases = []
+    for name, key in PHASES:
+        watch, reload = spread(data["watch"]["phases"][key]), spread(data["reload"]["phases"][key])
+        phases.append([name, watch["median"], watch["p99"], reload["median"], reload["p99"]])
+    sums = {
+        label: [math.fsum(parts) for parts in zip(*data[label]["phases"].values(), strict=True)]
+        for label in ("watch", "reload")
     }
-    print(json.dumps(summary))
-    ts_summary = [summary["ts_freeze_median"], summary["ts_freeze_p99"]]
-
-    def row(name: str, values: list[float]) -> list[Any]:
-        s = spread(values)
-        return [name, s["median"], s["p99"], s["min"], s["max"]]
-
-    phases = [row(name, data["phases"][key]) for name, key in PHASES]
-    sums = [math.fsum(parts) for parts in zip(*data["phases"].values(), strict=True)]
-    phases.append(row("all: the old session's last segment in to the player's first new", sums))
+    total_on, total_off = spread(sums["watch"]), spread(sums["reload"])
+    phases.append(
+        [
+            "all: the old session's last segment in to the player's first new",
+            total_on["median"],
+            total_on["p99"],
+            total_off["median"],
+            total_off["p99"],
+        ]
+    )
     write_result(
         NAME,
         out=args.out,
         quick=args.quick,
         started=started,
         setup={
-            "kills": kills,
+            "kills_per_mode": per_mode,
+            "order": "alternating: watch, reload, watch, ...",
             "segment_seconds": SEGMENT,
             "open_delay": OPEN_DELAY,
             "failover_backoff": 0,
@@ -327,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "Player-visible freeze per failover (HLS: longest gap between delivered segments; "
                 "TS: longest gap between media bytes)",
                 [
+                    "found by",
                     "kills",
                     "HLS freeze median s",
                     "HLS freeze p99 s",
@@ -334,19 +372,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "TS freeze p99 s",
                     "session open s",
                 ],
-                [[kills, median, p99, *ts_summary, open_time]],
+                [
+                    freeze_row("the engine watch (TRIOPROXY_FAILOVER_WATCH=1, default)", "watch"),
+                    freeze_row("the next reload (TRIOPROXY_FAILOVER_WATCH=0)", "reload"),
+                ],
+            ),
+            (
+                "Watch ÷ reload, from the same run (kills interleaved)",
+                ["figure", "ratio"],
+                [
+                    ["HLS freeze median", ratio("freeze_median")],
+                    ["HLS freeze p99", ratio("freeze_p99")],
+                    ["TS freeze median", ratio("ts_freeze_median")],
+                    ["TS freeze p99", ratio("ts_freeze_p99")],
+                ],
             ),
             (
                 "Where the freeze goes (per kill, seconds; the phases add up to the last row)",
-                ["phase", "median", "p99", "min", "max"],
+                ["phase", "watch median", "watch p99", "reload median", "reload p99"],
                 phases,
             ),
         ],
         targets=[
-            Target("HLS freeze median", median, "<=", limit, "s"),
-            Target("TS freeze median", summary["ts_freeze_median"], "<=", limit, "s"),
-            Target("HLS freeze p99", p99, "<=", limit, "s"),
-            Target("TS freeze p99", summary["ts_freeze_p99"], "<=", limit, "s"),
+            Target("HLS freeze median (watch)", on["freeze_median"], "<=", limit, "s"),
+            Target("TS freeze median (watch)", on["ts_freeze_median"], "<=", limit, "s"),
+            Target("HLS freeze p99 (watch)", on["freeze_p99"], "<=", limit, "s"),
+            Target("TS freeze p99 (watch)", on["ts_freeze_p99"], "<=", limit, "s"),
         ],
         data=data,
         plot=None,
@@ -354,15 +405,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Every kill is a first failover (TRIOPROXY_FAILOVER_BACKOFF=0, the switch limit out "
             "of reach): with the default backoff, a further kill within "
             "TRIOPROXY_FAILOVER_WINDOW waits 1, 2, 4, 8 s more before its switch.",
-            "Reload retries: the reloads after the first failed one until the session fails. A "
-            "refused reload or segment download fails it at once; a reload whose connection was "
-            "lost is tried again at once (and refused). The failed session's stop runs beside "
-            "the new session's open, not in the freeze.",
-            "What is left is one reload interval (a dead engine is found by the next reload, "
-            "one target duration after the last) plus the open: a kill that lands just after "
-            "a reload that found nothing new waits up to two intervals (the p99).",
+            "With the watch, the session holds an idle connection to its engine; the kill closes "
+            "it, the watch's connect at once is refused, and the session fails: what is left is "
+            "the newest segment's age at the kill plus the open.",
+            "Without it, a dead engine is found by the next playlist reload, one target duration "
+            "after the last (a refused reload or segment download fails the session at once; a "
+            "reload whose connection was lost is tried again at once, and refused).",
+            "The failed session's stop runs beside the new session's open, not in the freeze.",
             "The TS player gets each segment as it goes into the window: its freeze is the "
-            "proxy's own gap, without the HLS player's reload pace.",
+            "proxy's own gap. The HLS player's adds its own reload pace (0.25 s).",
         ],
     )
     return 0

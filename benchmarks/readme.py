@@ -36,7 +36,8 @@ def render(results: Path = RESULTS) -> str:
                 )
             )
         body = md_path.read_text().replace(f"## {name}", f"### {name}", 1).strip()
-        sections.append(f"{body}\n\n![{name}](results/{name}.png)")
+        plot = results / f"{name}.png"
+        sections.append(f"{body}\n\n![{name}](results/{name}.png)" if plot.exists() else body)
     summary = markdown_table(["benchmark", "figure", "value", "target", "met"], rows)
     return "\n\n".join([f"**Every target**\n\n{summary}", *sections])
 

@@ -4,7 +4,9 @@ No benchmark runs here and nothing is timed."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from benchmarks.hostile import (
     select_cases,
     summarise_probe,
 )
+from benchmarks.readme import render
 from benchmarks.report import Target, fmt
 from benchmarks.stats import percentile, spread
 
@@ -134,3 +137,17 @@ def test_hostile_cases_are_selected_by_name() -> None:
     assert "vod_budget" in [c.name for c in select_cases("", quick=False)]
     with pytest.raises(ValueError, match="nonsense"):
         select_cases("nonsense", quick=False)
+
+
+def test_results_without_a_plot_get_no_image_link(tmp_path: Path) -> None:
+    target = {"name": "freeze", "value": 1.0, "unit": "s", "op": "<=", "limit": 1.3, "met": True}
+    for name, plotted in (("failover", False), ("startup", True)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"targets": [target]}))
+        (tmp_path / f"{name}.md").write_text(f"## {name}\n\nfigures\n")
+        if plotted:
+            (tmp_path / f"{name}.png").write_bytes(b"\x89PNG")
+    text = render(tmp_path)
+    assert "### failover" in text
+    assert "### startup" in text
+    assert "![startup](results/startup.png)" in text
+    assert "failover.png" not in text

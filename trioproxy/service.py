@@ -23,7 +23,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
                                           the next session, or on to the channel's except*
                 ├─ open                   shielded, bounded; task_status.started(session)
                 ├─ fetch loop             poller → downloads → commit, into the channel's window
-                └─ health check           stat_url and stall detection: raises, never calls back
+                ├─ health check           stat_url and stall detection: raises, never calls back
+                └─ engine watch           an idle connection to the engine: closed, refused → raises
 
 Who cancels what, and the stop order:
 
@@ -161,7 +162,7 @@ async def serve(
     )
     connections = Connections(limits)
     async with http_client() as http:
-        registry = Registry(config, http)
+        registry = Registry(config, http, connect=trio.open_tcp_stream)
 
         async with trio.open_nursery() as nursery:
 

@@ -34,6 +34,7 @@ from trioproxy.testing.harness import (
     RefusingTransport,
     asgi_transport,
     default_config,
+    engine_sockets,
     harness,
     small_media,
 )
@@ -122,7 +123,11 @@ def _engine(media: list[bytes]) -> Recorded:
 
 
 @asynccontextmanager
-async def two_engines(*, media: list[bytes] | None = None, **changes: Any) -> AsyncIterator[Two]:
+async def two_engines(
+    *, media: list[bytes] | None = None, watch: bool = False, **changes: Any
+) -> AsyncIterator[Two]:
+    """Engines A and B; ``watch``: each session also holds an idle connection to its engine
+    (the engine watch, as the service runs it); without, the fetch loop alone finds a death."""
     media = small_media() if media is None else media
     a, b = _engine(media), _engine(media)
     a_transport = RefusingTransport(asgi_transport(a))
@@ -133,7 +138,8 @@ async def two_engines(*, media: list[bytes] | None = None, **changes: Any) -> As
     )
     a_dying = DyingTransport(a_transport)
     mounts: dict[str, httpx.AsyncBaseTransport] = {ENGINE_URL: a_dying, ENGINE_B: b_transport}
-    async with harness(config, mounts=mounts) as h:
+    sockets = engine_sockets({ENGINE_URL: a_transport, ENGINE_B: b_transport})
+    async with harness(config, mounts=mounts, connect=sockets if watch else None) as h:
         yield Two(h, a, b, a_transport, b_transport, a_dying)
 
 
@@ -165,10 +171,11 @@ async def test_playlist_failing_switches_at_its_deadline(
         assert "playlist failing" in channel.sessions[0].reason
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["reloads", "reloads+watch"])
 async def test_playlist_hanging_switches_at_its_deadline(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, watch: bool
 ) -> None:
-    async with two_engines() as t:
+    async with two_engines(watch=watch) as t:
         channel = await t.h.wait_channel()
         await trio.sleep(3.0)
         t.a.faulty.faults["*"] = "playlist_hang"
@@ -177,6 +184,8 @@ async def test_playlist_hanging_switches_at_its_deadline(
         first_hanging = min(at for at in t.a.times("playlist") if at >= broke_at)
         assert switched_at == first_hanging + PLAYLIST_DEADLINE
         assert t.b.times("open") == [switched_at]
+        # A hung engine keeps the watch's one connection open: the deadline finds it.
+        assert len(t.a_transport.accepted) == (1 if watch else 0)
 
 
 async def test_refused_engine_switches_on_the_first_refused_reload(
@@ -196,6 +205,42 @@ async def test_refused_engine_switches_on_the_first_refused_reload(
         assert reloads[0] - killed_at <= 2.0
         assert switched_at == reloads[0]
         assert t.b.times("open") == [switched_at]
+
+
+async def test_a_killed_engine_is_heard_at_once_through_the_watch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(watch=True) as t:
+        channel = await t.h.wait_channel()
+        opened_at = channel.sessions[0].opened_at
+        await trio.sleep(3.0)
+        assert t.a_transport.accepted == [opened_at]  # one idle connection, held since the open
+        t.a_transport.refusing = True  # the process dies: its connections close, its port refuses
+        killed_at = trio.current_time()
+        switched_at = await _switched(channel)
+        assert switched_at == killed_at
+        refused = [request_kind(path) for _, path in t.a_transport.refused_paths]
+        assert "playlist" not in refused  # found before any reload
+        reason = channel.sessions[0].reason
+        assert reason is not None
+        assert "closed its connection and refuses new ones" in reason
+        assert t.b.times("open") == [switched_at]
+        assert t.b_transport.accepted == [channel.sessions[1].opened_at]
+
+
+async def test_without_the_watch_a_killed_engine_is_found_by_the_next_reload(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_engines(watch=True, failover_watch=False) as t:
+        channel = await t.h.wait_channel()
+        await trio.sleep(3.0)
+        t.a_transport.refusing = True
+        killed_at = trio.current_time()
+        switched_at = await _switched(channel)
+        assert t.a_transport.accepted == []  # TRIOPROXY_FAILOVER_WATCH=0: no connection held
+        refused = t.a_transport.refused_paths
+        reloads = [at for at, path in refused if request_kind(path) == "playlist"]
+        assert switched_at == reloads[0] > killed_at
 
 
 async def test_a_reload_cut_by_the_engine_going_away_switches_at_once(

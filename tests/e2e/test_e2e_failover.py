@@ -191,8 +191,13 @@ async def test_players_keep_decoding_when_the_engine_is_killed() -> None:
         for decoder in (hls, ts):
             assert_decoded_through(decoder, killed, end, switch)
         assert a.since(breaker) == []
-        assert_two_sessions(await rig.channel(), a, b)
+        channel = await rig.channel()
+        assert_two_sessions(channel, a, b)
         assert_events_in_order(rig)
+        # The engine watch heard the death (its idle connection closed, its connect refused),
+        # unless a request was in flight to the engine as it died and found it first.
+        if not a.since(killed - 0.05):
+            assert "closed its connection and refuses new ones" in channel["sessions"][0]["reason"]
 
 
 async def test_players_keep_decoding_when_the_engine_hangs() -> None:

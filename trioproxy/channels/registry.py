@@ -18,6 +18,7 @@ from ..errors import ChannelFailed, LoopingStream, NoEngineAvailable, OverCapaci
 from ..hls.window import MemoryAccount
 from ..observability.metrics import FAILOVERS
 from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..upstream.liveness import Connect
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
@@ -39,9 +40,13 @@ class Registry:
     """Starts, finds and stops channels. :meth:`run` owns the nursery every channel runs in.
 
     The HTTP client is passed in and must outlive :meth:`run` (the caller opens it around it).
+    ``connect`` opens the idle connection that watches each engine session's engine
+    (``upstream/liveness.py``); without it, the fetch loop alone finds a dead engine.
     """
 
-    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: Config, http: httpx.AsyncClient, *, connect: Connect | None = None
+    ) -> None:
         self.config = config
         static = config.engines
         if not static and config.orchestrator_url is None:
@@ -57,7 +62,7 @@ class Registry:
             orchestrator=self.orchestrator,
             refresh_interval=config.engine_refresh_interval,
         )
-        self.policy = UpstreamPolicy.from_config(http, config)
+        self.policy = UpstreamPolicy.from_config(http, config, connect)
         self.admission = Admission(config)
         self.memory = MemoryAdmission(config)
         self.watcher = (

@@ -3,8 +3,9 @@
 A channel starts one with ``await nursery.start(session.run)`` and could replace it (its place
 in the task tree is drawn once, in ``trioproxy.service``). :meth:`UpstreamSession.run` opens the
 session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the channel with
-``task_status.started``; then runs the fetch loop (``fetcher.py``) and the health check
-(``health.py``) side by side until cancelled or failed; on the way out it stops what it opened
+``task_status.started``; then runs the fetch loop (``fetcher.py``), the health check
+(``health.py``) and, on an engine, the watch of its connection (``upstream/liveness.py``) side
+by side until cancelled or failed; on the way out it stops what it opened
 (shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``, failures retried: ``stops.py``); a session it
 could not stop is left in :attr:`UpstreamSession.left_open` for the registry to try again. A
 session that *failed* is not stopped on the way out (:attr:`UpstreamSession.failed`): its
@@ -28,7 +29,8 @@ import trio
 
 from ..config import Config
 from ..errors import EngineError, ProxyError, UpstreamRefused
-from ..upstream.engine import EngineClient, Session
+from ..upstream.engine import EngineClient, Session, host_port
+from ..upstream.liveness import watch_engine
 from .feed import Feed
 from .fetcher import Fetcher
 from .health import watch_session
@@ -39,6 +41,10 @@ from .upstreams import Upstream
 __all__ = ["SessionEnded", "UpstreamSession", "first_leaf"]
 
 log = logging.getLogger(__name__)
+
+WATCH_PACE = 10.0
+"""Seconds between the connects of an engine watch whose connections close at once, once they
+have slowed down: one target duration, at most this (and this before one is known)."""
 
 
 class SessionEnded(Exception):
@@ -131,6 +137,7 @@ class UpstreamSession:
                     )
                     if self._unlisted is not None:
                         nursery.start_soon(self._watch_listed, self._unlisted)
+                    self._watch_engine(nursery, session)
             except* EngineError as group:
                 self.failed = True
                 error = first_leaf(group)
@@ -146,6 +153,26 @@ class UpstreamSession:
         if not started:
             return config.stall_timeout
         return self._feed.limit(config.failover_stall_targets, config.stall_timeout)
+
+    def _watch_engine(self, nursery: trio.Nursery, session: Session) -> None:
+        """Hold an idle connection to the engine (``liveness.py``) when the playlist comes from
+        the engine itself: its death is heard at once, not at the next reload."""
+        connect = self._client.connect
+        engine = self._upstream.engine_load
+        if connect is None or engine is None:
+            return
+        target = host_port(session.playback_url)
+        if target is None or target != host_port(engine.base_url):
+            return
+        nursery.start_soon(
+            partial(
+                watch_engine,
+                connect,
+                *target,
+                pace=lambda: self._feed.limit(1, WATCH_PACE),
+                name=engine.base_url,
+            )
+        )
 
     async def _watch_listed(self, unlisted: Callable[[], Awaitable[str]]) -> None:
         why = await unlisted()

@@ -134,6 +134,14 @@ class Config(BasicSettings):
         "seconds an engine whose session failed is avoided (its breaker is open) while "
         "another engine has room",
     )
+    failover_watch: bool = setting(
+        "TRIOPROXY_FAILOVER_WATCH",
+        True,
+        parse.boolean,
+        "hold one idle connection to each session's engine: when the engine closes it and "
+        "refuses a new one, the channel moves to a new session at once, not at its next "
+        "playlist reload",
+    )
     stat_interval: float = setting(
         "TRIOPROXY_STAT_INTERVAL",
         10.0,

@@ -18,12 +18,15 @@ from typing import Any
 
 import httpx
 import trio
+import trio.testing
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from ..channels.channel import Channel
 from ..channels.registry import Registry
 from ..config import Config
 from ..http.app import ProxyApp
+from ..upstream.liveness import Connect
+from ..upstream.session import host_port
 from .engine import SimulatedEngine
 from .faults import FaultyEngine
 from .orchestrator import FakeOrchestrator
@@ -42,6 +45,7 @@ __all__ = [
     "asgi_transport",
     "channel_tasks",
     "default_config",
+    "engine_sockets",
     "harness",
     "small_media",
 ]
@@ -83,14 +87,44 @@ def default_config(**changes: Any) -> Config:
 
 
 class RefusingTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport; while ``refusing`` is set, every request fails to connect."""
+    """Wraps a transport; while ``refusing`` is set, every request fails to connect.
+
+    It also stands for the host's TCP port, for the engine watch (:func:`engine_sockets`):
+    :meth:`accept` opens an idle in-memory connection, and setting ``refusing`` closes every
+    one open, as a process that dies closes its sockets.
+    """
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
-        self.refusing = False
+        self._refusing = False
         self.refused = 0
         self.refused_paths: list[tuple[float, str]] = []
         """When each refused request was made (``trio.current_time()``), and its path."""
+        self.accepted: list[float] = []
+        """When each connection :meth:`accept` opened was made."""
+        self._open: list[trio.testing.MemorySendStream] = []
+
+    @property
+    def refusing(self) -> bool:
+        return self._refusing
+
+    @refusing.setter
+    def refusing(self, value: bool) -> None:
+        self._refusing = value
+        if value:
+            for end in self._open:
+                end.close()
+            self._open.clear()
+
+    async def accept(self) -> trio.abc.Stream:
+        """An idle connection to the host; ``ConnectionRefusedError`` while ``refusing``."""
+        await trio.lowlevel.checkpoint()
+        if self._refusing:
+            raise ConnectionRefusedError(111, "Connection refused")
+        ours, theirs = trio.testing.memory_stream_pair()
+        self._open.append(theirs.send_stream)
+        self.accepted.append(trio.current_time())
+        return ours
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.refusing:
@@ -102,6 +136,26 @@ class RefusingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def engine_sockets(hosts: dict[str, RefusingTransport]) -> Connect:
+    """A ``connect`` for :class:`~trioproxy.channels.registry.Registry`: the engine watch's
+    connections to each URL's host and port go to its transport's :meth:`~RefusingTransport.
+    accept`; any other address is unreachable (which proves nothing to the watch)."""
+    ports: dict[tuple[str, int], RefusingTransport] = {}
+    for url, transport in hosts.items():
+        target = host_port(url)
+        assert target is not None, url
+        ports[target] = transport
+
+    async def connect(host: str, port: int) -> trio.abc.Stream:
+        transport = ports.get((host.lower(), port))
+        if transport is None:
+            await trio.lowlevel.checkpoint()
+            raise OSError(113, f"no route to {host}:{port}")
+        return await transport.accept()
+
+    return connect
 
 
 def asgi_transport(app: App) -> httpx.ASGITransport:
@@ -203,6 +257,7 @@ async def harness(
     *,
     origin: App | None = None,
     mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+    connect: Connect | None = None,
 ) -> AsyncIterator[Harness]:
     """Run the proxy in memory until the block ends, then shut it down and wait for it.
 
@@ -210,6 +265,7 @@ async def harness(
     :class:`~trioproxy.testing.faults.FaultyEngine` at :data:`ENGINE_URL`. An ``origin`` — an
     HLS server that also answers the engine's session API — serves :data:`ENGINE_URL` and
     :data:`ORIGIN_URL` instead. ``mounts`` add hosts (``{"all://evil.test": transport}``).
+    ``connect`` (:func:`engine_sockets`) turns the engine watch on; without it, none runs.
     """
     config = config or default_config()
     faulty = FaultyEngine(engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0))
@@ -227,7 +283,7 @@ async def harness(
         routes[ORIGIN_URL] = engine_transport
     routes.update(mounts or {})
     async with httpx.AsyncClient(mounts=routes, timeout=None) as http:
-        registry = Registry(config, http)
+        registry = Registry(config, http, connect=connect)
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.run)
             proxy = asgi_transport(ProxyApp(registry, config))

@@ -35,6 +35,7 @@ from .bodies import (
     ReadLimits,
     content_encoding,
 )
+from .liveness import Connect
 from .session import Engine, KeyType, Session, host_port, parse_session, shown, stop_url
 
 __all__ = [
@@ -75,8 +76,12 @@ class EngineClient:
         http: httpx.AsyncClient,
         limits: ReadLimits | None = None,
         metrics: UpstreamMetrics | None = None,
+        connect: Connect | None = None,
     ) -> None:
         self._http = http
+        self.connect = connect
+        """Opens the idle connection that watches a session's engine (``liveness.py``); None:
+        no watch (an in-memory transport, or ``TRIOPROXY_FAILOVER_WATCH=0``)."""
         self.limits = limits or ReadLimits()
         self.bytes_received = 0
         self.metrics = metrics or UpstreamMetrics()

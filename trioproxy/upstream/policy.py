@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import EngineError, UpstreamRefused
 from ..observability.metrics import SOURCE_LABEL, UpstreamMetrics, engine_label
 from .engine import Engine, EngineClient, KeyType, ReadLimits, Session, host_port, shown
+from .liveness import Connect
 
 __all__ = [
     "ENGINE_API_PATHS",
@@ -109,15 +110,24 @@ class UpstreamPolicy:
         http: httpx.AsyncClient,
         allow: Iterable[str] = (),
         limits: ReadLimits | None = None,
+        connect: Connect | None = None,
     ) -> None:
         self._http = http
+        self.connect = connect
+        """Opens the connections that watch engines (``liveness.py``); None: no watch. Read by
+        each client as it is made."""
         self._allowed = _Hosts(allow)
         self.limits = limits or ReadLimits()
         self.refused = 0
 
     @classmethod
-    def from_config(cls, http: httpx.AsyncClient, config: Config) -> UpstreamPolicy:
-        return cls(http, config.allow_upstream_hosts, read_limits(config))
+    def from_config(
+        cls, http: httpx.AsyncClient, config: Config, connect: Connect | None = None
+    ) -> UpstreamPolicy:
+        """``connect`` opens the connections that watch engines (when ``TRIOPROXY_FAILOVER_WATCH``
+        is on)."""
+        watch = connect if config.failover_watch else None
+        return cls(http, config.allow_upstream_hosts, read_limits(config), watch)
 
     def permits(self, url: str) -> bool:
         """Whether any channel may fetch ``url``: an allowed host, not the engine's API."""
@@ -170,7 +180,7 @@ class GuardedEngineClient(EngineClient):
         whose: str,
         metrics: UpstreamMetrics | None = None,
     ) -> None:
-        super().__init__(policy._http, policy.limits, metrics)
+        super().__init__(policy._http, policy.limits, metrics, policy.connect)
         self._policy = policy
         self._own = frozenset(own)
         self._whose = whose
