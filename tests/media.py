@@ -157,7 +157,7 @@ async def proxy_server(config: Config) -> AsyncIterator[ProxyServer]:
     """The proxy on 127.0.0.1 port 0; records the path of every request it answers."""
     requests: list[str] = []
     async with http_client() as http:
-        registry = Registry(config, http)
+        registry = Registry(config, http, connect=trio.open_tcp_stream)  # as the service does
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.run)
             app = ProxyApp(registry, config)

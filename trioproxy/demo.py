@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from urllib.parse import quote
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
@@ -11,7 +12,7 @@ from .config import Config
 from .service import hypercorn_config, serve, signal_trigger
 from .testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 
-__all__ = ["run_demo"]
+__all__ = ["play_url", "run_demo"]
 
 
 async def run_demo(config: Config, engine_port: int = 0) -> None:
@@ -26,7 +27,7 @@ async def run_demo(config: Config, engine_port: int = 0) -> None:
         proxy_config = config.replace(engines=(engine_url,), orchestrator_url=None)
         proxy_binds = await nursery.start(_serve_proxy, proxy_config)
         base = proxy_binds[0]
-        url = f"{base}/ace/getstream?id={DEMO_CONTENT_ID}"
+        url = play_url(base, proxy_config)
         print(
             f"\ntrioproxy demo: simulated engine at {engine_url}, proxy at {base}\n\n"
             f"  play it:   ffplay '{url}'\n"
@@ -36,6 +37,14 @@ async def run_demo(config: Config, engine_port: int = 0) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+
+def play_url(base: str, config: Config) -> str:
+    """The demo channel's stream URL, with the first player key when keys are set (without
+    it, a keyed proxy answers the URL it printed with ``401``)."""
+    url = f"{base}/ace/getstream?id={DEMO_CONTENT_ID}"
+    keys = (*config.player_keys, *config.player_keys_file)
+    return f"{url}&key={quote(keys[0], safe='')}" if keys else url
 
 
 async def _serve_proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:

@@ -17,12 +17,17 @@ import trio.lowlevel
 import trio.testing
 
 from trioproxy.config import ConfigError, load_config
+from trioproxy.demo import play_url
+from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
 from trioproxy.http import urls
+from trioproxy.http.app import ProxyApp
 from trioproxy.http.guards import log_access
 from trioproxy.http.keys import KEYED_PATHS, OPEN_PATHS, PlayerKeys
+from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.harness import CONTENT_A, PROXY_URL, default_config, harness
 
 from ..origin import Origin
+from ..ts_client import TsClient
 from .test_playlist_m3u import config as m3u_config
 from .test_playlist_m3u import fetch_m3u, plays
 from .test_urls import sample
@@ -113,6 +118,37 @@ async def test_a_keyed_player_plays_and_its_key_follows_the_redirect(
         # The same URL without its key: refused, however the player came by it.
         bare = location.replace(f"&key={OTHER}", "")
         assert refused_for_want_of_a_key(await h.client.get(bare))
+
+
+async def test_a_keyed_ts_player_gets_the_stream_and_an_unkeyed_one_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(demo_media(), durations=[2.0], backlog=6.0)
+    async with harness(keyed(), engine) as h, trio.open_nursery() as nursery:
+        app = ProxyApp(h.registry, h.config)
+        unkeyed = TsClient(app, "/ace/getstream", f"id={CONTENT_A}&format=ts")
+        await unkeyed.run()
+        assert unkeyed.status == 401
+        assert h.sim.sessions == {}
+        player = TsClient(app, "/ace/getstream", f"id={CONTENT_A}&format=ts&key={KEY}")
+        nursery.start_soon(player.run)
+        await trio.sleep(10.0)
+        assert player.status == 200
+        assert player.headers[b"content-type"] == b"video/mp2t"
+        packets = [data for _, data in player.chunks if data != NULL_PACKET]
+        assert packets
+        assert all(len(data) % PACKET_SIZE == 0 and data[0] == 0x47 for data in packets)
+        assert len(h.sim.sessions) == 1
+        player.leave()
+
+
+async def test_the_url_the_demo_prints_plays_on_a_keyed_proxy() -> None:
+    assert "key=" not in play_url(PROXY_URL, default_config())
+    async with harness(keyed(), SimulatedEngine(demo_media(), durations=[2.0])) as h:
+        url = play_url(PROXY_URL, h.config)
+        assert parse_qs(urlsplit(url).query)["key"] == [KEY]
+        response = await h.client.get(url)
+        assert response.status_code == 302, response.text
 
 
 async def test_media_urls_name_128_random_bits_kept_from_unkeyed_status(
