@@ -24,7 +24,9 @@ from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
 from trioproxy.http.app import ProxyApp
 from trioproxy.http.asgi import send_response, serve_lifespan
-from trioproxy.service import http_client, serve
+from trioproxy.http.connections import Connections
+from trioproxy.http.server import serve_http
+from trioproxy.service import http_client, hypercorn_config, serve
 
 __all__ = [
     "Decoder",
@@ -33,9 +35,11 @@ __all__ = [
     "StaticOrigin",
     "ffmpeg_decoding",
     "ffmpeg_live_hls",
+    "guarded_http",
     "proxy_server",
     "running_service",
     "serve_asgi",
+    "service_before",
 ]
 
 LiveKind = Literal["mpegts", "fmp4", "aes128", "master"]
@@ -143,6 +147,39 @@ async def running_service(config: Config, *, stop_within: float = 20.0) -> Async
             with trio.fail_after(stop_within):
                 await stopped.wait()
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def service_before(
+    engine: Any, *, stop_within: float = 20.0, **changes: Any
+) -> AsyncIterator[str]:
+    """:func:`running_service` in front of ``engine`` (an ASGI app, a simulated engine say,
+    served on 127.0.0.1 port 0), with ``changes`` to its default config; yields its base URL."""
+    async with serve_asgi(engine) as engine_url:
+        config = Config(bind="127.0.0.1:0", engines=(engine_url,)).replace(**changes)
+        async with running_service(config, stop_within=stop_within) as url:
+            yield url
+
+
+@asynccontextmanager
+async def guarded_http(app: Any, connections: Connections) -> AsyncIterator[int]:
+    """``app`` on 127.0.0.1 port 0 behind the service's own accept loop and its connection
+    guards (``connections``); yields the port."""
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve_http(
+                app,
+                hypercorn_config("127.0.0.1:0"),
+                connections,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+
+        binds = await nursery.start(run)
+        yield int(binds[0].rsplit(":", 1)[1])
+        stop.set()
 
 
 @dataclass

@@ -20,10 +20,10 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.http.connections import ConnectionLimits, Connections
-from trioproxy.http.server import serve_http
 from trioproxy.service import hypercorn_config
 from trioproxy.testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 
+from ..media import guarded_http
 from ..tools import require_tools
 
 FD_LIMIT = 256
@@ -190,21 +190,8 @@ async def guarded_server(
             events.append(f"{scope['path']} done")
 
     connections = Connections(limits)
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-
-        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_http(
-                app,
-                hypercorn_config("127.0.0.1:0"),
-                connections,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-
-        binds = await nursery.start(run)
-        yield int(binds[0].rsplit(":", 1)[1]), connections, events
-        stop.set()
+    async with guarded_http(app, connections) as port:
+        yield port, connections, events
 
 
 async def test_a_client_that_stops_reading_is_closed_and_the_response_freed() -> None:

@@ -6,45 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
-from trioproxy.config import Config
-from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 
+from ..media import service_before
 from ..tools import require_tools
 
 pytestmark = require_tools("ffmpeg", "ffprobe")
-
-
-@asynccontextmanager
-async def running_proxy(engine: SimulatedEngine) -> AsyncIterator[str]:
-    """The real service on 127.0.0.1:0 in front of ``engine``; yields the proxy's base URL.
-
-    On exit the proxy shuts down as on SIGTERM: every channel is stopped before this returns.
-    """
-    stop, stopped = trio.Event(), trio.Event()
-
-    async def proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-        stopped.set()
-
-    async with trio.open_nursery() as nursery:
-        engine_binds = await nursery.start(hypercorn_serve, engine, hypercorn_config("127.0.0.1:0"))
-        config = Config(bind="127.0.0.1:0", engines=(engine_binds[0],))
-        binds = await nursery.start(proxy, config)
-        try:
-            yield binds[0]
-        finally:
-            stop.set()
-            with trio.fail_after(15):
-                await stopped.wait()
-            nursery.cancel_scope.cancel()
 
 
 async def test_ffprobe_reads_our_playlist() -> None:
@@ -53,7 +24,7 @@ async def test_ffprobe_reads_our_playlist() -> None:
     engine = SimulatedEngine(
         demo_media(), durations=[2.0], list_size=6, backlog=12.0, seamless=True
     )
-    async with running_proxy(engine) as base:
+    async with service_before(engine, stop_within=15) as base:
         url = f"{base}/ace/getstream?id={DEMO_CONTENT_ID}"
         probe = await trio.run_process(
             ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", url],

@@ -15,7 +15,7 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from trioproxy.config import Config
-from trioproxy.service import hypercorn_config, serve
+from trioproxy.service import hypercorn_config
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, CONTENT_B, small_media
 from trioproxy.testing.orchestrator import (
@@ -26,6 +26,8 @@ from trioproxy.testing.orchestrator import (
     Wire,
 )
 from trioproxy.testing.players import HttpxGetter, Player, PlayerLog
+
+from ..media import running_service
 
 KEY = "e2e-orchestrator-key"
 PLAY_SECONDS = 30.0
@@ -92,13 +94,7 @@ async def surface(name: str, wire: Wire, under: str, api: str) -> None:
             api_key=KEY,
             watch_interval=2.0,
         )
-        stop = trio.Event()
-
-        async def run_proxy(task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-
-        async with trio.open_nursery() as proxy_nursery:
-            base = (await proxy_nursery.start(run_proxy))[0]
+        async with running_service(config) as base:
             auth = {"Authorization": f"Bearer {KEY}"}
             async with httpx.AsyncClient(base_url=base, timeout=20) as http:
                 for _ in range(300):  # the engine list is read from the orchestrator
@@ -153,7 +149,6 @@ async def surface(name: str, wire: Wire, under: str, api: str) -> None:
                     "stream_ended",
                     "stream_started",
                 ], name
-            stop.set()
         # Shutdown ends the last channel in the books too.
         assert orchestrator.running == {}, name
         assert orchestrator.load[box] == 0, name

@@ -6,41 +6,28 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
-from trioproxy.config import Config
-from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, CONTENT_B
+
+from ..media import service_before
 
 BIG = 4_000_000
 """Bytes per segment: more than socket buffers hold, so a disconnect lands mid-send."""
 
 
 @asynccontextmanager
-async def live_proxy(**changes: object) -> AsyncIterator[str]:
+async def live_proxy(**changes: Any) -> AsyncIterator[str]:
     """The real service in front of a simulated engine; stopped the way SIGTERM stops it."""
     engine = SimulatedEngine([bytes([n]) * BIG for n in range(4)], durations=[2.0], backlog=6.0)
-    stop = trio.Event()
-
-    async def run_proxy(config: Config, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-
-    async with trio.open_nursery() as engine_nursery:
-        binds = await engine_nursery.start(hypercorn_serve, engine, hypercorn_config("127.0.0.1:0"))
-        config = Config(bind="127.0.0.1:0", engines=(binds[0],)).replace(**changes)
-        with trio.fail_after(30):
-            async with trio.open_nursery() as proxy_nursery:
-                proxy_binds = await proxy_nursery.start(run_proxy, config)
-                try:
-                    yield proxy_binds[0]
-                finally:
-                    stop.set()
-        engine_nursery.cancel_scope.cancel()
+    with trio.fail_after(30):
+        async with service_before(engine, **changes) as url:
+            yield url
 
 
 async def _playlist(http: httpx.AsyncClient, base: str, key: str) -> tuple[str, list[str]]:

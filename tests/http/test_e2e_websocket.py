@@ -9,12 +9,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
-from trioproxy.config import Config
-from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, small_media
+
+from ..media import service_before
 
 HANDSHAKE = (
     "Upgrade: websocket\r\n"
@@ -27,19 +26,9 @@ HANDSHAKE = (
 @asynccontextmanager
 async def running_proxy(engine: SimulatedEngine) -> AsyncIterator[tuple[str, int]]:
     """The real service on 127.0.0.1:0 in front of ``engine``; yields its host and port."""
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        engine_binds = await nursery.start(hypercorn_serve, engine, hypercorn_config("127.0.0.1:0"))
-        config = Config(bind="127.0.0.1:0", engines=(engine_binds[0],))
-        binds: list[str] = await nursery.start(
-            lambda task_status: serve(config, shutdown_trigger=stop.wait, task_status=task_status)
-        )
-        host, port = binds[0].removeprefix("http://").rsplit(":", 1)
-        try:
-            yield host, int(port)
-        finally:
-            stop.set()
-            nursery.cancel_scope.cancel()
+    async with service_before(engine) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        yield host, int(port)
 
 
 async def raw_request(address: tuple[str, int], head: str) -> tuple[bytes, bytes]:

@@ -23,10 +23,10 @@ import trio.testing
 from trioproxy.hls.mpegts import NULL_PACKET
 from trioproxy.http.app import ProxyApp
 from trioproxy.http.connections import ConnectionLimits, Connections
-from trioproxy.http.server import serve_http
-from trioproxy.service import hypercorn_config
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
+
+from ..media import guarded_http
 
 TS_TARGET = f"/ace/getstream?id={CONTENT_A}&format=ts"
 BIG = 1 << 20
@@ -42,21 +42,8 @@ async def served(h: Harness) -> AsyncIterator[tuple[int, Connections]]:
     """The harness's proxy served on 127.0.0.1:0 as the service serves it."""
     limits = ConnectionLimits(100, 0, header_timeout=5.0, send_timeout=h.config.send_timeout)
     connections = Connections(limits)
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-
-        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_http(
-                ProxyApp(h.registry, h.config),
-                hypercorn_config("127.0.0.1:0"),
-                connections,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-
-        binds = await nursery.start(run)
-        yield int(binds[0].rsplit(":", 1)[1]), connections
-        stop.set()
+    async with guarded_http(ProxyApp(h.registry, h.config), connections) as port:
+        yield port, connections
 
 
 @dataclass
