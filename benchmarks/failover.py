@@ -327,23 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     def ratio(key: str) -> float:
         return on[key] / off[key] if off[key] else float("nan")
 
-    phases = []
-    for name, key in PHASES:
-        watch, reload = spread(data["watch"]["phases"][key]), spread(data["reload"]["phases"][key])
-        phases.append([name, watch["median"], watch["p99"], reload["median"], reload["p99"]])
-    sums = {
-        label: [math.fsum(parts) for parts in zip(*data[label]["phases"].values(), strict=True)]
-        for label in ("watch", "reload")
-    }
-    total_on, total_off = spread(sums["watch"]), spread(sums["reload"])
+    def phase_row(name: str, watch: list[float], reload: list[float]) -> list[Any]:
+        w, r = spread(watch), spread(reload)
+        return [name, w["median"], w["p99"], r["median"], r["p99"]]
+
+    on_phases, off_phases = data["watch"]["phases"], data["reload"]["phases"]
+    phases = [phase_row(name, on_phases[key], off_phases[key]) for name, key in PHASES]
+    sums = [
+        [math.fsum(parts) for parts in zip(*mode.values(), strict=True)]
+        for mode in (on_phases, off_phases)
+    ]
     phases.append(
-        [
-            "all: the old session's last segment in to the player's first new",
-            total_on["median"],
-            total_on["p99"],
-            total_off["median"],
-            total_off["p99"],
-        ]
+        phase_row("all: the old session's last segment in to the player's first new", *sums)
     )
     write_result(
         NAME,
