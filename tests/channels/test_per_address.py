@@ -9,7 +9,11 @@ import httpx
 import trio
 import trio.testing
 
+from tests.origin import origin_config
+from tests.ts_client import TsClient
+from tests.upstream.test_sources import FEED, news_origin
 from trioproxy.channels.per_address import address_key
+from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -40,9 +44,11 @@ async def _getstream(h: Harness, key: str, address: str) -> httpx.Response:
 
 
 async def _play(h: Harness, key: str, address: str) -> httpx.Response:
-    """A new player from ``address``: its own token (from getstream) and its own User-Agent."""
+    """A new player from ``address``: its own token (from getstream) and its own User-Agent;
+    the refusal when getstream refuses it already."""
     started = await _getstream(h, key, address)
-    assert started.status_code == 302, started.text
+    if started.status_code != 302:
+        return started
     return await h.client.get(started.headers["location"], headers=_headers(address))
 
 
@@ -180,3 +186,76 @@ async def test_zero_means_no_cap(autojump_clock: trio.testing.MockClock) -> None
             assert (await _getstream(h, key, HOME)).status_code == 302
         for _ in range(40):
             assert (await _play(h, CONTENT_A, HOME)).status_code == 200
+
+
+def _ts(h: Harness, key: str, peer: str) -> TsClient:
+    """An MPEG-TS player of ``key`` connecting from ``peer``."""
+    return TsClient(
+        ProxyApp(h.registry, h.config), "/ace/getstream", f"id={key}&format=ts", peer=peer
+    )
+
+
+async def test_ts_players_are_held_to_the_same_address_caps(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = default_config(
+        max_channels_per_address=2, max_players_per_address=3, max_streams_per_engine=10
+    )
+    async with harness(config) as h, trio.open_nursery() as nursery:
+        players = [_ts(h, key, HOME) for key in (CONTENT_A, CONTENT_B)]
+        for player in players:
+            nursery.start_soon(player.run)
+            await player.started.wait()
+            assert player.status == 200
+        # A third id over TS from the same address starts nothing.
+        third = _ts(h, CONTENT_C, HOME)
+        await third.run()
+        assert third.status == 503
+        assert b"TRIOPROXY_MAX_CHANNELS_PER_ADDRESS" in third.body
+        assert h.registry.get(CONTENT_C) is None
+        # TS players count among the address's players, as HLS players do: one more of either
+        # kind fits, then neither.
+        players.append(_ts(h, CONTENT_A, HOME))
+        nursery.start_soon(players[-1].run)
+        await players[-1].started.wait()
+        assert players[-1].status == 200
+        fourth = _ts(h, CONTENT_B, HOME)
+        await fourth.run()
+        assert fourth.status == 503
+        assert b"TRIOPROXY_MAX_PLAYERS_PER_ADDRESS" in fourth.body
+        refused = await h.client.get(
+            f"/ace/hls/{CONTENT_A}/index.m3u8", headers={"X-Forwarded-For": HOME}
+        )
+        assert refused.status_code == 200  # the harness's own peer is not HOME
+        neighbour = _ts(h, CONTENT_C, NEIGHBOUR)
+        nursery.start_soon(neighbour.run)
+        await neighbour.started.wait()
+        assert neighbour.status == 200
+        # A player that leaves frees its slot at once.
+        players[0].leave()
+        await trio.testing.wait_all_tasks_blocked()
+        again = _ts(h, CONTENT_B, HOME)
+        nursery.start_soon(again.run)
+        await again.started.wait()
+        assert again.status == 200
+        for player in (*players, neighbour, again):
+            player.leave()
+
+
+async def test_sources_are_held_to_the_address_caps(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = origin_config(
+        sources=(("news", FEED), ("sport", FEED)),
+        trusted_proxies=LOOPBACK_PROXY,
+        max_channels_per_address=1,
+    )
+    async with harness(config, origin=news_origin()) as h:
+        first = await h.client.get("/sources/news.m3u8", headers=_headers(HOME))
+        assert first.status_code == 302
+        for path in ("/sources/sport.m3u8", "/sources/sport.ts"):
+            refused = await h.client.get(path, headers=_headers(HOME))
+            assert refused.status_code == 503, path
+            assert "TRIOPROXY_MAX_CHANNELS_PER_ADDRESS" in refused.json()["message"]
+        assert h.registry.get("source/sport") is None
+        assert (await h.client.get("/sources/sport.m3u8", headers=_headers(NEIGHBOUR))).is_redirect

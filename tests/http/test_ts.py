@@ -154,7 +154,10 @@ async def test_the_player_cap_counts_hls_and_ts_players(
         await second.run()
         assert second.status == 503
         assert b"TRIOPROXY_MAX_PLAYERS_PER_CHANNEL" in second.body
-        assert (await h.open_playlist()).status_code == 503
+        # A new HLS player is refused at /ace/getstream already, before any redirect.
+        refused = await h.client.get("/ace/getstream", params={"id": CONTENT_A})
+        assert refused.status_code == 503
+        assert "TRIOPROXY_MAX_PLAYERS_PER_CHANNEL" in refused.json()["message"]
         first.leave()
 
 

@@ -59,6 +59,7 @@ class Channel:
         client: EngineClient,
         orchestrator: Orchestrator | None,
         on_stop: Callable[[Channel], None] = lambda channel: None,
+        on_released: Callable[[Channel], None] = lambda channel: None,
         events_after: Sequence[trio.Event] = (),
         account: MemoryAccount | None = None,
         pool: EnginePool | None = None,
@@ -79,6 +80,11 @@ class Channel:
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
         self.created_at = trio.current_time()
+        self.released = False
+        """The channel's life is over (its upstream session stopped, its window given back):
+        only its event sender may still run."""
+        self.held_at_end = 0
+        """Bytes its window held when its life ended."""
         self.closed = trio.Event()
         """Set when nothing of the channel runs any more."""
         self.events_settled = trio.Event()
@@ -98,6 +104,7 @@ class Channel:
         self._events_after = events_after
         self._orchestrator = orchestrator
         self._on_stop = on_stop
+        self._on_released = on_released
         self._life = trio.CancelScope()
         self._hurry_deadline = math.inf
 
@@ -197,7 +204,7 @@ class Channel:
         A channel stopped while its session is being opened still counts: the open is shielded
         and the engine works on it until it answers.
         """
-        return self.session is None and not self.closed.is_set() and self.failure is None
+        return self.session is None and not self.released and self.failure is None
 
     # ---- life -------------------------------------------------------------------------------
 
@@ -257,11 +264,9 @@ class Channel:
         try:
             await self._run()
         finally:
-            self.ready.set()
+            self._release()
             self.events_settled.set()
-            self.ts.close()
             self.closed.set()
-            self.window.release()  # its bytes leave the memory budget with it
             log.info("channel %s: closed", self.name)
 
     async def _run(self) -> None:
@@ -294,11 +299,25 @@ class Channel:
                     )
                 finally:
                     self._teardown(send)
+                    self._release()
 
     async def _live(self, send: trio.MemorySendChannel[Event]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.audience.watch, self.config.proxy_grace_period, self.stop)
             await self.line.run(send)
+
+    def _release(self) -> None:
+        """The end of the channel's life: its window and the engine slot, address counts and
+        reserve its owner gave it are free now, not once its events are delivered (that may
+        take ``TRIOPROXY_EVENT_DRAIN_TIMEOUT`` while the orchestrator is down). Runs once."""
+        if self.released:
+            return
+        self.released = True
+        self.ready.set()
+        self.ts.close()
+        self.held_at_end = self.window.total_bytes
+        self.window.release()  # its bytes leave the memory budget with it
+        self._on_released(self)
 
     def _teardown(self, send: trio.MemorySendChannel[Event]) -> None:
         """Queue ``stream_ended`` (the session stopped its engine session on its way out)."""
@@ -347,11 +366,15 @@ class Channel:
         """
         await self.audience.wait(self.ready)
 
-    def check_servable(self) -> None:
+    def check_not_failed(self) -> None:
+        """Raise the channel's failure as players may see it: ``503`` when it was refused for
+        memory, ``502`` when its upstream failed."""
         if self.failure is not None:
-            # Refused for memory (503), not failed upstream (502).
             error = OverCapacity if self.failure.status == 503 else ChannelFailed
             raise error(self.public_failure(), retry_after=self.config.failure_backoff or 1)
+
+    def check_servable(self) -> None:
+        self.check_not_failed()
         if not self.ready.is_set():
             last = self.feed.last_error
             why = f" (last upstream error: {redact(last, *self.session_ids())})" if last else ""

@@ -7,8 +7,9 @@ The address is the one :func:`~trioproxy.http.guards.client_address` believes (b
 household's network. Over a cap a request gets 503 with ``Retry-After`` and nothing is started.
 Pure bookkeeping: no I/O.
 
-- ``TRIOPROXY_MAX_PLAYERS_PER_ADDRESS``: players from the address, on every running channel; a
-  player stops counting when it leaves (``HLS_CLIENT_IDLE_TIMEOUT``) or its channel stops.
+- ``TRIOPROXY_MAX_PLAYERS_PER_ADDRESS``: players from the address, HLS and TS, on every running
+  channel; an HLS player stops counting when it leaves (``HLS_CLIENT_IDLE_TIMEOUT``), a TS player
+  when its connection closes, both when their channel stops.
 - ``TRIOPROXY_MAX_CHANNELS_PER_ADDRESS``: running channels the address started, whoever watches
   them now.
 - ``TRIOPROXY_MAX_OPENING_PER_ADDRESS``: those of them still waiting for their engine session
@@ -94,7 +95,12 @@ class AddressLimits:
         ]
 
     def players_from(self, address: str, now: float) -> int:
-        return sum(c.clients.from_address(address, now) for c in self._running())
+        """HLS players present now and TS players connected, from ``address``."""
+        return sum(
+            c.clients.from_address(address, now)
+            + sum(1 for player in c.ts.players if address_key(player.label) == address)
+            for c in self._running()
+        )
 
     # ---- the caps ---------------------------------------------------------------------------
 

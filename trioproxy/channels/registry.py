@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import trio
@@ -25,6 +27,7 @@ from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
 from .channel import Channel
 from .directory import EngineDirectory
+from .join import Content, Rendition, Source, Want
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
 from .stops import stop_later
@@ -145,16 +148,29 @@ class Registry:
                 return closing
         return None
 
+    def start(self, want: Want, *, address: str | None = None) -> Channel | None:
+        """The channel ``want`` names, started now if there is none (None for a rendition the
+        parent's variant does not have). Never waits. ``address`` (the client's, as
+        :mod:`.per_address` counts it) is held to the per-address caps. Players come in through
+        :func:`.join.join`, which adds the player caps."""
+        match want:
+            case Content(key_type=key_type, key=key):
+                return self.get_or_start(key_type, key, address=address)
+            case Source(name=name, url=url):
+                return self.get_or_start_source(name, url, address=address)
+            case Rendition(parent=parent, index=index):
+                return self.get_or_start_rendition(parent, index, address=address)
+
     def get_or_start_source(self, source: str, url: str, *, address: str | None = None) -> Channel:
         """The channel of the configured source ``source``, started now if there is none."""
         name = SOURCE_PREFIX + source
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        account = self._admit(name, address=address)
-        return self._start(
-            name, SourceUpstream(url), self.policy.for_source(url), account, address=address
-        )
+        with self._reserve(name, address=address) as account:
+            return self._start(
+                name, SourceUpstream(url), self.policy.for_source(url), account, address=address
+            )
 
     def get_or_start_rendition(
         self, parent: Channel, index: int, *, address: str | None = None
@@ -170,11 +186,11 @@ class Registry:
         channel = self._channels.get(name)
         if channel is not None:
             return channel
-        account = self._admit(name, address=address)
-        # A rendition fetches with its parent's client: it reaches only the parent's hosts.
-        return self._start(
-            name, SourceUpstream(uri), parent.client, account, events=False, address=address
-        )
+        with self._reserve(name, address=address) as account:
+            # A rendition fetches with its parent's client: it reaches only the parent's hosts.
+            return self._start(
+                name, SourceUpstream(uri), parent.client, account, events=False, address=address
+            )
 
     def get_or_start(self, key_type: KeyType, key: str, *, address: str | None = None) -> Channel:
         """The channel of AceStream content ``key``, started now on an engine with room if there
@@ -183,16 +199,19 @@ class Registry:
         channel = self._channels.get(key)
         if channel is not None:
             return channel
-        account = self._admit(key, watched=True, address=address, opens_session=True)
-        opening = opening_counts([*self._channels.values(), *self._closing])
-        engine = self.directory.acquire_if(self.admission.engine_free(opening))
-        if engine is None:
-            account.close()
-            raise self.admission.refuse_opening()
-        client = self.policy.for_engine(engine)
-        return self._start(
-            key, EngineUpstream(engine, key_type, key), client, account, address=address
-        )
+        with self._reserve(key, watched=True, address=address, opens_session=True) as account:
+            opening = opening_counts([*self._channels.values(), *self._closing])
+            engine = self.directory.acquire_if(self.admission.engine_free(opening))
+            if engine is None:
+                raise self.admission.refuse_opening()
+            try:
+                client = self.policy.for_engine(engine)
+                return self._start(
+                    key, EngineUpstream(engine, key_type, key), client, account, address=address
+                )
+            except BaseException:
+                self.directory.release(engine)
+                raise
 
     # ---- failover (the channels' EnginePool) ------------------------------------------------
 
@@ -220,13 +239,32 @@ class Registry:
     async def wait_unlisted(self, engine: Engine) -> str:
         return await self.directory.wait_unlisted(engine)
 
-    def _admit(
+    @contextmanager
+    def _reserve(
         self,
         name: str,
         *,
         watched: bool = False,
         address: str | None = None,
         opens_session: bool = False,
+    ) -> Iterator[MemoryAccount]:
+        """The memory account of a new channel ``name``, for the block that starts it: closed
+        again when the block raises, whatever it raises (the channel that takes it over gives
+        it back when its life ends)."""
+        account = self._admit(name, watched=watched, address=address, opens_session=opens_session)
+        try:
+            yield account
+        except BaseException:
+            account.close()
+            raise
+
+    def _admit(
+        self,
+        name: str,
+        *,
+        watched: bool,
+        address: str | None,
+        opens_session: bool,
     ) -> MemoryAccount:
         """Refuse a new channel ``name`` at shutdown, in its failure backoff, content the
         orchestrator lists as looping (``watched``: AceStream content), over the cap, or when
@@ -273,6 +311,7 @@ class Registry:
             client=client,
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
+            on_released=self._released,
             events_after=self._events_unsettled(upstream.key) if events else (),
             account=account,
             pool=self if isinstance(upstream, EngineUpstream) else None,
@@ -297,26 +336,29 @@ class Registry:
         ]
 
     async def _run_channel(self, channel: Channel) -> None:
-        held = 0
         try:
             await channel.run()
-            held = channel.window.total_bytes
         finally:
-            self._forget(channel)
             self._closing.discard(channel)
-            self.addresses.forget(channel)
-            if channel.upstream.engine_load is not None:
-                self.directory.release(channel.upstream.engine_load)
+
+    def _released(self, channel: Channel) -> None:
+        """``channel``'s life is over: its engine slot and its address's counts are free now
+        (its event sender may still run). Sessions it could not stop are stopped later."""
+        self._forget(channel)
+        self.addresses.forget(channel)
+        if channel.upstream.engine_load is not None:
+            self.directory.release(channel.upstream.engine_load)
+        if self._nursery is None:
+            return
         left_open = channel.left_open
-        if left_open is not None and self._nursery is not None:
+        if left_open is not None:
             self._nursery.start_soon(
                 self._stop_later, channel.name, channel.upstream, channel.client, left_open
             )
         for upstream, client, session in channel.left_behind:
-            if self._nursery is not None:
-                self._nursery.start_soon(self._stop_later, channel.name, upstream, client, session)
-        if held >= TRIM_AFTER and self._nursery is not None:
-            # A task of its own: it runs once this one has let go of the channel and its bytes.
+            self._nursery.start_soon(self._stop_later, channel.name, upstream, client, session)
+        if channel.held_at_end >= TRIM_AFTER:
+            # A task of its own: it runs once the channel has let go of its bytes.
             self._nursery.start_soon(give_back)
 
     async def _stop_later(

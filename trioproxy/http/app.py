@@ -20,8 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from ..channels.channel import Channel
-from ..channels.per_address import address_key
+from ..channels.join import Content, Rendition, Source, Visitor, Want, join
 from ..channels.registry import Registry
 from ..channels.status import registry_status
 from ..config import Config
@@ -33,8 +32,9 @@ from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import RENDITION_NAME
 from . import urls
 from .asgi import send_response
+from .edge import believe_client, visitor
 from .forwarded import FORWARDED_HEADERS, public_base
-from .guards import Access, client_address
+from .guards import Access
 from .ids import client_identity, parse_format, parse_stream_key
 from .keys import KEY_PARAM, PlayerKeys, key_query
 from .m3u import M3U_TYPE, render_m3u
@@ -88,8 +88,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
 
     def client() -> str:
         """The client's address, as ``TRIOPROXY_TRUSTED_PROXIES`` lets us believe it."""
-        forwarded = request.headers.get("X-Forwarded-For")
-        return client_address(request.remote_addr or "", forwarded, config.trusted_proxies)
+        return believe_client(request.scope, config.trusted_proxies)
 
     def control_client() -> str:
         """The client as the control API judges it. A request relayed by a proxy we do not trust
@@ -102,9 +101,17 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return "relayed by an untrusted proxy"
         return address
 
-    def counted_as() -> str:
-        """What the per-address caps count this request's client as."""
-        return address_key(client())
+    def player(token: str | None = None) -> Visitor:
+        """This request's player: its address as the caps count it, and its identity on the
+        channel (``token``, else what the request says of itself: :func:`.ids.client_identity`)."""
+        if token is None:
+            token = client_identity(
+                request.args.get("client"),
+                request.headers.get("X-Playback-Session-Id"),
+                client(),
+                request.headers.get("User-Agent", ""),
+            )
+        return visitor(request.scope, token, config.trusted_proxies)
 
     @app.errorhandler(ProxyError)
     async def proxy_error(error: ProxyError) -> Response:
@@ -183,9 +190,10 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if request.method == "HEAD":
             # A HEAD probes the URL: it must not open an engine session.
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
-        registry.get_or_start(key_type, key, address=counted_as())
+        token = secrets.token_urlsafe(12)
+        join(registry, Content(key_type, key), player(client_identity(token, None, "", "")))
         location = urls.PLAYLIST.build(request.root_path, name=key)
-        location += f"?client={secrets.token_urlsafe(12)}{carried_key()}"
+        location += f"?client={token}{carried_key()}"
         if key_type == "infohash":
             location += "&kind=infohash"
         return Response("", status=302, headers={"Location": location, **CORS})
@@ -194,15 +202,12 @@ def create_app(registry: Registry, config: Config) -> Quart:
     async def playlist(name: str) -> Response:
         if RENDITION_NAME.fullmatch(name):
             return await rendition_playlist(name)
-        channel = registry.get(name)
         if request.method == "HEAD":
-            if channel is None:
+            if registry.get(name) is None:
                 raise NotFound(f"no running channel {name}")
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
-        if channel is None:
-            kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
-            channel = registry.get_or_start(kind, name, address=counted_as())
-        return await serve_playlist(channel)
+        kind: KeyType = "infohash" if request.args.get("kind") == "infohash" else "content_id"
+        return await serve_playlist(Content(kind, name))
 
     @route(urls.SOURCE)
     async def source_playlist(name: str) -> Response:
@@ -214,11 +219,12 @@ def create_app(registry: Registry, config: Config) -> Quart:
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
         if not request.args.get("client"):
             # As /ace/getstream does: a URL of its own per player, so reloads tell players apart.
+            token = secrets.token_urlsafe(12)
+            join(registry, Source(name, url), player(client_identity(token, None, "", "")))
             location = urls.SOURCE.build(request.root_path, name=name)
-            location += f"?client={secrets.token_urlsafe(12)}{carried_key()}"
-            registry.get_or_start_source(name, url, address=counted_as())
+            location += f"?client={token}{carried_key()}"
             return Response("", status=302, headers={"Location": location, **CORS})
-        return await serve_playlist(registry.get_or_start_source(name, url, address=counted_as()))
+        return await serve_playlist(Source(name, url))
 
     @route(urls.M3U)
     async def playlist_m3u() -> Response:
@@ -286,33 +292,25 @@ def create_app(registry: Registry, config: Config) -> Quart:
             raise NotFound("no such rendition")
         if request.method == "HEAD":
             return Response("", content_type=PLAYLIST_TYPE, headers=CORS)
-        channel = registry.get_or_start_rendition(parent, int(match.group(2)), address=counted_as())
-        if channel is None:
-            raise NotFound("no such rendition")
-        return await serve_playlist(channel)
+        return await serve_playlist(Rendition(parent, int(match.group(2))))
 
-    async def serve_playlist(channel: Channel) -> Response:
-        """The channel's playlist, once its first segments are there (or an error).
+    async def serve_playlist(want: Want) -> Response:
+        """The playlist of the channel ``want`` names, once its first segments are there (or
+        an error); the request joins it as a player first.
 
         When the channel follows a variant with renditions of their own, a player first gets a
         master playlist naming our media playlist (``media=1``) and our rendition playlists.
         """
-        address = client()
-        player = client_identity(
-            request.args.get("client"),
-            request.headers.get("X-Playback-Session-Id"),
-            address,
-            request.headers.get("User-Agent", ""),
-        )
-        where = address_key(address)
-        registry.admission.check_player(channel, player, trio.current_time())
-        registry.addresses.check_player(channel, player, where, trio.current_time())
-        channel.touch(player, where)
+        who = player()
+        channel = join(registry, want, who)
+        if channel is None:
+            raise NotFound("no such rendition")
+        channel.touch(who.token, who.address)
         if not channel.ready.is_set():
             with trio.move_on_after(config.hls_buffer_ready_timeout):
                 await channel.wait_ready()
         channel.check_servable()
-        channel.touch(player, where)
+        channel.touch(who.token, who.address)
         root = request.root_path
         name, incarnation = channel.name, channel.incarnation
         variant = channel.variant
@@ -357,6 +355,8 @@ class ProxyApp(MediaDispatcher):
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        if scope["type"] == "http":
+            believe_client(scope, self.config.trusted_proxies)  # once, for every route
         if scope["type"] == "http" and scope["method"] != "OPTIONS" and self.keys.required:
             path = scope["path"].removeprefix(scope.get("root_path", ""))
             try:

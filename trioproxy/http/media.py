@@ -28,16 +28,18 @@ from hypercorn.typing import (
 )
 
 from ..channels.channel import Channel
+from ..channels.join import Content, Source, Visitor, Want, join
 from ..channels.registry import Registry
 from ..channels.ts import TsPlayer, not_mpegts, play
 from ..config import Config
-from ..errors import BadRequest, ChannelFailed, NotFound, NotMpegTs, ProxyError
+from ..errors import BadRequest, NotFound, NotMpegTs, ProxyError
 from ..observability.metrics import BYTES_SENT, SEGMENTS_SERVED
 from ..upstream.resources import CONTENT_TYPES
 from .asgi import send_response
 from .connections import WriteCut
 from .direct import DirectBody, direct_body
-from .guards import check_request, client_address
+from .edge import believe_client, visitor
+from .guards import check_request
 from .ids import parse_stream_key
 from .urls import MediaRequest, TsRequest, match_media, match_ts
 
@@ -157,8 +159,10 @@ class MediaDispatcher:
     ) -> None:
         """One MPEG-TS player, for as long as its connection is open and the channel runs."""
         head = scope["method"] == "HEAD"
+        # Each TS connection is a player of its own.
+        who = visitor(scope, "ts:" + secrets.token_urlsafe(9), self.config.trusted_proxies)
         try:
-            channel = self._ts_channel(request, args, head)
+            channel = self._ts_channel(request, args, head, who)
         except ProxyError as error:
             await _send_error(send, error, head)
             return
@@ -167,9 +171,7 @@ class MediaDispatcher:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        peer = (scope.get("client") or ("", 0))[0]
-        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
-        label = client_address(peer, ", ".join(forwarded) or None, self.config.trusted_proxies)
+        label = believe_client(scope, self.config.trusted_proxies)
         # On a connection of our own speaking HTTP/1.x, the body goes to the socket directly.
         body = direct_body(scope, self.config.send_timeout)
         if body is not None:
@@ -184,27 +186,23 @@ class MediaDispatcher:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await body.end()
 
-    def _ts_channel(self, request: TsRequest, args: dict[str, str], head: bool) -> Channel | None:
+    def _ts_channel(
+        self, request: TsRequest, args: dict[str, str], head: bool, who: Visitor
+    ) -> Channel | None:
         """The channel a TS request plays (started if need be); None for a HEAD."""
-        registry = self.registry
+        want: Want
         if request.source is None:
             key_type, key = parse_stream_key(args)
-            if head:
-                return None
-            channel = registry.get_or_start(key_type, key)
+            want = Content(key_type, key)
         else:
             url = self.config.source_url(request.source)
             if url is None:
                 raise NotFound(f"no source named {request.source!r}")
-            if head:
-                return None
-            channel = registry.get_or_start_source(request.source, url)
-        # Each TS connection is a player of its own.
-        token = "ts:" + secrets.token_urlsafe(9)
-        registry.admission.check_player(channel, token, trio.current_time())
-        if channel.failure is not None:
-            retry = self.config.failure_backoff or 1
-            raise ChannelFailed(channel.failure.message, retry_after=retry)
+            want = Source(request.source, url)
+        if head:
+            return None
+        channel = join(self.registry, want, who)
+        assert channel is not None  # only renditions may be missing
         newest = channel.window.latest(1)
         reason = not_mpegts(newest[0]) if newest else None
         if reason is not None:

@@ -1,0 +1,84 @@
+"""How a player joins a channel: the one decision every way in goes through.
+
+HLS playlists, MPEG-TS streams, configured sources and their renditions all reach a channel
+through :func:`join`, given *what* the player wants (:data:`Want`) and *who* it is
+(:class:`Visitor`: its address as the per-address caps count it, and the token that tells it
+apart on the channel). In order, each refusal a ``ProxyError`` the HTTP layer answers as it is:
+
+1. the channel is found, or started (:meth:`~.registry.Registry.start`): at shutdown, in its
+   failure backoff, looping content, over ``TRIOPROXY_MAX_CHANNELS``, over the visitor's
+   address caps on channels and session opens, when its memory reserve does not fit, or when no
+   engine has room, nothing is started and nothing stays reserved;
+2. the player caps: ``TRIOPROXY_MAX_PLAYERS_PER_CHANNEL`` and
+   ``TRIOPROXY_MAX_PLAYERS_PER_ADDRESS`` (a player the channel knows already passes);
+3. a channel that failed answers its failure as players may see it (no engine URL, no session
+   id: :meth:`~.channel.Channel.public_failure`), ``503`` for memory and ``502`` otherwise.
+
+What a player does once joined (wait for the first segments, read the TS stream) is the
+caller's; so is counting it as present (``Channel.touch`` for HLS, the TS stream's
+``joined`` for TS), under the same token and address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..upstream.engine import KeyType
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .registry import Registry
+
+__all__ = ["Content", "Rendition", "Source", "Visitor", "Want", "join"]
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """An AceStream content id or infohash, played from an engine."""
+
+    key_type: KeyType
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A configured source (``TRIOPROXY_SOURCES``): its name and URL."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """Rendition ``index`` (alternative audio or subtitles) of a running channel's variant."""
+
+    parent: Channel
+    index: int
+
+
+Want = Content | Source | Rendition
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who joins: ``address`` as the per-address caps count it (``per_address.address_key`` of
+    the address the edge believed), and ``token``, what tells this player apart on a channel."""
+
+    address: str
+    token: str
+
+
+def join(registry: Registry, want: Want, visitor: Visitor) -> Channel | None:
+    """The channel ``visitor`` may play for ``want``, started if need be; None for a rendition
+    the parent's variant does not have. Never waits."""
+    channel = registry.start(want, address=visitor.address)
+    if channel is None:
+        return None
+    now = trio.current_time()
+    registry.admission.check_player(channel, visitor.token, now)
+    registry.addresses.check_player(channel, visitor.token, visitor.address, now)
+    channel.check_not_failed()
+    return channel
