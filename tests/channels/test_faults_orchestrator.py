@@ -253,3 +253,44 @@ async def test_a_channel_plays_on_while_the_engine_list_leaves_its_engine_out(
         assert len(h.sim.sessions) == 1  # one engine session, never reopened
         assert orchestrator.kinds() == ["stream_started"]  # no stream ended or restarted
         assert orchestrator.requests["/engines"] >= 7
+
+
+async def test_deeply_nested_answers_everywhere_leave_the_proxy_playing(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator = FakeOrchestrator(engines=[ENGINE_ROW])
+    config = default_config(engines=(), engine_refresh_interval=10.0, watch_interval=5.0)
+    async with harness(config, orchestrator=orchestrator) as h:
+        await trio.sleep(1.0)  # the engine list is read
+        # From now on /engines, /streams, /looping-streams and every event are answered with
+        # JSON nested deeper than any parser follows.
+        orchestrator.body = b"[" * 100_000
+        url = await h.start()
+        log = PlayerLog()
+        await h.play(url, 61.0, log=log)
+        assert set(log.statuses("playlist")) == {200}
+        assert h.channel().switches.total == 0
+        assert len(h.sim.sessions) == 1
+        assert orchestrator.kinds() == ["stream_started"]  # booked, though answered garbage
+        assert orchestrator.requests["/engines"] >= 7  # read at 0, 10, ..., 60 s
+        assert orchestrator.requests["/streams"] >= 13  # read at 0, 5, ..., 60 s
+        # A new channel still gets the engine the last good list named.
+        assert (await h.open_playlist(CONTENT_B)).status_code == 200
+    problems = sorted(
+        (r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING
+    )
+    assert problems == [  # once each, not once per read
+        (
+            "trioproxy.channels.directory",
+            "cannot read engines from the orchestrator: answered JSON nested too deeply",
+        ),
+        (
+            "trioproxy.channels.watcher",
+            "cannot read the orchestrator's streams: /looping-streams: answered JSON nested "
+            "too deeply",
+        ),
+        (
+            "trioproxy.channels.watcher",
+            "cannot read the orchestrator's streams: /streams: answered JSON nested too deeply",
+        ),
+    ]
