@@ -29,7 +29,6 @@ __all__ = [
     "log_level",
     "max_height",
     "network_list",
-    "optional_str",
     "optional_url",
     "orchestrator_api",
     "player_keys",
@@ -103,10 +102,6 @@ def http_url(text: str) -> str:
 
 def optional_url(text: str) -> str | None:
     return http_url(text) if text.strip() else None
-
-
-def optional_str(text: str) -> str | None:
-    return text if text else None
 
 
 def api_key(text: str) -> str | None:
