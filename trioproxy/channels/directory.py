@@ -163,10 +163,6 @@ class EngineDirectory:
             return False
         return True
 
-    def listed(self, engine: Engine) -> bool:
-        """``engine`` takes new channels: it is in the list they are given."""
-        return any(e.base_url == engine.base_url for e in self._engines)
-
     async def wait_unlisted(self, engine: Engine) -> str:
         """Return once the orchestrator has left ``engine`` out of its lists for
         :attr:`absence_limit` seconds while listing other engines, counted from this call at
