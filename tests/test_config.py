@@ -144,3 +144,14 @@ def test_a_bad_flag_names_the_flag() -> None:
 
 def test_the_api_key_stays_out_of_the_repr() -> None:
     assert "sekrit" not in repr(load_config({"API_KEY": "sekrit"}))
+
+
+@pytest.mark.parametrize("key", ["sekrit-é", "sekrit key", "sekrit\n", "sekrit\x00"])
+def test_an_api_key_no_http_header_can_carry_stops_start_up(key: str) -> None:
+    with pytest.raises(ConfigError, match="API_KEY=<hidden>: must be printable ASCII") as caught:
+        load_config({"API_KEY": key})
+    assert "sekrit" not in str(caught.value)
+
+
+def test_an_empty_api_key_is_no_key() -> None:
+    assert load_config({"API_KEY": ""}).api_key is None

@@ -6,6 +6,8 @@ import logging
 
 import httpx
 import pytest
+import trio
+import trio.testing
 
 from trioproxy.channels.directory import EngineDirectory, parse_engines
 from trioproxy.errors import NoEngineAvailable
@@ -122,3 +124,79 @@ async def test_a_v2_engine_list_without_our_key_is_one_error_and_says_why(
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(problems) == 1
     assert "API_KEY is not set" in problems[0].getMessage()
+
+
+ROW_A = {"container_id": "a", "host": "10.0.0.1", "port": 6878, "health_status": "healthy"}
+ROW_B = {"container_id": "b", "host": "10.0.0.2", "port": 6878, "health_status": "healthy"}
+
+
+async def test_an_empty_list_keeps_the_last_engines_for_new_channels_for_three_refreshes(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator = FakeOrchestrator(engines=[ROW_A])
+    async with httpx.AsyncClient(transport=asgi_transport(orchestrator)) as http:
+        directory = EngineDirectory(
+            static=(),
+            max_streams_per_engine=5,
+            orchestrator=Orchestrator(http, ORCHESTRATOR_URL, None),
+            refresh_interval=10.0,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(directory.run)
+            await trio.sleep(1.0)  # read at 0 s
+            orchestrator.engines = []  # the orchestrator restarts: empty from the read at 10 s
+            for now in (11.0, 21.0, 31.0):
+                await trio.sleep_until(now)
+                assert directory.acquire().container_id == "a"
+            await trio.sleep_until(41.0)  # listed nothing for 30 s: no engine for new channels
+            with pytest.raises(NoEngineAvailable, match="lists no healthy engine"):
+                directory.acquire()
+            orchestrator.engines = [ROW_B]
+            await trio.sleep_until(51.0)
+            assert directory.acquire().container_id == "b"
+            nursery.cancel_scope.cancel()
+    said = [r.getMessage() for r in caplog.records if r.name == "trioproxy.channels.directory"]
+    assert [m for m in said if "no healthy engine" in m] == [
+        "the orchestrator lists no healthy engine; running channels stay on their engines, "
+        "and new channels get the last list (1 engine(s)) for 30 s",
+        "the orchestrator has listed no healthy engine for 30 s; new channels get no engine "
+        "until it lists one",
+    ]
+
+
+async def test_an_engine_is_unlisted_only_after_three_refreshes_without_it_beside_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    orchestrator = FakeOrchestrator(engines=[ROW_A, ROW_B])
+    async with httpx.AsyncClient(transport=asgi_transport(orchestrator)) as http:
+        directory = EngineDirectory(
+            static=(),
+            max_streams_per_engine=1,
+            orchestrator=Orchestrator(http, ORCHESTRATOR_URL, None),
+            refresh_interval=10.0,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(directory.run)
+            await trio.sleep(1.0)
+            engine = directory.acquire()
+            assert engine.container_id == "a"
+            gone_at: list[float] = []
+
+            async def watch() -> None:
+                await directory.wait_unlisted(engine)
+                gone_at.append(trio.current_time())
+
+            nursery.start_soon(watch)
+            # Left out once (a health probe timed out), then an empty list: no move.
+            orchestrator.engines = [ROW_B]
+            await trio.sleep_until(15.0)
+            orchestrator.engines = []
+            await trio.sleep_until(45.0)
+            orchestrator.engines = [ROW_A, ROW_B]
+            await trio.sleep_until(55.0)
+            assert gone_at == []
+            # Left out while B is listed, from the read at 60 s: gone at the read at 90 s.
+            orchestrator.engines = [ROW_B]
+            await trio.sleep_until(200.0)
+            assert gone_at == [90.0]
+            nursery.cancel_scope.cancel()

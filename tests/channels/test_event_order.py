@@ -85,17 +85,15 @@ async def test_restarts_in_a_row_keep_the_order(
             await trio.sleep(0.5)
             sessions.append((await restart(h))[1])
         await trio.sleep(30.0)
+        # The two channels in between ended while their start was held: neither of their
+        # events is owed, and the last start waits only for the first end.
         assert [(e.kind, e.arrived) for e in orchestrator.events] == [
             ("stream_started", 1.0),
             ("stream_ended", 3.0),
             ("stream_started", 5.0),
-            ("stream_ended", 7.0),
-            ("stream_started", 9.0),
-            ("stream_ended", 11.0),
-            ("stream_started", 13.0),
         ]
         starts = [e for e in orchestrator.events if e.kind == "stream_started"]
-        assert [session_of(e.payload) for e in starts] == sessions
+        assert [session_of(e.payload) for e in starts] == [sessions[0], sessions[-1]]
         assert list(orchestrator.running) == [CONTENT_A]
         assert orchestrator.running[CONTENT_A].playback_session_id == sessions[-1]
         assert orchestrator.load == {"c1": 1}

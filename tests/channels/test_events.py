@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 import trio
 import trio.testing
 
 from trioproxy.channels.status import registry_status
-from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config, harness
+from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.faults import FaultyEngine
+from trioproxy.testing.harness import (
+    CONTENT_A,
+    CONTENT_B,
+    ENGINE_URL,
+    RefusingTransport,
+    asgi_transport,
+    default_config,
+    harness,
+    small_media,
+)
 from trioproxy.testing.orchestrator import FakeOrchestrator
+from trioproxy.upstream.orchestrator import Event
+
+ENGINE_B = "http://engine-b.test:6878"
 
 
 async def test_orchestrator_down_for_a_minute_loses_nothing(
@@ -120,3 +135,91 @@ async def test_no_orchestrator_means_no_events_and_no_errors(
         assert h.sim.open_sessions == []
         assert registry_status(h.registry)["events"] is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_an_error_in_the_event_sender_ends_that_sender_only(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with harness(default_config(hls_client_idle_timeout=600.0)) as h:
+        assert h.registry.orchestrator is not None
+
+        async def broken(event: Event) -> int:
+            raise RuntimeError("a bug in posting")
+
+        monkeypatch.setattr(h.registry.orchestrator, "post_event", broken)
+        assert (await h.open_playlist(CONTENT_A)).status_code == 200
+        await trio.sleep(30.0)
+        channel = h.channel(CONTENT_A)
+        assert channel.events_settled.is_set()
+        assert channel.events_snapshot() == {"pending": 0, "delivered": 0, "dropped": 1}
+        # The channel and the proxy live on: it still plays, and another channel starts.
+        assert (await h.client.get(await h.start(CONTENT_A))).status_code == 200
+        assert (await h.open_playlist(CONTENT_B)).status_code == 200
+        assert h.channel(CONTENT_A).session is not None
+        assert len(h.sim.sessions) == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        f"channel {CONTENT_A}: the event sender failed",
+        f"channel {CONTENT_B}: the event sender failed",
+    ]
+
+
+async def test_a_channel_flapping_while_the_orchestrator_is_down_owes_only_real_events(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    engines = {
+        url: RefusingTransport(
+            asgi_transport(FaultyEngine(SimulatedEngine(small_media(), durations=[2.0])))
+        )
+        for url in (ENGINE_URL, ENGINE_B)
+    }
+    # Two switches per 30 s: the event queue holds 2 * (2 + 2) = 8 events.
+    config = default_config(
+        engines=(ENGINE_URL, ENGINE_B),
+        proxy_grace_period=3600.0,
+        failover_max_switches=2,
+        failover_window=30.0,
+        failover_cooldown=0.0,
+    )
+    mounts: dict[str, httpx.AsyncBaseTransport] = dict(engines)
+    async with harness(config, mounts=mounts) as h:
+        h.orchestrator_transport.refusing = True
+        channel = await h.wait_channel()
+        first = channel.stream_id
+        for switch in range(1, 11):  # one every 20 s: 11 engine sessions, 22 events
+            await trio.sleep(20.0)
+            engine = engines[channel.engine.base_url]
+            engine.refusing = True
+            while channel.switches.total < switch:  # noqa: ASYNC110 (polls plain data)
+                await trio.sleep(0.5)
+            engine.refusing = False
+        await trio.sleep(10.0)
+        last = channel.stream_id
+        assert channel.sessions[-1].ended_at is None
+        assert h.orchestrator.events == []
+        h.orchestrator_transport.refusing = False  # back
+        await trio.sleep(20.0)
+        h.registry.stop_channel(CONTENT_A)
+        await channel.closed.wait()
+    orchestrator = h.orchestrator
+    assert [(e.kind, stream_of(e.payload)) for e in orchestrator.events] == [
+        ("stream_started", first),
+        ("stream_ended", first),  # its stream_started was being posted: both are owed
+        ("stream_started", last),
+        ("stream_ended", last),
+    ]
+    assert orchestrator.ended_unknown == []
+    assert orchestrator.running == {}
+    assert channel.events_snapshot() == {"pending": 0, "delivered": 4, "dropped": 0}
+    said = caplog.text
+    assert "lost" not in said
+    assert "not delivered" not in said.replace("not delivered (", "")  # retries are fine
+    assert "not sent: its stream_started failed" not in said
+
+
+def stream_of(payload: dict[str, object]) -> object:
+    labels = payload.get("labels")
+    return labels.get("stream_id") if isinstance(labels, dict) else payload.get("stream_id")

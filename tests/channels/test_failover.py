@@ -406,7 +406,7 @@ async def test_first_request_refused_by_one_engine_is_served_from_the_other(
         assert loads == {ENGINE_URL: 0, ENGINE_B: 1}
 
 
-async def test_engine_leaving_the_list_switches_at_the_refresh(
+async def test_engine_left_out_of_the_list_switches_after_three_refreshes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     rows = [
@@ -419,11 +419,14 @@ async def test_engine_leaving_the_list_switches_at_the_refresh(
         await t.h.registry.directory.refresh()
         channel = await t.h.wait_channel()
         assert channel.engine.base_url == ENGINE_URL
-        t.h.orchestrator.engines = [rows[1]]  # engine A is unhealthy
+        t.h.orchestrator.engines = [rows[1]]  # engine A is unhealthy, B still listed
         switched_at = await _switched(channel)
-        assert switched_at == 10.0  # the next read of the list
+        # Left out of the reads at 10, 20, 30 and 40 s: three refresh intervals, then moved.
+        assert switched_at == 40.0
         assert channel.engine.base_url == ENGINE_B
         assert "left the orchestrator's engine list" in (channel.sessions[0].reason or "")
+        await trio.sleep(1.0)
+        assert t.h.orchestrator.kinds() == ["stream_started", "stream_ended", "stream_started"]
 
 
 async def test_breaker_keeps_requests_off_the_failed_engine(

@@ -4,6 +4,7 @@ for it, a wrong key is one error line; and streams the orchestrator ends stop ou
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 import trio
@@ -19,6 +20,7 @@ from trioproxy.testing.harness import (
     harness,
 )
 from trioproxy.testing.orchestrator import FakeOrchestrator
+from trioproxy.testing.players import PlayerLog
 
 pytestmark = pytest.mark.usefixtures("no_jitter")
 
@@ -215,3 +217,80 @@ async def test_events_for_v2_name_the_content_and_the_engine(
     assert ended.kind == "stream_ended"
     assert ended.payload["content_id"] == CONTENT_A
     assert ended.payload["stream_id"] == channel.stream_id
+
+
+ENGINE_ROW = {"container_id": "c1", "host": "engine.test", "port": 6878, "health_status": "healthy"}
+OTHER_ROW = {
+    "container_id": "c2",
+    "host": "engine-b.test",
+    "port": 6878,
+    "health_status": "healthy",
+}
+
+
+@pytest.mark.parametrize("listed", [[], [OTHER_ROW]], ids=["nothing", "another engine"])
+async def test_a_channel_plays_on_while_the_engine_list_leaves_its_engine_out(
+    autojump_clock: trio.testing.MockClock, listed: list[object]
+) -> None:
+    # An orchestrator that restarts lists nothing for a while; one whose health probe of our
+    # engine timed out lists the others only. Neither says our engine stopped serving.
+    orchestrator = FakeOrchestrator(engines=[ENGINE_ROW])
+    config = default_config(engines=(), engine_refresh_interval=10.0)
+    async with harness(config, orchestrator=orchestrator) as h:
+        await trio.sleep(1.0)  # the engine list is read
+        url = await h.start()
+        log = PlayerLog()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(h.play, url, 70.0, log=log))
+            await trio.sleep_until(5.0)
+            orchestrator.engines = list(listed)  # left out of the reads at 10, 20 and 30 s
+            await trio.sleep_until(35.0)
+            orchestrator.engines = [ENGINE_ROW]
+        assert set(log.statuses("playlist")) == {200}
+        assert log.sequences == sorted(set(log.sequences))  # no gap, no restart
+        channel = h.channel()
+        assert channel.switches.total == 0
+        assert len(h.sim.sessions) == 1  # one engine session, never reopened
+        assert orchestrator.kinds() == ["stream_started"]  # no stream ended or restarted
+        assert orchestrator.requests["/engines"] >= 7
+
+
+async def test_deeply_nested_answers_everywhere_leave_the_proxy_playing(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator = FakeOrchestrator(engines=[ENGINE_ROW])
+    config = default_config(engines=(), engine_refresh_interval=10.0, watch_interval=5.0)
+    async with harness(config, orchestrator=orchestrator) as h:
+        await trio.sleep(1.0)  # the engine list is read
+        # From now on /engines, /streams, /looping-streams and every event are answered with
+        # JSON nested deeper than any parser follows.
+        orchestrator.body = b"[" * 100_000
+        url = await h.start()
+        log = PlayerLog()
+        await h.play(url, 61.0, log=log)
+        assert set(log.statuses("playlist")) == {200}
+        assert h.channel().switches.total == 0
+        assert len(h.sim.sessions) == 1
+        assert orchestrator.kinds() == ["stream_started"]  # booked, though answered garbage
+        assert orchestrator.requests["/engines"] >= 7  # read at 0, 10, ..., 60 s
+        assert orchestrator.requests["/streams"] >= 13  # read at 0, 5, ..., 60 s
+        # A new channel still gets the engine the last good list named.
+        assert (await h.open_playlist(CONTENT_B)).status_code == 200
+    problems = sorted(
+        (r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING
+    )
+    assert problems == [  # once each, not once per read
+        (
+            "trioproxy.channels.directory",
+            "cannot read engines from the orchestrator: answered JSON nested too deeply",
+        ),
+        (
+            "trioproxy.channels.watcher",
+            "cannot read the orchestrator's streams: /looping-streams: answered JSON nested "
+            "too deeply",
+        ),
+        (
+            "trioproxy.channels.watcher",
+            "cannot read the orchestrator's streams: /streams: answered JSON nested too deeply",
+        ),
+    ]

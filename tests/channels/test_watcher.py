@@ -31,7 +31,7 @@ class StubChannel:
 
     name: str = CONTENT
     key: str = CONTENT
-    stream_id: str = STREAM_ID
+    stream_id: str | None = STREAM_ID
     stream_established: bool = True
     report_end: bool = True
     ended: list[tuple[float, str]] = field(default_factory=list)
@@ -133,3 +133,32 @@ async def test_a_missing_loop_list_is_said_once(
     assert "API v2" in trioproxy_lines[0].getMessage()
     assert "no loop list" in trioproxy_lines[1].getMessage()
     assert all(r.levelno == logging.INFO for r in trioproxy_lines)
+
+
+@pytest.mark.parametrize("answer", [[STREAM_ID], []], ids=["old stream listed", "none listed"])
+@pytest.mark.parametrize("new_stream", [f"{CONTENT}|psid-2", None], ids=["switched", "switching"])
+async def test_a_channel_that_fails_over_during_a_slow_read_is_left_alone(
+    autojump_clock: trio.testing.MockClock, answer: list[str], new_stream: str | None
+) -> None:
+    flapping = StubChannel()
+    other = StubChannel(name="other", key="cd" * 20, stream_id=f"{'cd' * 20}|psid-9")
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/engines":
+            return httpx.Response(200, json=[])
+        if request.url.path == "/looping-streams":
+            return httpx.Response(200, json={"stream_ids": []})
+        await trio.sleep(8.0)  # the answer is what the orchestrator knew when the read began
+        return httpx.Response(200, json=[{"id": stream_id} for stream_id in answer])
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    orchestrator = Orchestrator(http, "http://o.test", None, "v1")
+    channels = [cast("Channel", flapping), cast("Channel", other)]
+    watcher = StreamWatcher(orchestrator, INTERVAL, lambda: channels)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watcher.poll)
+        await trio.sleep(3.0)
+        flapping.stream_id = new_stream  # a failover, mid-read
+        await trio.sleep(10.0)
+    assert flapping.ended == []
+    assert other.ended == [(8.0, "ended by the orchestrator")]  # judged as before

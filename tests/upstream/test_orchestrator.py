@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -336,6 +337,69 @@ async def test_other_failures_raise_orchestrator_error() -> None:
     assert orchestrator.api is None
 
 
+NESTED = b"[" * 100_000
+
+
+def answering(body: bytes) -> Orchestrator:
+    """An orchestrator that answers every request with ``body`` (status 200)."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    return Orchestrator(httpx.AsyncClient(transport=transport), "http://o", None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NESTED,
+        b'{"engines": ' + NESTED,
+        b"{not json",
+        b"\xff\xfe",
+        b"null",
+        b'"a string"',
+        b'{"engines": null, "streams": {"a": 1}, "stream_ids": null}',
+        json.dumps([["a list where an object goes"]]).encode(),
+        json.dumps([{"id": None, "host": None}]).encode(),
+    ],
+    ids=lambda body: body[:16].decode(errors="replace"),
+)
+async def test_any_malformed_answer_is_an_orchestrator_error(body: bytes) -> None:
+    orchestrator = answering(body)
+    for read in (
+        orchestrator.running_streams,
+        orchestrator.looping_streams,
+    ):
+        with pytest.raises(OrchestratorError):
+            await read()
+    # A list of rows none of which is an engine is an empty list; anything else an error.
+    with contextlib.suppress(OrchestratorError):
+        assert await orchestrator.engines() == []
+
+
+def test_engine_rows_of_the_wrong_types_are_skipped() -> None:
+    rows: list[Any] = [
+        {**ENGINE_ROW, "port": "6878"},
+        {**ENGINE_ROW, "port": 70000},
+        {**ENGINE_ROW, "port": 0},
+        {**ENGINE_ROW, "port": True},
+        {**ENGINE_ROW, "port": None},
+        {**ENGINE_ROW, "port": 6878.0},
+        {**ENGINE_ROW, "host": None},
+        {**ENGINE_ROW, "host": ["10.0.0.1"]},
+        {**ENGINE_ROW, "host": "10.0.0.1/x"},
+        {**ENGINE_ROW, "host": "user@10.0.0.1"},
+        {**ENGINE_ROW, "host": "two words"},
+        {**ENGINE_ROW, "container_id": ["box"], "forwarded": {"yes": 1}},
+    ]
+    (engine,) = parse_engines(rows)
+    assert engine.base_url == "http://10.0.0.1:6878"
+    assert engine.container_id is None
+
+
+async def test_a_deeply_nested_event_answer_counts_as_delivered() -> None:
+    orchestrator = answering(NESTED)
+    assert await orchestrator.post_event(a_started_event()) == 200
+    assert orchestrator.api is None  # nothing learned from it
+
+
 @pytest.mark.parametrize("kind", ["v1", "v2", "v2-proxy"])
 async def test_the_event_sender_delivers_what_each_api_needs(
     autojump_clock: trio.testing.MockClock, kind: str
@@ -349,6 +413,7 @@ async def test_the_event_sender_delivers_what_each_api_needs(
         with send:
             sender.pending = 2
             await send.send(a_started_event())
+            await trio.testing.wait_all_tasks_blocked()  # posted before its stream ends
             ended = ended_payload(
                 container_id="box-1", stream_id=STREAM_ID, content_id=CONTENT, reason="stopped"
             )

@@ -1,4 +1,19 @@
-"""The engine directory: which engines exist, and which one takes the next channel."""
+"""The engine directory: which engines exist, and which one takes the next channel.
+
+With ``ORCHESTRATOR_URL`` and no ``TRIOPROXY_ENGINES``, the list comes from the orchestrator's
+``/engines``, read every ``TRIOPROXY_ENGINE_REFRESH`` seconds. Its answers are not trusted
+blindly: an orchestrator that restarts, or whose health probe of an engine timed out once,
+answers an empty or partial list for a while, and the engines it leaves out still serve.
+
+- A running channel is moved off its engine by the list only when the orchestrator has left that
+  engine out of every list it read for :data:`ABSENCE_REFRESHES` refresh intervals (90 s at the
+  default 30 s) *while listing other engines*. An empty list never moves a channel: it says
+  nothing about any one engine. The engine's own failures (its playlist, its session, its
+  connection) move a channel at once, elsewhere (``failover.py``).
+- New channels get the engines of the latest list. When a list comes back empty after a
+  non-empty one, new channels keep getting the last non-empty list for the same bound (logged
+  once), then none until the orchestrator lists engines again (logged once).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +37,11 @@ from ..upstream.orchestrator import (
 __all__ = ["EngineDirectory", "parse_engines"]
 
 log = logging.getLogger(__name__)
+
+ABSENCE_REFRESHES = 3
+"""Refresh intervals an engine must be left out of lists that name other engines before the
+channels on it move, and an empty list may stand before new channels stop getting the last
+non-empty one."""
 
 
 class EngineDirectory:
@@ -52,7 +72,19 @@ class EngineDirectory:
         """Engine URL → until when it is avoided: a session on it failed."""
         self._changed = trio.Event()
         """Set (and replaced) whenever the engine list is read anew."""
+        self._absent: dict[str, float] = {}
+        """Engine URL (of an engine carrying channels) → since when the lists that named other
+        engines have left it out."""
+        self._listing_others = False
+        """The latest list read named at least one engine."""
+        self._kept_until: float | None = None
+        """While the lists are empty: until when new channels still get the last non-empty one."""
         self.last_refresh_error: str | None = None
+
+    @property
+    def absence_limit(self) -> float:
+        """Seconds an engine may be left out of the lists before its channels move."""
+        return ABSENCE_REFRESHES * self._refresh_interval
 
     @property
     def engines(self) -> list[Engine]:
@@ -82,6 +114,8 @@ class EngineDirectory:
                 message = "no engine is known"
                 if self.last_refresh_error:
                     message += f" (engine list: {self.last_refresh_error})"
+                elif self._kept_until is not None:
+                    message += " (the orchestrator lists no healthy engine)"
             else:
                 message = f"every engine carries {self._max} channels already"
             raise NoEngineAvailable(message, retry_after=10)
@@ -129,16 +163,22 @@ class EngineDirectory:
             return False
         return True
 
-    def listed(self, engine: Engine) -> bool:
-        return any(e.base_url == engine.base_url for e in self._engines)
-
     async def wait_unlisted(self, engine: Engine) -> str:
-        """Return once ``engine`` is no longer in the list the orchestrator gives."""
+        """Return once the orchestrator has left ``engine`` out of its lists for
+        :attr:`absence_limit` seconds while listing other engines, counted from this call at
+        the earliest (a channel that comes back to such an engine, for want of another with
+        room, gets the whole bound again). Never for a static list, nor on empty lists."""
         if not self._dynamic:
             await trio.sleep_forever()
-        while self.listed(engine):
+        began = trio.current_time()
+        while True:
             await self._changed.wait()
-        return "left the orchestrator's engine list"
+            since = self._absent.get(engine.base_url)
+            if since is None or not self._listing_others:
+                continue
+            absent = trio.current_time() - max(since, began)
+            if absent >= self.absence_limit:
+                return f"left the orchestrator's engine list ({absent:g} s without it)"
 
     def release(self, engine: Engine) -> None:
         self._load[engine.base_url] -= 1
@@ -183,9 +223,57 @@ class EngineDirectory:
                 log.warning("cannot read engines from the orchestrator: %s", error)
             self.last_refresh_error = error
             return
-        if self.last_refresh_error is not None or len(engines) != len(self._engines):
+        if self.last_refresh_error is not None or (engines and len(engines) != len(self._engines)):
             log.info("engine list: %d healthy engine(s)", len(engines))
         self.last_refresh_error = None
-        self._engines = engines
+        if engines:
+            self._listed(engines)
+        else:
+            self._listed_none()
         self._changed.set()
         self._changed = trio.Event()
+
+    def _listed(self, engines: list[Engine]) -> None:
+        """A list naming engines: it is what new channels get; engines carrying channels that
+        it leaves out count as absent from now (unless they already were)."""
+        now = trio.current_time()
+        if self._kept_until is not None:
+            log.info("the orchestrator lists engines again")
+            self._kept_until = None
+        listed = {engine.base_url for engine in engines}
+        for url in sorted(listed & self._absent.keys()):
+            log.info("engine %s: in the orchestrator's engine list again", url)
+        carrying = {url for url, load in self._load.items() if load > 0}
+        self._absent = {url: self._absent.get(url, now) for url in carrying if url not in listed}
+        for url in sorted(self._absent):
+            if self._absent[url] == now:
+                log.warning(
+                    "engine %s: left out of the orchestrator's engine list; its channels move "
+                    "if it stays out for %g s",
+                    url,
+                    self.absence_limit,
+                )
+        self._listing_others = True
+        self._engines = engines
+
+    def _listed_none(self) -> None:
+        """An empty list: no channel moves; new channels keep the last list for a while."""
+        self._listing_others = False
+        if not self._engines:
+            return
+        now = trio.current_time()
+        if self._kept_until is None:
+            self._kept_until = now + self.absence_limit
+            log.warning(
+                "the orchestrator lists no healthy engine; running channels stay on their "
+                "engines, and new channels get the last list (%d engine(s)) for %g s",
+                len(self._engines),
+                self.absence_limit,
+            )
+        elif now >= self._kept_until:
+            log.warning(
+                "the orchestrator has listed no healthy engine for %g s; new channels get no "
+                "engine until it lists one",
+                self.absence_limit,
+            )
+            self._engines = []

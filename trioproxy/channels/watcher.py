@@ -4,12 +4,15 @@ With ``ORCHESTRATOR_URL`` set, :class:`StreamWatcher` first finds out which API 
 speaks (logged once), then reads its running streams (``GET /streams?status=started``) and its
 looping list (``GET /looping-streams``) every ``TRIOPROXY_WATCH_INTERVAL`` seconds:
 
-- a channel whose ``stream_started`` was delivered before the read began, and which the
-  orchestrator no longer lists, was ended there (its loop detector, an operator): the channel is
+- a channel whose ``stream_started`` was delivered before the read began, and whose stream of
+  that moment the orchestrator no longer lists, was ended there (its loop detector, an
+  operator): the channel is
   stopped, and sends no ``stream_ended`` of its own — the orchestrator already ended that stream,
   and a ``stream_ended`` for an id it no longer knows would end another stream on the engine.
   A channel is looked up by the key that orchestrator names streams with: our stream id on v1,
-  the content id on v2 (:class:`~trioproxy.upstream.orchestrator.RunningStreams`);
+  the content id on v2 (:class:`~trioproxy.upstream.orchestrator.RunningStreams`). A channel
+  whose stream changed while the read ran (a failover) is left alone: the answer speaks of a
+  stream it no longer plays, and its own ``stream_ended`` for that one is already queued;
 - content listed by ``/looping-streams`` is refused with 422 until it is no longer listed; an
   orchestrator without that list (v2: 404) refuses nothing, and says so once.
 
@@ -47,9 +50,9 @@ _ENDED = "ended by the orchestrator"
 T = TypeVar("T")
 
 
-def still_listed(channel: Channel, running: RunningStreams) -> bool:
-    """Whether the orchestrator's running streams include ``channel``'s stream."""
-    return running.lists(stream_id=channel.stream_id, content_id=channel.key)
+def still_listed(channel: Channel, stream_id: str | None, running: RunningStreams) -> bool:
+    """Whether the orchestrator's running streams include ``channel``'s stream ``stream_id``."""
+    return running.lists(stream_id=stream_id, content_id=channel.key)
 
 
 class StreamWatcher:
@@ -90,18 +93,24 @@ class StreamWatcher:
         if looping is not None:
             self.looping = looping
         # Only streams whose stream_started the orchestrator accepted before this read began
-        # must be in its answer.
-        established = [c for c in self._channels() if c.stream_established and not c.stopping]
+        # must be in its answer; each channel is judged by the stream it had then.
+        established = [
+            (channel, channel.stream_id)
+            for channel in self._channels()
+            if channel.stream_established and not channel.stopping
+        ]
         running = await self._read("/streams", self._orchestrator.running_streams)
         self.reads += 1
         if running is None:
             return
-        for channel in established:
-            if not still_listed(channel, running) and not channel.stopping:
+        for channel, stream_id in established:
+            if channel.stopping or channel.stream_id != stream_id:
+                continue  # stopped or failed over while the list was read
+            if not still_listed(channel, stream_id, running):
                 log.info(
                     "channel %s: the orchestrator no longer lists stream %s; stopping",
                     channel.name,
-                    channel.stream_id if running.api == "v1" else channel.key,
+                    stream_id if running.api == "v1" else channel.key,
                 )
                 self.stopped += 1
                 channel.report_end = False

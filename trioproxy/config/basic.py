@@ -37,7 +37,7 @@ class BasicSettings:
     api_key: str | None = setting(
         "API_KEY",
         None,
-        parse.optional_str,
+        parse.api_key,
         "Bearer key for the orchestrator and for trioproxy's control endpoints",
         repr=False,
     )

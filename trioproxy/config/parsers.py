@@ -18,6 +18,7 @@ from .sources import parse_source_list, parse_sources_file
 
 __all__ = [
     "IPNetwork",
+    "api_key",
     "bind_address",
     "boolean",
     "byte_count",
@@ -28,7 +29,6 @@ __all__ = [
     "log_level",
     "max_height",
     "network_list",
-    "optional_str",
     "optional_url",
     "orchestrator_api",
     "player_keys",
@@ -104,8 +104,17 @@ def optional_url(text: str) -> str | None:
     return http_url(text) if text.strip() else None
 
 
-def optional_str(text: str) -> str | None:
-    return text if text else None
+def api_key(text: str) -> str | None:
+    """A key sent in HTTP headers (``Authorization``, ``X-API-Key``): visible ASCII only."""
+    if not text:
+        return None
+    if not all("!" <= char <= "~" for char in text):
+        # Never echo the key itself: the message ends up in logs.
+        raise ValueError(
+            "must be printable ASCII without spaces or control characters: it is sent in "
+            "HTTP headers"
+        )
+    return text
 
 
 def url_list(text: str) -> tuple[str, ...]:

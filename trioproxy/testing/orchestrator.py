@@ -86,7 +86,9 @@ class FakeOrchestrator:
     ``wire`` is the API it speaks (:class:`V1Wire` unless given). ``delay`` (or ``delays[kind]``)
     holds each event that long before it is answered; ``status`` answers events with that status
     instead of accepting them. ``list_delay``, ``list_status`` and ``list_body`` (raw bytes,
-    e.g. garbage) do the same for ``/streams`` and ``/looping-streams``. With ``api_key`` set,
+    e.g. garbage) do the same for ``/streams`` and ``/looping-streams``. ``body`` (raw bytes)
+    replaces every answer it would give with status 200 — ``/engines``, the lists, events
+    (booked as usual) — an orchestrator that answers garbage everywhere. With ``api_key`` set,
     requests need that key (which ones, and what a refusal is, the wire says).
     """
 
@@ -97,6 +99,7 @@ class FakeOrchestrator:
     list_delay: float = 0.0
     list_status: int = 200
     list_body: bytes | None = None
+    body: bytes | None = None
     engines: list[Any] = field(default_factory=list)
     """What ``GET /engines`` lists, as given (malformed rows too)."""
     looping: list[str] = field(default_factory=list)
@@ -195,6 +198,8 @@ class FakeOrchestrator:
         status, payload = await self.handle(
             scope["method"], scope["path"], query, credentials, body
         )
+        if status == 200 and self.body is not None:
+            payload = self.body
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         await send_response(send, status, [(b"content-type", b"application/json")], data)
 

@@ -4,22 +4,29 @@ Two APIs are in use (CONTRACT §2 and §2b): v1, the Python orchestrator, and v2
 reached on port 8083 or under ``/api/v1`` on port 8000. v2 keys streams by content id and answers
 lists in other shapes. :class:`Orchestrator` reads both shapes always, learns which API it talks
 to from the answers (or is told by ``TRIOPROXY_ORCHESTRATOR_API``), and sends events that both
-accept. Parsing and payload building are pure functions here, next to the client.
+accept. Reading the answers is done by pure functions here, next to the client; the events'
+bodies are built in :mod:`.orchestrator_events`.
 
 Every request carries the API key when one is configured. Functions take no timeout: callers put
-deadlines around them. Failures leave as :class:`OrchestratorError`.
+deadlines around them. Failures leave as :class:`OrchestratorError`, whatever the orchestrator
+answered: a connection error, a status, a body that is not JSON or nested past what the parser
+takes, or JSON of the wrong shape anywhere (a list for an object, a port that is a string or out
+of range, null for a field). Callers log it once per episode, not once per read.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from .engine import Engine, Session
+from .engine import Engine
+from .orchestrator_events import Event, EventKind, ended_payload, started_payload
 
 __all__ = [
     "Api",
@@ -40,11 +47,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["stream_started", "stream_ended"]
 Api = Literal["v1", "v2"]
 ApiSetting = Literal["auto", "v1", "v2"]
-
-"""Top-level event fields v2 needs; v1 ignores them, and is sent its own body without them."""
 
 ENDED_STATUSES = frozenset({"ended", "stopped", "failed", "error", "closed"})
 """v2 lists every stream it knows, whatever ``?status=`` says: these are the ones no longer
@@ -54,12 +58,14 @@ added later) still runs: a channel is never stopped because a status is new to u
 _V2_ENGINE_FIELDS = ("draining", "stream_count", "total_peers")
 """Fields only v2 puts in an engine row: a bare list holding them comes from v2."""
 
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+"""What decoding or reading a malformed answer can raise (``ValueError`` covers JSON and
+Unicode decoding errors): it becomes an :class:`OrchestratorError`, never a crash."""
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    kind: EventKind
-    stream_id: str
-    payload: dict[str, Any]
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+"""A host name, an IPv4 address or an IPv6 address: what an engine row's ``host`` may be."""
+
+T = TypeVar("T")
 
 
 class OrchestratorError(Exception):
@@ -72,42 +78,6 @@ class OrchestratorError(Exception):
 
 class OrchestratorAuthError(OrchestratorError):
     """The orchestrator refused our key (401/403); already logged once by the client."""
-
-
-# ---- payloads (pure) ----------------------------------------------------------------------------
-
-
-def started_payload(
-    *, engine: Engine, key_type: str, key: str, session: Session, stream_id: str
-) -> dict[str, Any]:
-    """``stream_started`` for v1 and both v2 surfaces: v1's body plus ``content_id`` and
-    ``engine_id`` at the top (v2 keys the stream by the first and counts load by the second)."""
-    return {
-        "container_id": engine.container_id,
-        "engine": {"host": engine.host, "port": engine.port},
-        "stream": {"key_type": key_type, "key": key},
-        "session": {
-            "playback_session_id": session.playback_session_id,
-            "stat_url": session.stat_url,
-            "command_url": session.command_url,
-            "is_live": session.is_live,
-        },
-        "labels": {"source": "trioproxy", "stream_mode": "HLS", "stream_id": stream_id},
-        "content_id": key,
-        "engine_id": engine.container_id,
-    }
-
-
-def ended_payload(
-    *, container_id: str | None, stream_id: str, content_id: str, reason: str
-) -> dict[str, Any]:
-    """``stream_ended`` for v1 (``stream_id``) and v2 (``content_id``, else it is ignored)."""
-    return {
-        "container_id": container_id,
-        "stream_id": stream_id,
-        "content_id": content_id,
-        "reason": reason,
-    }
 
 
 # ---- answers (pure) -----------------------------------------------------------------------------
@@ -149,10 +119,12 @@ def parse_engines(payload: Any) -> list[Engine]:
         if row.get("draining") is True:  # v2: being emptied, takes no new stream
             continue
         host, port = row.get("host"), row.get("port")
-        if not isinstance(host, str) or not host or not isinstance(port, int):
+        if not isinstance(host, str) or not host or type(port) is not int:  # not a bool either
             continue
         if not 0 < port < 65536:
             continue
+        if not _HOST.fullmatch(host):
+            continue  # not a host name or address ("a/b", "user@host", spaces, ...)
         bracketed = f"[{host}]" if ":" in host else host
         container = row.get("container_id")
         engines.append(
@@ -202,6 +174,16 @@ def parse_running(payload: Any, api: Api) -> RunningStreams:
             if isinstance(value, str) and value
         )
     return RunningStreams(api, frozenset(keys))
+
+
+def _decoded(response: httpx.Response) -> Any:
+    """The JSON of an answer; anything else (deep nesting included) an OrchestratorError."""
+    try:
+        return response.json()
+    except RecursionError as exc:
+        raise OrchestratorError("answered JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise OrchestratorError("answered something other than JSON") from exc
 
 
 def parse_looping(payload: Any) -> frozenset[str]:
@@ -295,8 +277,10 @@ class Orchestrator:
             response = await self._http.request(
                 method, self.base_url + path, json=body, headers=self._headers
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise OrchestratorError(f"{type(exc).__name__}: {exc}") from exc
+        except UnicodeError as exc:  # a key the configuration should have refused
+            raise OrchestratorError(f"cannot send the request: {exc}") from exc
         if response.status_code in (401, 403):
             self.auth_failed(response.status_code)
             raise OrchestratorAuthError(
@@ -308,10 +292,17 @@ class Orchestrator:
         response = await self._send("GET", path)
         if response.status_code != 200:
             raise OrchestratorError(f"HTTP {response.status_code}", response.status_code)
+        return _decoded(response)
+
+    async def _read(self, path: str, read: Callable[[Any], T]) -> T:
+        """``GET path``, read with ``read``; an answer it cannot read is an OrchestratorError."""
+        payload = await self._get_json(path)
         try:
-            return response.json()
-        except ValueError as exc:
-            raise OrchestratorError("answered something other than JSON") from exc
+            return read(payload)
+        except OrchestratorError:
+            raise
+        except _MALFORMED as exc:
+            raise OrchestratorError("answered JSON of the wrong shape") from exc
 
     async def post_event(self, event: Event) -> int:
         """POST ``event``; its HTTP status (401/403 raise :class:`OrchestratorAuthError`)."""
@@ -325,8 +316,8 @@ class Orchestrator:
         """v1 names the stream by our label, v2 by the content id."""
         try:
             answer = response.json()
-        except ValueError:
-            return
+        except _MALFORMED:
+            return  # delivered all the same: only the API stays unlearned
         named = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(named, str):
             return
@@ -337,25 +328,32 @@ class Orchestrator:
 
     async def engines(self) -> list[Engine]:
         """Healthy engines from ``GET /engines``."""
+
+        def read(payload: Any) -> list[Engine]:
+            engines = parse_engines(payload)
+            self._learn(api_of_list(payload, "engines", self._under_api_v1), "GET /engines")
+            return engines
+
         try:
-            payload = await self._get_json("/engines")
+            return await self._read("/engines", read)
         except OrchestratorAuthError:
             if not self._under_api_v1:  # v1 never asks a key for /engines
                 self._learn("v2", "GET /engines asked for a key")
             raise
-        self._learn(api_of_list(payload, "engines", self._under_api_v1), "GET /engines")
-        return parse_engines(payload)
 
     async def running_streams(self) -> RunningStreams:
         """Streams still running, keyed the way this orchestrator names them."""
-        payload = await self._get_json("/streams?status=started")
-        self._learn(api_of_list(payload, "streams", self._under_api_v1), "GET /streams")
-        return parse_running(payload, self.api or "v1")
+
+        def read(payload: Any) -> RunningStreams:
+            self._learn(api_of_list(payload, "streams", self._under_api_v1), "GET /streams")
+            return parse_running(payload, self.api or "v1")
+
+        return await self._read("/streams?status=started", read)
 
     async def looping_streams(self) -> frozenset[str]:
         """Content the orchestrator lists as looping; empty (logged once) when it has no list."""
         try:
-            payload = await self._get_json("/looping-streams")
+            looping = await self._read("/looping-streams", parse_looping)
         except OrchestratorError as exc:
             if exc.status != 404:
                 raise
@@ -368,7 +366,7 @@ class Orchestrator:
                 )
             return frozenset()
         self._no_loop_list_logged = False
-        return parse_looping(payload)
+        return looping
 
     def auth_failed(self, status: int) -> None:
         """Log a rejected key once per process, at error level; later ones at debug."""
