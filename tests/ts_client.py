@@ -23,6 +23,8 @@ class TsClient:
     path: str
     query: str = ""
     method: str = "GET"
+    client: tuple[str, int] = ("127.0.0.1", 40000)
+    """The peer the request comes from."""
     status: int | None = None
     headers: dict[bytes, bytes] = field(default_factory=dict)
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
@@ -52,7 +54,7 @@ class TsClient:
             "query_string": self.query.encode(),
             "root_path": "",
             "headers": [(b"host", b"proxy.test")],
-            "client": ("127.0.0.1", 40000),
+            "client": self.client,
             "server": ("proxy.test", 80),
             "state": {},  # type: ignore[typeddict-item]
             "extensions": {},
