@@ -24,6 +24,7 @@ __all__ = [
     "Unauthorized",
     "UpstreamRefused",
     "UpstreamUnusable",
+    "public_url",
     "redact",
 ]
 
@@ -33,6 +34,10 @@ _URL = re.compile(
     """,
     re.IGNORECASE | re.VERBOSE,
 )
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/?#\s@]*@", re.IGNORECASE)
+"""A URL's ``user:password@``, whatever characters the password has: dropped first."""
 
 
 def _host_only(match: re.Match[str]) -> str:
@@ -48,18 +53,33 @@ REDACTED = "<redacted>"
 
 def redact(text: str, *hidden: str) -> str:
     """``text`` with each URL cut to its host and without any of ``hidden`` (session ids): what a
-    client may see. Paths and queries carry session ids; the host says which upstream failed.
+    client may see. Paths and queries carry session ids and a source's account (as does a URL's
+    ``user:password@``, never shown); the host says which upstream failed.
 
     ``engine http://10.0.0.5:6878 unreachable`` stays ``engine 10.0.0.5:6878 unreachable``, and
     ``http://e:6878/ace/c/<session>/7.ts: truncated`` becomes ``e:6878: truncated``.
     """
-    text = _URL.sub(_host_only, text)
+    text = _URL.sub(_host_only, _USERINFO.sub(r"\g<scheme>", text))
     for secret in hidden:
         if secret:
             text = text.replace(secret, REDACTED)
     for pattern, replacement in _TIDY:
         text = pattern.sub(replacement, text)
     return text.strip() or "upstream failure"
+
+
+def public_url(url: str) -> str:
+    """``url`` as anyone may see it: ``scheme://host[:port]``, never its user name, password,
+    path or query; ``""`` when it is no absolute URL (a relative URI shows nothing)."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + ("" if port is None else f":{port}")
 
 
 class ProxyError(Exception):

@@ -84,22 +84,22 @@ class SessionRecord:
     reason: str | None = None
     playback_session_id: str | None = None
 
-    def snapshot(self, *, detail: bool, now: float) -> dict[str, Any]:
+    def snapshot(self, *, now: float) -> dict[str, Any]:
+        """The whole record, session id included (``channels.public`` says what is public)."""
+
         def ago(at: float | None) -> float | None:
             return None if at is None else round(now - at, 3)
 
-        age = {"opened_seconds_ago": ago(self.opened_at), "ended_seconds_ago": ago(self.ended_at)}
-        shown: dict[str, Any] = {
+        return {
             "engine": self.engine,
             "container_id": self.container_id,
             "opened": self.opened_at is not None,
-            **age,
+            "opened_seconds_ago": ago(self.opened_at),
+            "ended_seconds_ago": ago(self.ended_at),
             "ended": self.ended_at is not None,
             "reason": self.reason,
+            "playback_session_id": self.playback_session_id,
         }
-        if detail:
-            shown["playback_session_id"] = self.playback_session_id
-        return shown
 
 
 def describe_attempts(records: list[SessionRecord]) -> str:

@@ -1,4 +1,8 @@
-"""The registry and its channels as ``/proxy/status`` shows them."""
+"""The registry and its channels as ``/proxy/status`` shows them.
+
+The status is built whole, here; a caller without the key gets it through the allow-list of
+:mod:`.public`, with every secret of every channel (:func:`channel_secrets`) left out of texts.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,33 @@ from typing import Any
 
 import trio
 
-from ..errors import redact
 from .admission import opening_counts
 from .channel import Channel
+from .public import public_status, url_secrets
 from .registry import Registry
 
-__all__ = ["channel_status", "registry_status"]
+__all__ = ["channel_secrets", "channel_status", "registry_status"]
 
 
-def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
-    """``channel`` for the status page. Without ``detail`` (a caller without the key): no
-    ``stream_id`` or ``playback_session_id`` (with them anyone could stop the session through
-    the engine's own API), and the end reason without URLs."""
+def channel_secrets(channel: Channel) -> list[str]:
+    """What no text a caller without the key sees may carry: the channel's engine session ids
+    (with one, anyone could stop the session through the engine's own API) and, for a source,
+    the credentials in its URL."""
+    secrets = [record.playback_session_id or "" for record in channel.sessions]
+    session = channel.session
+    if session is not None:
+        secrets += [session.playback_session_id, session.pid]
+    if channel.key_type == "url":
+        secrets += url_secrets(channel.key)
+    return [secret for secret in secrets if secret]
+
+
+def channel_status(channel: Channel) -> dict[str, Any]:
+    """``channel`` for the status page, whole (see :mod:`.public` for what is public of it)."""
     now = trio.current_time()
     window = channel.window
     segments = list(window)
-    session: dict[str, Any] = {}
-    end_reason = channel.end_reason
-    if detail:
-        current = channel.session
-        session = {
-            "stream_id": channel.stream_id,
-            "playback_session_id": current.playback_session_id if current else None,
-        }
-    elif end_reason is not None:
-        end_reason = redact(end_reason, *channel.session_ids())
+    current = channel.session
     variant = channel.variant
     stat = channel.feed.engine_stat
     return {
@@ -40,10 +46,11 @@ def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
         "key_type": channel.key_type,
         "key": channel.key,
         "state": channel.state.value,
-        "end_reason": end_reason,
+        "end_reason": channel.end_reason,
         "age_seconds": round(now - channel.created_at, 3),
         "engine": {"url": channel.engine.base_url, "container_id": channel.engine.container_id},
-        **session,
+        "stream_id": channel.stream_id,
+        "playback_session_id": current.playback_session_id if current else None,
         "clients": channel.clients.count(now),
         "waiting": channel.waiting,
         "ts": channel.ts.snapshot(),
@@ -59,7 +66,7 @@ def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
         },
         "events": channel.events_snapshot(),
         "engine_stats": None if stat is None else stat.as_dict(now),
-        "sessions": [record.snapshot(detail=detail, now=now) for record in channel.sessions],
+        "sessions": [record.snapshot(now=now) for record in channel.sessions],
         "failovers": channel.switches.total,
         "upstream": {
             "variant": None
@@ -72,15 +79,26 @@ def channel_status(channel: Channel, *, detail: bool = True) -> dict[str, Any]:
 
 
 def registry_status(registry: Registry, *, detail: bool = True) -> dict[str, Any]:
-    """The status page. Without ``detail``, no engine session ids (nor what carries them:
-    stream ids, the engine's URLs in end reasons): see :func:`channel_status`."""
+    """The status page. Without ``detail`` (a caller without the key), only what
+    :mod:`.public` allows: no URL but ``scheme://host[:port]``, no engine session ids nor what
+    carries them, no viewer's address."""
+    channels, closing = registry.channels, registry.closing
+    status = _registry_status(registry, channels, closing)
+    if detail:
+        return status
+    secrets = [secret for channel in (*channels, *closing) for secret in channel_secrets(channel)]
+    return public_status(status, secrets)
+
+
+def _registry_status(
+    registry: Registry, channels: list[Channel], closing: list[Channel]
+) -> dict[str, Any]:
     config = registry.config
     orchestrator = registry.orchestrator
-    channels, closing = registry.channels, registry.closing
     return {
-        "redacted": not detail,
-        "channels": [channel_status(c, detail=detail) for c in channels],
-        "closing": [channel_status(c, detail=detail) for c in closing],
+        "redacted": False,
+        "channels": [channel_status(c) for c in channels],
+        "closing": [channel_status(c) for c in closing],
         "engines": registry.directory.snapshot(),
         "engine_list_error": registry.directory.last_refresh_error,
         "events": None

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from ..errors import public_url
 from .engine import Engine, EngineClient, KeyType, Session
 
 __all__ = ["RENDITION_NAME", "SOURCE_PREFIX", "SourceUpstream", "rendition_name"]
@@ -45,9 +45,9 @@ class SourceUpstream:
 
     @property
     def engine(self) -> Engine:
-        """The origin, in the shape events describe an engine with."""
-        parts = urlsplit(self.url)
-        return Engine(base_url=f"{parts.scheme}://{parts.netloc}")
+        """The origin, in the shape events describe an engine with: its scheme, host and port,
+        never the credentials a URL may carry (they would show wherever an engine is named)."""
+        return Engine(base_url=public_url(self.url))
 
     @property
     def engine_load(self) -> None:
