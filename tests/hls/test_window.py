@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trioproxy.hls.playlist import PlaylistError, parse_media_playlist, render_media_playlist
-from trioproxy.hls.window import SegmentWindow
+from trioproxy.hls.window import MAX_PACE, SegmentWindow
 
 
 def render(window: SegmentWindow, size: int = 3) -> str:
@@ -36,6 +36,17 @@ def test_target_duration_covers_rounded_extinf_and_never_shrinks() -> None:
     text = render(window)
     assert "#EXT-X-TARGETDURATION:5\n" in text  # the 4.5 s segment has left the playlist
     assert "#EXTINF:2.000,\n" in text
+
+
+def test_timers_pace_on_the_segments_durations_bounded_not_on_a_declared_target() -> None:
+    window = SegmentWindow(10)
+    window.raise_target_duration(3600)  # an upstream's placeholder playlist
+    window.append(b"x", 2.0)
+    assert (window.target_duration, window.pace) == (3600, 2)
+    window.append(b"x", 6.4)
+    assert window.pace == 6
+    window.append(b"x", 3600.0)  # a segment that claims an hour
+    assert (window.target_duration, window.pace) == (3600, MAX_PACE)
 
 
 def test_discontinuity_sequence_counts_tags_that_left_the_playlist() -> None:

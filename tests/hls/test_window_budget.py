@@ -62,3 +62,34 @@ def test_the_mean_segment_size_is_of_what_is_held_now() -> None:
         window.append(bytes(size), 2.0)
     assert budget.segment_size(default=777) == 300  # 200 and 400: the 100 left the window
     assert budget.held == 600
+
+
+def test_reclaim_takes_the_oldest_surplus_of_any_window_and_nothing_when_not_enough() -> None:
+    budget = MemoryBudget(2600)
+
+    def window(size: int, reserve: int, keep: int) -> SegmentWindow:
+        account = budget.open(reserve)
+        assert account is not None
+        return SegmentWindow(size, account=account, keep=keep)
+
+    a, b = window(10, 300, 3), window(10, 300, 3)
+    c = window(10, 600, 3)  # all it will hold is within its reserve
+    finished = window(4, 0, 4)  # finished content: served whole
+    for _ in range(6):
+        for live in (a, b, c):
+            live.append(bytes(100), 2.0)
+    for _ in range(4):
+        finished.append(bytes(100), 2.0)
+    assert budget.free == 400  # 600 + 600 + 600 + 400 charged
+
+    def held() -> list[list[int]]:
+        return [[s.sequence for s in w] for w in (a, b, c, finished)]
+
+    before = held()
+    assert not budget.reclaim(1100)  # 400 free and 2 × 300 beyond the served windows
+    assert held() == before
+    assert budget.reclaimed == 0
+
+    assert budget.reclaim(700)
+    assert held() == [[2, 3, 4, 5], [1, 2, 3, 4, 5], before[2], before[3]]  # a0, b0, a1
+    assert (budget.free, budget.reclaimed, a.dropped_for_budget) == (700, 3, 2)

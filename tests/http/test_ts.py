@@ -9,11 +9,13 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+from trioproxy.channels.status import registry_status
+from trioproxy.channels.ts import SPARE_CHUNKS
 from trioproxy.hls.mpegts import NULL_PACKET
 from trioproxy.hls.window import SegmentMeta
 from trioproxy.http import urls
 from trioproxy.http.app import ProxyApp
-from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.engine import EngineSession, SimulatedEngine, demo_media
 from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
 
 from ..ts_client import TsClient
@@ -296,3 +298,78 @@ async def test_a_stall_brings_null_packets_to_every_player_whoever_leaves(
         nulls = [at for at, data in stayed.chunks if data == NULL_PACKET]
         assert nulls == [due, due + 0.5, due + 1.0, due + 1.5]
         stayed.leave()
+
+
+async def test_spliced_copies_are_bounded_by_the_lag_and_charged_to_the_memory_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Real MPEG-TS with segments missing upstream: after the first gap the splicer continues
+    # the continuity counters, so every segment a TS player gets is a copy.
+    media = demo_media()
+    engine = SimulatedEngine(media, durations=[2.0], backlog=6.0, missing={8, 15, 22, 29})
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        player = ts_client(h)
+        nursery.start_soon(player.run)
+        channel = await h.wait_channel()
+        bound = (channel.ts.max_lag + SPARE_CHUNKS) * max(len(data) for data in media)
+        counted, held, charged = [], [], []
+        for _ in range(40):  # 80 s: 40 segments, 4 of them missing
+            await trio.sleep(2.0)
+            memory = registry_status(h.registry)["limits"]["memory"]
+            counted.append(memory["held_bytes"] - channel.window.total_bytes)
+            held.append(channel.ts.held_bytes)
+            charged.append(channel.ts.charged_bytes)
+        assert channel.window.gaps == 4
+        assert min(counted[-20:]) > 0  # the budget counts more than the window: the copies
+        assert counted == charged
+        assert max(held) <= bound
+        assert channel.ts.cut == 0  # and the player kept up: it got every segment
+        received = b"".join(data for _, data in media_chunks(player))
+        assert len(received) >= 30 * min(len(data) for data in media)
+        player.leave()
+        await channel.closed.wait()
+    memory = registry_status(h.registry)["limits"]["memory"]
+    assert (memory["charged_bytes"], memory["held_bytes"], memory["accounts"]) == (0, 0, 0)
+
+
+class PlaceholderTarget(SimulatedEngine):
+    """An engine that lists ``#EXT-X-TARGETDURATION:3600`` while it prebuffers (no segment yet)."""
+
+    def playlist(self, session: EngineSession, now: float) -> str:
+        text = super().playlist(session, now)
+        if self.produced(session, now) == 0:
+            text = text.replace("#EXT-X-TARGETDURATION:2\n", "#EXT-X-TARGETDURATION:3600\n")
+        return text
+
+
+async def test_a_declared_target_duration_of_an_hour_still_cuts_a_lagging_player_in_seconds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = PlaceholderTarget(small_media(), durations=[2.0], prebuffer=4.0)
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        reader = ts_client(h)
+        nursery.start_soon(reader.run)
+        channel = await h.wait_channel()
+        assert channel.window.target_duration == 3600  # what the upstream declared sticks
+        stuck = ts_client(h)
+        stuck.reading = False  # its first write, the newest segment, never completes
+        stuck_on = channel.ts.last_arrival
+        nursery.start_soon(stuck.run)
+        with trio.fail_after(60):
+            await stuck.finished.wait()
+        # Segments of 2 s: cut when one arrives and the one it is stuck on came 2 × 2 s ago
+        # (TRIOPROXY_TS_MAX_LAG 2), not 2 × 3600 s.
+        assert trio.current_time() == stuck_on + 4.0
+        assert channel.ts.cut == 1
+        # A stall: null packets one segment duration (2 s) and a keep-alive interval after
+        # the last segment, not an hour later.
+        reads = h.engine.requests["playlist"]
+        h.engine.faults["*"] = "stall"
+        while h.engine.requests["playlist"] == reads:  # noqa: ASYNC110 (the engine's count)
+            await trio.sleep(0.01)
+        await trio.sleep(0.01)
+        due = channel.ts.last_arrival + 2.0 + 0.5
+        await trio.sleep_until(due + 0.1)
+        nulls = [at for at, data in reader.chunks if data == NULL_PACKET and at > stuck_on]
+        assert nulls == [due]
+        reader.leave()

@@ -1,12 +1,17 @@
 """The memory budget across channels (``TRIOPROXY_MEMORY_BUDGET``): who may hold how many bytes.
 
-Every channel's window and resources (init sections and keys) are charged to one
-:class:`~trioproxy.hls.window.MemoryBudget` through the channel's own account. What that means:
+Every channel's window, resources (init sections and keys) and TS stream (the spliced copies
+it keeps for its TS players) are charged to one :class:`~trioproxy.hls.window.MemoryBudget`
+through the channel's own account. What that means:
 
 - **A new channel** sets aside a reserve when it is admitted: its served playlist window
-  (``HLS_WINDOW_SIZE``) at the mean size of the segments held now (:data:`SEGMENT_ESTIMATE` while
-  none is), at most a quarter of the budget. One that will not fit is refused up front: ``503``
-  + ``Retry-After``.
+  (``HLS_WINDOW_SIZE``) and the segment arriving next (so that a channel within its reserve
+  never leaves a segment out), at the mean size of the segments held now
+  (:data:`SEGMENT_ESTIMATE` while none is), at most a quarter of the budget. When the budget
+  has not that much free, the other live channels give back their surplus — what their windows
+  hold beyond the window they serve (up to ``HLS_MAX_SEGMENTS``) and beyond their own reserve —
+  the oldest segments first, whichever channel holds them; finished content has none. One that
+  still will not fit is refused up front, with nothing dropped: ``503`` + ``Retry-After``.
 - **A live channel** may hold more than its reserve while the budget has room; under pressure it
   drops its oldest segments beyond the served window rather than grow, and a segment that still
   does not fit is left out (a gap, logged).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +58,8 @@ RETRY_AFTER = 10.0
 TRIM_AFTER = 32 * 1024 * 1024
 """Bytes a closed channel must have held for :func:`give_back` to be worth a call."""
 SETTING = "TRIOPROXY_MEMORY_BUDGET"
+
+log = logging.getLogger(__name__)
 
 
 class MemoryRefused(EngineError):
@@ -82,18 +90,26 @@ class MemoryAdmission:
 
     def __init__(self, config: Config) -> None:
         self.budget = MemoryBudget(config.memory_budget)
-        self._window = config.hls_window_size
+        self._segments = min(config.hls_window_size + 1, config.hls_max_segments)
         self.refused: Counter[str] = Counter()
 
     def reserve(self) -> int:
-        """Bytes a new channel sets aside: its served window at today's mean segment size."""
-        estimate = self._window * self.budget.segment_size(SEGMENT_ESTIMATE)
+        """Bytes a new channel sets aside: its served window and the next segment, at today's
+        mean segment size."""
+        estimate = self._segments * self.budget.segment_size(SEGMENT_ESTIMATE)
         return min(estimate, self.budget.limit // MAX_RESERVE_SHARE)
 
     def admit(self) -> MemoryAccount:
-        """An account for a new channel; :class:`OverCapacity` when its reserve does not fit."""
+        """An account for a new channel, its reserve made free from other windows' surplus if
+        need be; :class:`OverCapacity` when it does not fit even so."""
         reserve = self.reserve()
-        account = self.budget.open(reserve)
+        reclaimed = self.budget.reclaimed
+        account = self.budget.open(reserve) if self.budget.reclaim(reserve) else None
+        if self.budget.reclaimed > reclaimed:
+            log.info(
+                "memory budget: %d segments beyond served windows dropped for a new channel",
+                self.budget.reclaimed - reclaimed,
+            )
         if account is None:
             self.refused["channels"] += 1
             raise OverCapacity(
@@ -112,6 +128,7 @@ class MemoryAdmission:
             "free_bytes": budget.free,
             "accounts": budget.accounts,
             "new_channel_reserve_bytes": self.reserve(),
+            "reclaimed_segments": budget.reclaimed,
             "refused": dict(self.refused),
         }
 

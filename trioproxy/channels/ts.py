@@ -7,12 +7,20 @@ it; :func:`play` is the loop a player's connection runs in its own task: the new
 once (a fast start), then each new one as it arrives, null packets while there is nothing to
 send (the engine prebuffering, a stall), and the end when the channel ends.
 
-The stream keeps what the window keeps (mostly the very same bytes). A player whose oldest
-unsent segment arrived more than ``max_lag`` segment durations ago is cut loose
-(:meth:`TsPlayer.disconnect`) when the next segment arrives, whatever its connection is doing,
-so a slow reader never slows anyone else nor holds on to more; a burst of segments arriving at
-once (an engine's backlog) cuts nobody. No task of its own: the fetch loop's append calls
-:meth:`TsStream.publish`.
+A player whose oldest unsent segment arrived more than ``max_lag`` segment durations ago is cut
+loose (:meth:`TsPlayer.disconnect`) when the next segment arrives, whatever its connection is
+doing, so a slow reader never slows anyone else nor holds on to more; a burst of segments
+arriving at once (an engine's backlog) cuts nobody. A segment lasts
+:attr:`~trioproxy.hls.window.SegmentWindow.pace` for these timers (the segments' own durations,
+bounded), never the upstream's declared target duration. No task of its own: the fetch loop's
+append calls :meth:`TsStream.publish`.
+
+The stream keeps the newest ``max_lag`` + :data:`SPARE_CHUNKS` spliced segments: what a player
+can still be served. A spliced segment is a copy wherever the splicer changed a byte (after a
+gap or an upstream restart, every one is): copies are charged to the channel's memory account,
+as the window's segments are, and given back when dropped (or with the account, when the
+channel closes). A copy that does not fit even after the window dropped what it does not serve
+goes out unspliced (its continuity counters jump there).
 """
 
 from __future__ import annotations
@@ -28,9 +36,9 @@ from typing import Any
 import trio
 
 from ..hls.mpegts import PACKET_SIZE, Splicer, null_packets
-from ..hls.window import Segment, SegmentWindow
+from ..hls.window import OverBudget, Segment, SegmentWindow
 
-__all__ = ["KEEPALIVE", "TsChunk", "TsPlayer", "TsStream", "not_mpegts", "play"]
+__all__ = ["KEEPALIVE", "SPARE_CHUNKS", "TsChunk", "TsPlayer", "TsStream", "not_mpegts", "play"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,9 @@ KEEPALIVE = 0.5
 """Seconds between null packets while no media flows."""
 KEEPALIVE_PACKETS = 1
 KEEPALIVE_BYTES = KEEPALIVE_PACKETS * PACKET_SIZE
+SPARE_CHUNKS = 2
+"""Spliced segments kept beyond ``max_lag``: the one a player at the lag bound is being sent,
+and one arriving."""
 
 
 def not_mpegts(segment: Segment) -> str | None:
@@ -59,6 +70,8 @@ class TsChunk:
     duration: float
     arrived_at: float
     unsupported: str | None = None
+    charged: int = 0
+    """Bytes of it charged to the channel's memory account: a copy's size, else 0."""
 
 
 class TsPlayer:
@@ -90,7 +103,9 @@ class TsStream:
     def __init__(self, window: SegmentWindow, max_lag: int) -> None:
         self.max_lag = max_lag
         self._window = window
-        self._chunks: deque[TsChunk] = deque(maxlen=window.max_segments)
+        self._chunks: deque[TsChunk] = deque()
+        self._keep = max_lag + SPARE_CHUNKS
+        self._over_budget = False
         self._splicer = Splicer()
         self._next: int | None = None
         """The next window sequence to splice; None while no player is connected."""
@@ -116,7 +131,7 @@ class TsStream:
         if not self.players:
             # Splice from the newest segment on: a fresh stream for whoever is first.
             self._splicer = Splicer()
-            self._chunks.clear()
+            self._drop_chunks(0)
             self._next = max(0, self._window.next_sequence - 1)
             self._gone = trio.Event()
             self._sync()
@@ -128,7 +143,7 @@ class TsStream:
             del self.players[player]
             if not self.players:
                 self._next = None
-                self._chunks.clear()
+                self._drop_chunks(0)
                 self.left_at = trio.current_time()
                 self._gone.set()
 
@@ -184,12 +199,54 @@ class TsStream:
             if segment is None:
                 continue  # the window dropped it before it was seen: the next one is a gap
             reason = not_mpegts(segment)
-            data = segment.data
+            data, charged = segment.data, 0
             if reason is None:
                 data = self._splicer.splice(data, discontinuity=segment.discontinuity)
-            self._chunks.append(TsChunk(segment.sequence, data, segment.duration, now, reason))
+                if data is not segment.data:
+                    data, charged = self._charge(data, segment.data)
+            self._chunks.append(
+                TsChunk(segment.sequence, data, segment.duration, now, reason, charged)
+            )
+            self._drop_chunks(self._keep)
             self.last_arrival = now
-            self.target_duration = float(self._window.target_duration)
+            self.target_duration = float(self._window.pace)
+
+    def _charge(self, copy: bytes, original: bytes) -> tuple[bytes, int]:
+        """``copy`` charged to the channel's account, or ``original`` when it does not fit."""
+        account = self._window.account
+        if account is None:
+            return copy, 0
+        self._window.make_room(len(copy))
+        try:
+            account.add(len(copy))
+        except OverBudget:
+            if not self._over_budget:
+                self._over_budget = True
+                log.warning(
+                    "TS stream: a spliced segment (%d bytes) does not fit in the memory budget "
+                    "(TRIOPROXY_MEMORY_BUDGET); sent as the upstream made it",
+                    len(copy),
+                )
+            return original, 0
+        self._over_budget = False
+        return copy, len(copy)
+
+    def _drop_chunks(self, keep: int) -> None:
+        """Keep the newest ``keep`` chunks; what a dropped copy was charged goes back."""
+        while len(self._chunks) > keep:
+            chunk = self._chunks.popleft()
+            if chunk.charged and self._window.account is not None:
+                self._window.account.remove(chunk.charged)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the spliced segments kept hold (copies or the window's own)."""
+        return sum(len(chunk.data) for chunk in self._chunks)
+
+    @property
+    def charged_bytes(self) -> int:
+        """Bytes of copies charged to the channel's memory account."""
+        return sum(chunk.charged for chunk in self._chunks)
 
     def chunk_for(self, player: TsPlayer) -> TsChunk | None:
         """What ``player`` gets next: at first the newest segment, then each in turn."""

@@ -1,7 +1,7 @@
 """A channel's segment window: the buffered segments, in order. Pure data, no I/O, no Trio.
 
-Also the byte accounting that bounds what every window (and every channel's resources) hold
-together: one :class:`MemoryBudget`, one :class:`MemoryAccount` per channel.
+Its bytes are charged to the channel's account in the memory budget (:mod:`.budget`; the names
+are re-exported here).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from .budget import MemoryAccount, MemoryBudget, OverBudget
+
 __all__ = [
+    "MAX_PACE",
     "KeyTag",
     "MemoryAccount",
     "MemoryBudget",
@@ -58,104 +61,8 @@ class SegmentMeta:
 
 PLAIN = SegmentMeta()
 
-
-class OverBudget(Exception):
-    """Bytes that do not fit in the memory budget."""
-
-
-class MemoryBudget:
-    """A limit on the bytes many accounts hold together.
-
-    Each account is charged ``max(reserve, held)``: its reserve is set aside when it opens (so an
-    admitted channel can always hold that much), and what it holds beyond it comes out of what
-    no account is charged for. The sum of charges never exceeds :attr:`limit`.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be ≥ 1")
-        self.limit = limit
-        self.charged = 0
-        """The sum of every open account's charge."""
-        self.held = 0
-        """Bytes the open accounts actually hold."""
-        self.accounts = 0
-        self.segments_held = 0
-        self.segment_bytes_held = 0
-
-    @property
-    def free(self) -> int:
-        return self.limit - self.charged
-
-    def segment_size(self, default: int) -> int:
-        """The mean size of the segments held now, or ``default`` when none is."""
-        if not self.segments_held:
-            return default
-        return -(-self.segment_bytes_held // self.segments_held)
-
-    def open(self, reserve: int) -> MemoryAccount | None:
-        """A new account with ``reserve`` set aside, or None when that does not fit."""
-        if reserve > self.free:
-            return None
-        return MemoryAccount(self, reserve)
-
-
-class MemoryAccount:
-    """What one channel holds of a :class:`MemoryBudget`. Closing it gives everything back."""
-
-    def __init__(self, budget: MemoryBudget, reserve: int) -> None:
-        self._budget = budget
-        self.reserve = max(0, reserve)
-        self.held = 0
-        self.closed = False
-        budget.charged += self.reserve
-        budget.accounts += 1
-
-    @property
-    def charge(self) -> int:
-        return max(self.reserve, self.held)
-
-    @property
-    def room(self) -> int:
-        """Bytes this account may still add: what is left of its reserve, and the budget's free."""
-        if self.closed:
-            return 0
-        return self.charge - self.held + self._budget.free
-
-    def add(self, size: int, *, segment: bool = False) -> None:
-        """Hold ``size`` more bytes; :class:`OverBudget` when they do not fit."""
-        if size > self.room:
-            raise OverBudget(f"{size} bytes do not fit ({self.room} left)")
-        self._set(self.held + size)
-        if segment:
-            self._budget.segments_held += 1
-            self._budget.segment_bytes_held += size
-
-    def remove(self, size: int, *, segment: bool = False) -> None:
-        if self.closed:
-            return
-        self._set(self.held - size)
-        if segment:
-            self._budget.segments_held -= 1
-            self._budget.segment_bytes_held -= size
-
-    def close(self, segments: int = 0, segment_bytes: int = 0) -> None:
-        """Give back everything: ``segments`` of ``segment_bytes`` among what it held."""
-        if self.closed:
-            return
-        self._budget.charged -= self.charge
-        self._budget.held -= self.held
-        self._budget.accounts -= 1
-        self._budget.segments_held -= segments
-        self._budget.segment_bytes_held -= segment_bytes
-        self.closed = True
-        self.held = self.reserve = 0
-
-    def _set(self, held: int) -> None:
-        before = self.charge
-        self._budget.held += held - self.held
-        self.held = held
-        self._budget.charged += self.charge - before
+MAX_PACE = 30
+"""Seconds a segment lasts at most for our timers (:attr:`SegmentWindow.pace`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +90,9 @@ class SegmentWindow:
 
     With an ``account``, the bytes held are charged to it. A segment that does not fit drops the
     oldest segments first, down to the newest ``keep`` (the window players are served); when it
-    still does not fit, :meth:`append` raises :class:`OverBudget` and holds what it held.
+    still does not fit, :meth:`append` raises :class:`OverBudget` and holds what it held. What
+    it holds beyond ``keep`` (its surplus) the budget may also take back for another channel
+    (:meth:`MemoryBudget.reclaim`).
     """
 
     def __init__(
@@ -197,7 +106,11 @@ class SegmentWindow:
         if max_segments < 1:
             raise ValueError("max_segments must be ≥ 1")
         self._segments: deque[Segment] = deque(maxlen=max_segments)
+        self._stamps: deque[int] = deque()
+        """:meth:`MemoryBudget.stamp` of each segment held."""
         self.account = account
+        if account is not None:
+            account.window = self
         self.keep = max(1, keep)
         """Segments never dropped to make room in the budget."""
         self.dropped_for_budget = 0
@@ -206,6 +119,7 @@ class SegmentWindow:
         self._gap_pending = False
         self._appended = False
         self._target_duration = 1
+        self._longest = 1
         self.total_bytes = 0
         self.gaps = 0
 
@@ -219,6 +133,19 @@ class SegmentWindow:
     def target_duration(self) -> int:
         """Never decreases: ≥ every rounded duration this window has ever held (RFC 8216 §6.2.1)."""
         return self._target_duration
+
+    @property
+    def pace(self) -> int:
+        """Seconds a segment lasts as our timers count them (a TS player's lag bound, its
+        keep-alive, its send timeout): the longest segment duration this window has held,
+        rounded, at least 1 and at most :data:`MAX_PACE`.
+
+        Not :attr:`target_duration`: that one also takes what the upstream declared, and never
+        comes down. An ``#EXT-X-TARGETDURATION:3600`` (a placeholder playlist, a broken
+        packager) over 2 s segments would otherwise stretch those timers to hours; a segment
+        that claims an hour is bounded the same way.
+        """
+        return self._longest
 
     @property
     def next_sequence(self) -> int:
@@ -248,9 +175,7 @@ class SegmentWindow:
         if len(self._segments) == self._segments.maxlen:
             self._drop_oldest()
         if self.account is not None:
-            while len(data) > self.account.room and len(self._segments) > self.keep:
-                self._drop_oldest()
-                self.dropped_for_budget += 1
+            self.make_room(len(data))
             self.account.add(len(data), segment=True)
         flagged = discontinuity or (self._gap_pending and self._appended)
         if flagged:
@@ -269,11 +194,40 @@ class SegmentWindow:
         self._appended = True
         self._next_sequence += 1
         self._segments.append(segment)
+        self._stamps.append(self.account.stamp() if self.account is not None else 0)
         self.total_bytes += len(data)
-        self._target_duration = max(self._target_duration, rounded_duration(duration))
+        rounded = rounded_duration(duration)
+        self._target_duration = max(self._target_duration, rounded)
+        self._longest = min(MAX_PACE, max(self._longest, rounded))
         return segment
 
+    def make_room(self, size: int) -> None:
+        """Drop the oldest segments beyond the served window until ``size`` more bytes fit in
+        the account, or none is left to drop."""
+        if self.account is not None:
+            while size > self.account.room and len(self._segments) > self.keep:
+                self.drop_oldest_surplus()
+
+    @property
+    def surplus_bytes(self) -> int:
+        """Bytes held beyond the newest ``keep`` segments."""
+        surplus = len(self._segments) - self.keep
+        if surplus <= 0:
+            return 0
+        return sum(len(self._segments[n].data) for n in range(surplus))
+
+    def oldest_stamp(self) -> int:
+        return self._stamps[0] if self._stamps else 0
+
+    def drop_oldest_surplus(self) -> None:
+        """Drop the oldest segment, if it is beyond the served window, to make room in the
+        budget."""
+        if len(self._segments) > self.keep:
+            self._drop_oldest()
+            self.dropped_for_budget += 1
+
     def _drop_oldest(self) -> None:
+        self._stamps.popleft()
         size = len(self._segments.popleft().data)
         self.total_bytes -= size
         if self.account is not None:
