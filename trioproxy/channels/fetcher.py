@@ -37,6 +37,7 @@ from ..observability.metrics import CHANNEL_READY, SEGMENTS_FETCHED
 from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
+from ..upstream.liveness import refused_in_chain
 from .digest import Digest, read_playlist
 from .feed import Feed
 from .memory import RETRY_AFTER, MemoryRefused, finished_fits
@@ -349,8 +350,10 @@ async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
 
 
 def _refused(exc: BaseException) -> bool:
-    """The engine's host refused the connection: nothing listens there any more."""
-    return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
+    """The engine's host refused the connection at every address: nothing listens there any
+    more. Other connect errors (a name that does not resolve, TLS, no route, no free
+    descriptor) are bad luck, retried under the deadlines like any other failure."""
+    return isinstance(exc, EngineError) and refused_in_chain(exc)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
