@@ -13,7 +13,7 @@ most ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
 memory budget) leaves as :class:`~trioproxy.errors.EngineError`.
 
 Each reload is read, and its fetches planned, by :func:`~trioproxy.channels.digest.read_playlist`
-(in a worker thread for a large playlist).
+(in a worker thread for a large playlist), within the reload's deadline.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
 from ..upstream.liveness import refused_in_chain
-from .digest import Digest, read_playlist
+from .digest import Digest, ParseSlot, read_playlist
 from .feed import Feed
 from .memory import RETRY_AFTER, MemoryRefused, finished_fits
 
@@ -81,6 +81,7 @@ class Fetcher:
         self._planned = 0
         """Segments of finished content to be held in all."""
         self._over_budget = False
+        self._parse_slot = ParseSlot()
         self._origin: tuple[str, str, int | None] | None = None
         """Scheme, host and port of the playlist: where a refused segment means it is gone."""
 
@@ -123,16 +124,17 @@ class Fetcher:
                 if began < give_up_at:  # a reload hanging across the deadline ends at it
                     timeout_at = min(timeout_at, give_up_at)
                 try:
-                    with trio.fail_at(timeout_at):
+                    with trio.fail_at(timeout_at):  # the read, and the parse in its thread
                         text, final_url = await self._client.get_text(url)
-                    read = await read_playlist(
-                        self._config,
-                        text,
-                        final_url,
-                        last_sequence,
-                        last_discontinuity,
-                        previous_last,
-                    )
+                        read = await read_playlist(
+                            self._config,
+                            text,
+                            final_url,
+                            last_sequence,
+                            last_discontinuity,
+                            previous_last,
+                            self._parse_slot,
+                        )
                     del text
                     if read.variant is not None:
                         if hops >= MASTER_HOPS:
