@@ -36,6 +36,7 @@ from trioproxy.testing.harness import (
     default_config,
     engine_sockets,
     harness,
+    refused_error,
     small_media,
 )
 from trioproxy.testing.players import PlayerLog
@@ -99,7 +100,7 @@ class DyingTransport(httpx.AsyncBaseTransport):
         if self.refuse_segments and request_kind(request.url.path) == "segment":
             self.segments_refused.append(trio.current_time())
             await trio.lowlevel.checkpoint()
-            raise httpx.ConnectError("connection refused", request=request)
+            raise refused_error(request)
         if self.dying and not self.inner.refusing and request_kind(request.url.path) == "playlist":
             self.inner.refusing = True
             self.lost_at = trio.current_time()

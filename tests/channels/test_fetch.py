@@ -94,6 +94,23 @@ async def test_a_segment_that_cannot_be_downloaded_is_one_discontinuity(
         assert channel.window.gaps == 1
 
 
+async def test_a_segment_answered_empty_is_retried_then_one_discontinuity(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(), durations=[2.0], backlog=4.0, empty={5})
+    async with harness(default_config(), engine) as h:
+        channel = await watch(h, 20.0)
+        (session,) = h.sim.sessions.values()
+        assert session.segment_requests[5] == 3  # tried, then retried twice
+        fetched = upstream_sequences(channel)
+        assert 5 not in fetched
+        assert 4 in fetched
+        assert all(len(segment.data) == 1000 for segment in channel.window)
+        assert [s.upstream_sequence for s in channel.window if s.discontinuity] == [6]
+        assert channel.window.gaps == 1
+        assert not channel.closed.is_set()
+
+
 async def test_playlist_reloads_follow_the_target_duration(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

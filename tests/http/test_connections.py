@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import trio
@@ -193,6 +195,43 @@ async def test_per_address_cap_counts_the_peer_and_exempts_trusted_proxies() -> 
         await stream.aclose()
         await client.aclose()
     assert len(connections) == 0
+
+
+class _Accepted:
+    """An accepted socket from ``address`` (IPv6 addresses cannot be bound here at will): only
+    its peer's name is read, and it is closed."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def getpeername(self) -> tuple[str, int, int, int]:
+        return (self.address, 40000, 0, 0)
+
+    def close(self) -> None:
+        pass
+
+
+def _from(address: str) -> trio.SocketStream:
+    raw = SimpleNamespace(socket=_Accepted(address))
+    return cast(trio.SocketStream, raw)
+
+
+async def test_per_address_cap_counts_an_ipv6_peer_by_its_64_and_a_mapped_one_as_ipv4() -> None:
+    connections = Connections(ConnectionLimits(100, 3, 5.0, 20.0))
+    one_network = [f"2001:db8:1:2::{n:x}" for n in range(1, 4)]
+    held = [connections.admit(_from(address)) for address in one_network]
+    assert all(stream is not None for stream in held)
+    # A fourth address of the same /64 (any interface id) is one peer too many.
+    assert connections.admit(_from("2001:db8:1:2:ffff:1:2:3")) is None
+    assert connections.admit(_from("2001:db8:1:3::1")) is not None  # the next /64
+    first = held[0]
+    assert first is not None
+    first.close_now()  # a slot of that /64 is free again
+    assert connections.admit(_from("2001:db8:1:2::99")) is not None
+    # An IPv4-mapped peer is its IPv4 address.
+    for _ in range(3):
+        assert connections.admit(_from("192.0.2.7")) is not None
+    assert connections.admit(_from("::ffff:192.0.2.7")) is None
 
 
 async def test_running_out_of_descriptors_is_logged_once_per_episode(

@@ -2,8 +2,9 @@
 straight to the socket: chunked framing that parses, one chunk per segment, a terminating chunk
 when the channel ends and then the connection closes (never reused); a client that closes in the
 middle of a segment is gone at once; a reader that stops is cut at its lag bound, or by the send
-timeout when no segment comes to measure its lag; HTTP/1.0 and HTTP/2 players still play. The
-channel and its engine run in memory on the autojump clock."""
+timeout when no segment comes to measure its lag; a segment the engine answers empty is no
+end of the body; HTTP/1.0 and HTTP/2 players still play. The channel and its engine run in
+memory on the autojump clock."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import trio.testing
 from trioproxy.hls.mpegts import NULL_PACKET
 from trioproxy.http.app import ProxyApp
 from trioproxy.http.connections import ConnectionLimits, Connections
+from trioproxy.http.direct import DirectBody
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
 
@@ -177,6 +179,54 @@ async def test_each_segment_is_one_chunk_then_a_terminating_chunk_and_the_connec
     assert bytes(player.raw).split(b"\r\n\r\n", 1)[1] == framed + b"0\r\n\r\n"
     assert len(connections) == 0
     assert channel.ts.served == 1
+
+
+async def test_an_empty_segment_mid_stream_leaves_the_chunked_body_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Segment 6 comes after the player joined (6 s on air: 0-2 exist, the newest goes first).
+    engine = SimulatedEngine(small_media(), durations=[2.0], backlog=6.0, empty={6})
+    async with (
+        harness(engine=engine) as h,
+        served(h) as (port, _),
+        trio.open_nursery() as nursery,
+    ):
+        channel = await h.wait_channel()
+        player = RawPlayer(port)
+        nursery.start_soon(player.run)
+        await player.started.wait()
+        await trio.sleep(16.0)
+        (session,) = h.sim.sessions.values()
+        assert session.segment_requests[6] >= 1  # it was asked for, and answered empty
+        # The player plays on past it: no terminating chunk, nothing broken.
+        assert not player.ended
+        assert player.error is None
+        assert b"0\r\n\r\n" not in bytes(player.raw)
+        # Each segment as it came, whole, segment 6 left out (a gap), then the ones after it.
+        assert all(data == bytes([data[0]]) * 1000 for _, data in player.media)
+        assert [data[0] for _, data in player.media] == [2, 3, 4, 5, 7, 8, 9]
+        assert h.registry.stop_channel(CONTENT_A)
+        with trio.fail_after(1):
+            await channel.closed.wait()
+    assert player.ended
+
+
+async def test_an_empty_write_writes_nothing() -> None:
+    connections = Connections(ConnectionLimits(10, 0, header_timeout=5.0, send_timeout=5.0))
+    server, client = trio.socket.socketpair()
+    stream = connections.admit(trio.SocketStream(server))
+    assert stream is not None
+    async with stream, trio.SocketStream(client) as peer:
+        body = DirectBody(stream, chunked=True, send_timeout=5.0)
+        await body.write(b"")
+        await body.write(b"ts")
+        await body.write(b"")
+        await body.end()
+        await stream.send_eof()
+        received = b""
+        while data := await peer.receive_some():
+            received += data
+    assert received == b"2\r\nts\r\n0\r\n\r\n"
 
 
 async def test_an_http10_player_gets_the_bare_segments_until_the_connection_closes(

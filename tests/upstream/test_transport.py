@@ -1,5 +1,5 @@
 """UpstreamTransport: requests beyond the limit wait on a Trio limiter; every slot comes back;
-one pool per origin."""
+one pool per origin, closed and forgotten once unused for a while."""
 
 from __future__ import annotations
 
@@ -15,15 +15,35 @@ from trioproxy.upstream.transport import UpstreamTransport
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
+class MockPool(httpx.MockTransport):
+    def __init__(self, handler: Handler, host: str) -> None:
+        super().__init__(handler)
+        self.host = host
+        self.closed_at: float | None = None
+
+    async def aclose(self) -> None:
+        self.closed_at = trio.current_time()
+        await super().aclose()
+
+
 class MockPools(UpstreamTransport):
     def __init__(self, handler: Handler, limit: int) -> None:
         super().__init__(limit, httpx.Limits())
         self.handler = handler
         self.pools_made = 0
+        self.made: list[MockPool] = []
 
     def make_pool(self, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
         self.pools_made += 1
-        return httpx.MockTransport(self.handler)
+        self.made.append(MockPool(self.handler, ""))
+        return self.made[-1]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        made = self.pools_made
+        response = await super().handle_async_request(request)
+        if self.pools_made > made:
+            self.made[-1].host = request.url.host
+        return response
 
 
 def mock_transport(handler: Handler, limit: int) -> MockPools:
@@ -85,3 +105,32 @@ async def test_each_origin_gets_its_own_pool() -> None:
         ):
             await client.get(url)
     assert transport.pools_made == 3
+
+
+async def test_a_pool_unused_for_a_minute_is_closed_and_used_ones_are_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await trio.lowlevel.checkpoint()
+        return httpx.Response(200, content=b"x")
+
+    transport = mock_transport(handler, 4)
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get("http://gone.test/")  # an engine used once, at 0 s
+        async with client.stream("GET", "http://long.test/") as held:  # a body open 100 s
+            for _ in range(10):  # an engine used every 10 s
+                await trio.sleep(10.0)
+                await client.get("http://busy.test/")
+            closed = {pool.host: pool.closed_at for pool in transport.made}
+            assert closed == {"gone.test": 60.0, "long.test": None, "busy.test": None}
+            await held.aread()
+        assert transport.pools_made == 3
+        # Unused since the body closed at 100 s: gone once 60 s have passed.
+        await trio.sleep(60.0)
+        await client.get("http://busy.test/")
+        closed = {pool.host: pool.closed_at for pool in transport.made}
+        assert closed == {"gone.test": 60.0, "long.test": 160.0, "busy.test": None}
+        # An origin whose pool was closed gets a new one.
+        assert (await client.get("http://gone.test/")).content == b"x"
+        assert transport.pools_made == 4
+    assert transport.limiter.borrowed_tokens == 0

@@ -4,11 +4,20 @@ Nothing on the event loop grows with the size of the upstream's playlist: a play
 ``TRIOPROXY_PLAYLIST_THREAD_BYTES`` is read, and its fetches planned, in a worker thread
 (:func:`digest`), which hands back only what the window needs; the whole parsed playlist dies
 there. The loop keeps running between the thread's turns at the GIL.
+
+Who gets a thread: at most :data:`PARSE_THREADS` at once in the process, handed out in the
+order asked for (a :class:`trio.CapacityLimiter`, FIFO), and at most one per fetch loop
+(:class:`ParseSlot`). A thread cannot be stopped: a reload that gives up on its parse (its
+deadline passed) leaves the thread to finish, and both its places stay taken until it does. So
+one fetch loop's slow parse holds one place, never all: the others' parses go on beside it, and
+its own next parse waits for it. Every wait (for a place, and for the parse) is inside the
+reload's deadline, like the read of the playlist.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import trio
 import trio.lowlevel
@@ -22,10 +31,49 @@ from ..hls.playlist import (
 )
 from ..hls.variants import Variant, VariantLimits, parse_master_playlist, select_variant
 
-__all__ = ["Digest", "digest", "read_playlist"]
+__all__ = ["PARSE_THREADS", "Digest", "ParseSlot", "digest", "read_playlist"]
 
-PARSE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
+PARSE_THREADS = 4
 """Worker threads reading large playlists at once, across every channel of the process."""
+_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("parse_threads")
+
+
+def _threads() -> trio.CapacityLimiter:
+    """The process's (the Trio run's) limiter of parse threads."""
+    try:
+        return _THREADS.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(PARSE_THREADS)
+        _THREADS.set(limiter)
+        return limiter
+
+
+class ParseSlot:
+    """One fetch loop's way to the parse threads: one thread of its own at a time, and a place
+    among the process's :data:`PARSE_THREADS`. Taken before a thread starts, given back once the
+    thread has ended (a limiter for :func:`trio.to_thread.run_sync`)."""
+
+    def __init__(self) -> None:
+        self._own = trio.CapacityLimiter(1)
+        self._shared: trio.CapacityLimiter | None = None
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self._own.acquire_on_behalf_of(borrower)
+        shared = _threads()
+        try:
+            await shared.acquire_on_behalf_of(borrower)
+        except BaseException:
+            self._own.release_on_behalf_of(borrower)
+            raise
+        self._shared = shared
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        shared, self._shared = self._shared, None
+        try:
+            if shared is not None:
+                shared.release_on_behalf_of(borrower)
+        finally:
+            self._own.release_on_behalf_of(borrower)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +137,10 @@ async def read_playlist(
     last_sequence: int | None,
     last_discontinuity: int | None,
     previous_last: int | None,
+    slot: ParseSlot,
 ) -> Digest:
-    """:func:`digest` on the event loop, or in a worker thread for a large playlist."""
+    """:func:`digest` on the event loop, or in a worker thread for a large playlist (through
+    the fetch loop's ``slot``). The caller's deadline bounds the wait for the thread too."""
     limits = VariantLimits(
         max_bandwidth=config.variant_max_bandwidth, max_height=config.variant_max_resolution
     )
@@ -103,10 +153,7 @@ async def read_playlist(
 
     if len(text) <= config.playlist_thread_bytes:
         return read()
-    try:
-        limiter = PARSE_THREADS.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(1)
-        PARSE_THREADS.set(limiter)
-    # Cancellable: a cancelled channel leaves the thread to finish on its own and drop it.
+    # Cancellable: a cancelled reload leaves the thread to finish on its own and drop it. Trio
+    # takes any object with a limiter's two methods; its annotation names only its own class.
+    limiter = cast(trio.CapacityLimiter, slot)
     return await trio.to_thread.run_sync(read, abandon_on_cancel=True, limiter=limiter)

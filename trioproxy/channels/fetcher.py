@@ -13,7 +13,7 @@ most ``TRIOPROXY_UPSTREAM_TIMEOUT``, finished content too big for the
 memory budget) leaves as :class:`~trioproxy.errors.EngineError`.
 
 Each reload is read, and its fetches planned, by :func:`~trioproxy.channels.digest.read_playlist`
-(in a worker thread for a large playlist).
+(in a worker thread for a large playlist), within the reload's deadline.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from ..observability.metrics import CHANNEL_READY, SEGMENTS_FETCHED
 from ..retry import backoff
 from ..upstream.engine import EngineClient
 from ..upstream.fetching import fetch_segment
-from .digest import Digest, read_playlist
+from ..upstream.liveness import refused_in_chain
+from .digest import Digest, ParseSlot, read_playlist
 from .feed import Feed
 from .memory import RETRY_AFTER, MemoryRefused, finished_fits
 
@@ -80,6 +81,7 @@ class Fetcher:
         self._planned = 0
         """Segments of finished content to be held in all."""
         self._over_budget = False
+        self._parse_slot = ParseSlot()
         self._origin: tuple[str, str, int | None] | None = None
         """Scheme, host and port of the playlist: where a refused segment means it is gone."""
 
@@ -122,16 +124,17 @@ class Fetcher:
                 if began < give_up_at:  # a reload hanging across the deadline ends at it
                     timeout_at = min(timeout_at, give_up_at)
                 try:
-                    with trio.fail_at(timeout_at):
+                    with trio.fail_at(timeout_at):  # the read, and the parse in its thread
                         text, final_url = await self._client.get_text(url)
-                    read = await read_playlist(
-                        self._config,
-                        text,
-                        final_url,
-                        last_sequence,
-                        last_discontinuity,
-                        previous_last,
-                    )
+                        read = await read_playlist(
+                            self._config,
+                            text,
+                            final_url,
+                            last_sequence,
+                            last_discontinuity,
+                            previous_last,
+                            self._parse_slot,
+                        )
                     del text
                     if read.variant is not None:
                         if hops >= MASTER_HOPS:
@@ -349,8 +352,10 @@ async def _hand_on(send: trio.MemorySendChannel[_Job], job: _Job) -> bool:
 
 
 def _refused(exc: BaseException) -> bool:
-    """The engine's host refused the connection: nothing listens there any more."""
-    return isinstance(exc, EngineError) and isinstance(exc.__cause__, httpx.ConnectError)
+    """The engine's host refused the connection at every address: nothing listens there any
+    more. Other connect errors (a name that does not resolve, TLS, no route, no free
+    descriptor) are bad luck, retried under the deadlines like any other failure."""
+    return isinstance(exc, EngineError) and refused_in_chain(exc)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

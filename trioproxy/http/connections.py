@@ -2,9 +2,10 @@
 they stop reading, and all closed at shutdown.
 
 - :class:`Connections` admits each accepted socket: under the total cap and the per-address
-  cap, or refused with a canned 503. At the total cap, the oldest connection still waiting for
-  its request head is closed to make room (it has cost nothing yet), so connections that send
-  nothing cannot lock players out.
+  cap (counted as the player caps count: an IPv6 peer by its /64, an IPv4-mapped one as its
+  IPv4 address), or refused with a canned 503. At the total cap, the oldest connection still
+  waiting for its request head is closed to make room (it has cost nothing yet), so
+  connections that send nothing cannot lock players out.
 - :class:`GuardedStream` is what Hypercorn reads and writes. A request head must arrive within
   ``header_timeout`` of its first byte (or of connecting); once a head is in, nothing times the
   reads, so a player receiving a long response while sending nothing is never cut. A write that
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
+from ..channels.per_address import address_key
 from ..config import IPNetwork
 from .asgi import send_response
 from .guards import client_address
@@ -153,7 +155,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self.raw = raw
         self.socket = raw.socket  # Hypercorn reads the peer's and our address from it
         self.address = address
-        """The peer's address as counted against the per-address cap (None: not counted)."""
+        """The peer's address as counted against the per-address cap (an IPv6 one by its /64;
+        None: not counted)."""
         self._owner = owner
         self._limits = owner.limits
         self._head_deadline: float | None = trio.current_time() + self._limits.header_timeout
@@ -278,12 +281,11 @@ class Connections:
         except OSError:
             return None
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)  # a unix socket: a path
-        counted: str | None = host
+        counted: str | None = None
         if self.limits.per_address and not _is_trusted(host, self.limits.trusted_proxies):
-            if self._per_address[host] >= self.limits.per_address:
+            counted = address_key(host)
+            if self._per_address[counted] >= self.limits.per_address:
                 return None
-        else:
-            counted = None
         if len(self._open) >= self.limits.max_connections:
             if not self._waiting:
                 return None

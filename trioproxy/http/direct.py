@@ -87,7 +87,10 @@ class DirectBody:
         return [(b"transfer-encoding", b"chunked")] if self.chunked else []
 
     async def write(self, data: bytes) -> None:
-        """Write ``data`` (not empty) as the next piece of the body."""
+        """Write ``data`` as the next piece of the body; nothing at all when it is empty (an
+        empty chunk would be the chunked body's end)."""
+        if not data:
+            return
         if self.chunked:
             size = b"%x\r\n" % len(data)
             pieces, total = [size, data, _CRLF], len(size) + len(data) + 2

@@ -70,6 +70,8 @@ class SimulatedEngine:
     """Sequence numbers never listed: the engine's window slides past them at once."""
     missing: set[int] = field(default_factory=set)
     """Listed, but answered with 404."""
+    empty: set[int] = field(default_factory=set)
+    """Listed, but answered with ``200`` and no body."""
     seamless: bool = False
     """Loop real MPEG-TS media without a break (clocks shifted); else mark each loop with a
     discontinuity, as an engine would whose source restarted."""
@@ -242,7 +244,7 @@ class SimulatedEngine:
         session.segment_requests[n] = session.segment_requests.get(n, 0) + 1
         if self.segment_delay:
             await trio.sleep(self.segment_delay)
-        return 200, "video/mp2t", self.segment_bytes(n)
+        return 200, "video/mp2t", b"" if n in self.empty else self.segment_bytes(n)
 
 
 def _json(payload: dict[str, Any]) -> tuple[int, str, bytes]:

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 import trio
 import trio.testing
@@ -44,9 +45,11 @@ __all__ = [
     "RefusingTransport",
     "asgi_transport",
     "channel_tasks",
+    "connect_error",
     "default_config",
     "engine_sockets",
     "harness",
+    "refused_error",
     "small_media",
 ]
 
@@ -84,6 +87,27 @@ def default_config(**changes: Any) -> Config:
     }
     values.update(changes)
     return Config(**values)
+
+
+def connect_error(request: httpx.Request, cause: OSError) -> httpx.ConnectError:
+    """The error httpx raises for ``request`` when its connect fails with ``cause``, chained as
+    httpx and httpcore chain it (``socket.gaierror`` for a name that does not resolve, an
+    ``ssl.SSLError`` for TLS, ...)."""
+    inner = httpcore.ConnectError(cause)
+    inner.__context__ = cause
+    error = httpx.ConnectError(str(cause), request=request)
+    error.__cause__ = inner
+    return error
+
+
+def refused_error(request: httpx.Request) -> httpx.ConnectError:
+    """The error httpx raises for ``request`` when nothing listens at the host: every address
+    tried refused the connection (``trio.open_tcp_stream`` groups the attempts' errors)."""
+    message = f"all attempts to connect to {request.url.host}:{request.url.port} failed"
+    attempts = ExceptionGroup(message, [ConnectionRefusedError(111, "Connection refused")])
+    cause = OSError(message)
+    cause.__cause__ = attempts
+    return connect_error(request, cause)
 
 
 class RefusingTransport(httpx.AsyncBaseTransport):
@@ -131,7 +155,7 @@ class RefusingTransport(httpx.AsyncBaseTransport):
             self.refused += 1
             self.refused_paths.append((trio.current_time(), request.url.path))
             await trio.lowlevel.checkpoint()
-            raise httpx.ConnectError("connection refused", request=request)
+            raise refused_error(request)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:

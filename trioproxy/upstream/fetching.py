@@ -2,16 +2,18 @@
 fetched through the channel's :class:`~trioproxy.resources.ResourceCache` (once per channel).
 
 Segments pass through untouched: an encrypted segment stays encrypted, and its key is served
-by the proxy under a URL of its own.
+by the proxy under a URL of its own. A segment answered with no bytes at all (``200`` and an
+empty body) is a failed download, not a segment: the fetch loop retries it, then marks a gap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from ..errors import EngineError
 from ..hls.playlist import Key, Resource, UpstreamSegment
 from ..hls.window import KeyTag, SegmentMeta
-from .engine import EngineClient, MediaKind
+from .engine import EngineClient, MediaKind, shown
 from .resources import ResourceCache, segment_extension
 
 __all__ = ["fetch_resource", "fetch_segment", "segment_meta"]
@@ -68,5 +70,9 @@ async def _key_tag(key: Key, resources: ResourceCache, fetch: _Fetch) -> KeyTag:
 async def fetch_segment(
     engines: EngineClient, resources: ResourceCache, segment: UpstreamSegment
 ) -> tuple[bytes, SegmentMeta]:
+    """The bytes of ``segment`` and its metadata; ``EngineError`` when it has no bytes."""
     meta = await segment_meta(engines, resources, segment)
-    return await fetch_resource(engines, segment.resource), meta
+    data = await fetch_resource(engines, segment.resource)
+    if not data:
+        raise EngineError(f"{shown(segment.uri)}: empty segment (no bytes in the answer)")
+    return data, meta

@@ -31,7 +31,7 @@ import trio
 
 from ..errors import EngineError
 
-__all__ = ["CONNECT_TIMEOUT", "Connect", "refused", "watch_engine"]
+__all__ = ["CONNECT_TIMEOUT", "Connect", "refused", "refused_in_chain", "watch_engine"]
 
 Connect = Callable[[str, int], Awaitable[trio.abc.Stream]]
 """Opens a TCP connection to ``(host, port)``: :func:`trio.open_tcp_stream` in the service."""
@@ -50,6 +50,24 @@ def refused(exc: BaseException) -> bool:
     if isinstance(cause, BaseExceptionGroup):
         leaves = cause.exceptions
         return bool(leaves) and all(refused(leaf) for leaf in leaves)
+    return False
+
+
+def refused_in_chain(exc: BaseException) -> bool:
+    """A refused connect (:func:`refused`) is what ``exc`` was raised from, at any depth: an
+    HTTP client's error wraps the connect's (httpx names it as the cause of its own, httpcore
+    as its argument and context). A name that does not resolve, a TLS failure, no route or no
+    free descriptor is not a refusal."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if refused(current):
+            return True
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
     return False
 
 
