@@ -125,7 +125,8 @@ class StopThenRefuse(httpx.AsyncBaseTransport):
         if self.stop is not None and request_kind(request.url.path) == "playlist":
             stop, self.stop = self.stop, None
             stop()
-            raise httpx.ConnectError("connection refused", request=request)
+            refused = ConnectionRefusedError(111, "Connection refused")
+            raise httpx.ConnectError("connection refused", request=request) from refused
         return await self.inner.handle_async_request(request)
 
 
