@@ -13,6 +13,7 @@ __all__ = [
     "BadRequest",
     "BufferTimeout",
     "ChannelFailed",
+    "ContentUnavailable",
     "EngineError",
     "Forbidden",
     "LoopingStream",
@@ -136,6 +137,13 @@ class EngineError(ProxyError):
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.upstream_status = upstream_status
+
+
+class ContentUnavailable(EngineError):
+    """The engine answered, and has nothing for this content: it refused to open a session for
+    it (``{"response": null, "error": "..."}``), or the session never brought (or stopped
+    bringing) segments while the engine went on answering for it. It says nothing against the
+    engine: no breaker opens on it (``channels/failover.py`` bounds what such content costs)."""
 
 
 class ChannelFailed(ProxyError):

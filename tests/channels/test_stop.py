@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 import trio
 import trio.testing
 
 from trioproxy.channels.status import registry_status
 from trioproxy.testing.engine import SimulatedEngine
+from trioproxy.testing.faults import request_kind
 from trioproxy.testing.harness import (
     CONTENT_A,
     CONTENT_B,
+    ENGINE_URL,
+    asgi_transport,
     channel_tasks,
     default_config,
     harness,
@@ -105,3 +111,41 @@ async def test_shutdown_stops_every_channel_within_the_timeout(
         assert trio.current_time() - began <= 4.0
         assert h.sim.open_sessions == []
         assert {c.end_reason for c in channels} == {"proxy shutdown"}
+
+
+class StopThenRefuse(httpx.AsyncBaseTransport):
+    """Once armed, the next playlist reload stops the channel and is refused in the same step:
+    a stop and a session failure arriving together."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.stop: Callable[[], None] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.stop is not None and request_kind(request.url.path) == "playlist":
+            stop, self.stop = self.stop, None
+            stop()
+            refused = ConnectionRefusedError(111, "Connection refused")
+            raise httpx.ConnectError("connection refused", request=request) from refused
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_stop_arriving_with_a_session_failure_still_stops_the_engine_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(), durations=[2.0], backlog=6.0)
+    transport = StopThenRefuse(asgi_transport(engine))
+    async with harness(engine=engine, mounts={ENGINE_URL: transport}) as h:
+        channel = await h.wait_channel()
+        session_id = h.session_id()
+        transport.stop = lambda: channel.stop("stopped by request")
+        await channel.closed.wait()
+        stopped_at = trio.current_time()
+        assert h.sim.stops == [session_id]
+        assert h.sim.open_sessions == []
+        assert h.registry.engine_stops_pending == 0
+        assert channel.end_reason == "stopped by request"
+        assert channel.sessions[0].ended_at is not None
+        assert channel.sessions[0].ended_at <= stopped_at
+        assert "engine playlist failing" in (channel.sessions[0].reason or "")
+        assert h.orchestrator.kinds() == ["stream_started", "stream_ended"]

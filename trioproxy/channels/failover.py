@@ -4,7 +4,19 @@ When a channel's upstream session fails on the engine's side (it could not be op
 playlist kept failing or hanging, it stalled, the engine ended it, the engine left the
 orchestrator's list), the channel asks an :class:`EnginePool` for a new engine and opens a new
 session there, spliced into the same window after a discontinuity. :class:`SessionLoop` runs a
-channel's sessions one after another; the parts that decide are plain data:
+channel's sessions one after another.
+
+Breakers are for engines, not for content; each failure says which it is (``SessionEnded``'s
+``engine_failed``, ``content_failed``). An engine failure (refused or lost connections, 5xx or
+garbage, no answer, a session it no longer knows) moves the channel to another engine and opens
+the failed one's breaker. A content failure (the engine answered and has nothing: it refused
+the open, or the session stalled while the engine kept answering; a dead id or torrent) opens
+no breaker; as P2P content may still play elsewhere, the channel gets one more session (on
+another engine, or once it played the same one when no other has room), and a second content
+failure within ``TRIOPROXY_FAILOVER_WINDOW`` ends it: a dead id costs at most two sessions, and
+then ``TRIOPROXY_FAILURE_BACKOFF`` refuses it. Both kinds count in the :class:`SwitchBudget`.
+
+The parts that decide are plain data:
 
 - :class:`SessionRecord`: one engine session of a channel (engine, opened, ended, why), as the
   status page shows it and as the channel's end reason names it;
@@ -12,7 +24,8 @@ channel's sessions one after another; the parts that decide are plain data:
   ``TRIOPROXY_FAILOVER_WINDOW`` seconds, the first at once and each further one after a doubling
   pause (``TRIOPROXY_FAILOVER_BACKOFF``); past that the channel ends;
 - :class:`EnginePool`: what a channel needs of its owner to switch (the registry implements it):
-  a new engine with its own client, the engine load moved, the failed engine's breaker opened.
+  a new engine with its own client, the engine load moved, the failed engine's breaker opened
+  (when the engine failed).
 """
 
 from __future__ import annotations
@@ -55,15 +68,21 @@ BACKOFF_CAP = 8
 """The pause before a switch is at most this many times ``TRIOPROXY_FAILOVER_BACKOFF``."""
 RECORDS_KEPT = 16
 """Sessions a channel remembers for its status (the newest)."""
+CONTENT_SWITCHES = 1
+"""Switches after a content failure within ``TRIOPROXY_FAILOVER_WINDOW``: one other engine is
+tried, then the content is given up."""
 
 
 class EnginePool(Protocol):
     """Engines for a channel's next session, as the registry hands them out."""
 
-    def replace(self, failed: Upstream, *, same: bool) -> tuple[Upstream, EngineClient] | None:
+    def replace(
+        self, failed: Upstream, *, same: bool, trip: bool
+    ) -> tuple[Upstream, EngineClient] | None:
         """The upstream (and the client reaching only it) for the next session after ``failed``
         failed: another engine with room when there is one, else (``same``) ``failed`` again,
-        else None. Opens the failed engine's breaker; moves the engine load to the new one."""
+        else None. With ``trip`` (the engine failed, not the content) opens the failed
+        engine's breaker; moves the engine load to the new one."""
         ...
 
     async def wait_unlisted(self, engine: Engine) -> str:
@@ -177,6 +196,8 @@ class SessionLoop:
             config.failover_max_switches, config.failover_window, config.failover_backoff
         )
         """Failovers to a new engine session; ``switches.total`` counts them all."""
+        self.content_switches = SwitchBudget(CONTENT_SWITCHES, config.failover_window, 0.0)
+        """The switches among them after a content failure (see the module)."""
         self.records: list[SessionRecord] = []
         """The engine sessions, oldest first (the newest :data:`RECORDS_KEPT`)."""
         self.left_behind: list[tuple[Upstream, EngineClient, Session]] = []
@@ -203,24 +224,31 @@ class SessionLoop:
         """Sessions until one fails for good (raises :class:`SessionEnded`) or cancelled.
 
         A failed session is stopped beside the next one's open (in ``stops``), so a dead or
-        hanging engine does not hold up the switch; the last one is stopped before this returns.
+        hanging engine does not hold up the switch; the last one is stopped before this returns,
+        whatever ends it: a failure, a cancellation, or both at once (one group).
         """
         async with trio.open_nursery() as stops:
-            while True:
-                failed: SessionEnded | None = None
-                try:
-                    await self._session(send)
-                except Exception as exc:
-                    # A session's failure may come with collateral damage from its other tasks
-                    # (a queue broken under them): the failure decides.
-                    ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
-                    if ended is None:
-                        await self._stop_current()
-                        raise
-                    failed = first_leaf(ended)
-                if failed is None:
-                    return  # the session ended on its own (it never does today): players stay
-                await self._switch(send, failed, stops)
+            try:
+                while (failed := await self._until_failed(send)) is not None:
+                    await self._switch(send, failed, stops)
+                # The session ended on its own (it never does today): players stay.
+            finally:
+                # A failed session does not stop itself: a stop that arrives together with its
+                # failure (one group, holding Cancelled) must not leave it open.
+                await self._stop_current()
+
+    async def _until_failed(self, send: trio.MemorySendChannel[Event]) -> SessionEnded | None:
+        """Run one session: its failure, or None when it ended on its own."""
+        try:
+            await self._session(send)
+        except Exception as exc:
+            # A session's failure may come with collateral damage from its other tasks (a queue
+            # broken under them): the failure decides.
+            ended = exc.split(SessionEnded)[0] if isinstance(exc, ExceptionGroup) else None
+            if ended is None:
+                raise
+            return first_leaf(ended)
+        return None
 
     async def _stop_current(self) -> None:
         if self.current is not None:
@@ -292,13 +320,12 @@ class SessionLoop:
         if (
             self._pool is not None
             and upstream.engine_load is not None
-            and failed.engine_failed
-            and self.switches.allowed(now)
+            and self._may_switch(failed, now)
         ):
             # A channel that never played tries other engines only: the same engine again
             # would keep its first player waiting on what already failed.
             played = self._feed.window.next_sequence > 0
-            replacement = self._pool.replace(upstream, same=played)
+            replacement = self._pool.replace(upstream, same=played, trip=failed.engine_failed)
         if replacement is None:
             await self._stop_current()  # stopped before its stream_ended is queued
             if len(self.records) > 1:
@@ -314,12 +341,15 @@ class SessionLoop:
         self.current = None
         delay = self.switches.delay(now)
         self.switches.record(now)
+        if failed.content_failed:
+            self.content_switches.record(now)
         self.upstream, self.client = replacement
         log.warning(
-            "channel %s: session on %s failed (%s); switch %d to %s in %g s",
+            "channel %s: session on %s failed (%s; %s); switch %d to %s in %g s",
             self.name,
             upstream.engine.base_url,
             failed.reason,
+            "the engine's breaker opens" if failed.engine_failed else "the content: no breaker",
             self.switches.total,
             self.upstream.engine.base_url,
             delay,
@@ -328,6 +358,15 @@ class SessionLoop:
         self._feed.window.mark_gap()
         if delay > 0:
             await trio.sleep(delay)
+
+    def _may_switch(self, failed: SessionEnded, now: float) -> bool:
+        """Whether ``failed`` may be replaced: an engine failure while the budget allows, a
+        content failure once within the window as well."""
+        if not self.switches.allowed(now):
+            return False
+        return failed.engine_failed or (
+            failed.content_failed and self.content_switches.allowed(now)
+        )
 
     def end_stream(self, send: trio.MemorySendChannel[Event], reason: str) -> None:
         """Queue ``stream_ended`` for the current engine session's stream, once."""

@@ -8,7 +8,11 @@ One task per upstream session, beside its fetch loop, ticking every ``TRIOPROXY_
   since the last one, for ``TRIOPROXY_FAILOVER_STALL_TARGETS`` target durations (at most
   ``TRIOPROXY_STALL_TIMEOUT`` seconds), means the stream stalled.
 
-Either raises :class:`~trioproxy.errors.EngineError` naming the cause; it never calls back.
+Either raises :class:`~trioproxy.errors.EngineError` naming the cause; it never calls back. A
+stall is blamed on the content or on the engine by one more ``stat_url`` read at its deadline:
+an engine that still answers for the session (``prebuf``, no peers: a dead torrent) raises
+:class:`~trioproxy.errors.ContentUnavailable`, one that does not answer, or no longer knows the
+session, raises a plain ``EngineError``.
 The last stat answer that carried one is kept in the feed (``Feed.engine_stat``), for
 ``/proxy/status`` and the metrics.
 Reading ``stat_url`` may fail for a while (a busy engine): that alone ends nothing; the fetch
@@ -25,12 +29,12 @@ from typing import Any
 
 import trio
 
-from ..errors import EngineError
+from ..errors import ContentUnavailable, EngineError
 from ..upstream.engine import EngineClient, Session
 from ..upstream.stat import parse_stat
 from .feed import Feed
 
-__all__ = ["STAT_TIMEOUT", "session_ended_error", "watch_session"]
+__all__ = ["STAT_TIMEOUT", "session_ended_error", "stalled", "watch_session"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,29 @@ async def _read_stat(engines: EngineClient, url: str) -> Any:
     return None
 
 
+async def stalled(engines: EngineClient, session: Session, feed: Feed, limit: float) -> EngineError:
+    """Why the session stalled, read from the engine now: it answers for the session (the
+    content has nothing), it no longer knows it, or it does not answer at all (the engine):
+    known at once, or after ``STAT_TIMEOUT`` at most."""
+    stall = f"engine stream stalled: no new segment in {limit:g} s"
+    if not session.stat_url:
+        return EngineError(stall)
+    payload = await _read_stat(engines, session.stat_url)
+    ended = session_ended_error(payload)
+    if ended is not None:
+        return EngineError(f"engine ended the session ({ended})")
+    stat = parse_stat(payload, trio.current_time())
+    if stat is None:
+        return EngineError(f"{stall}; the engine does not answer for the session")
+    feed.engine_stat = stat
+    said = ", ".join(
+        f"{name} {value}"
+        for name, value in (("status", stat.status), ("peers", stat.peers))
+        if value is not None
+    )
+    return ContentUnavailable(f"{stall} ({said or 'the engine answers'})")
+
+
 async def watch_session(
     engines: EngineClient,
     session: Session,
@@ -70,7 +97,7 @@ async def watch_session(
 
     ``stall_limit(started)`` is the seconds without progress that count as a stall, before
     (``started`` False: an engine may need long to start) or after the session's first segment;
-    the stall is raised at that deadline exactly.
+    the stall is raised at that deadline, once :func:`stalled` has asked the engine why.
     """
     opened_at = trio.current_time()
     feed.advanced_at = opened_at
@@ -82,8 +109,7 @@ async def watch_session(
         if feed.ended.is_set():
             stall_at = math.inf
         elif now >= stall_at:
-            limit = stall_limit(started)
-            raise EngineError(f"engine stream stalled: no new segment in {limit:g} s")
+            raise await stalled(engines, session, feed, stall_limit(started))
         if session.stat_url and now >= next_stat:
             next_stat += stat_interval
             payload = await _read_stat(engines, session.stat_url)

@@ -219,12 +219,15 @@ class Registry:
         self.failovers += 1
         FAILOVERS.inc()
 
-    def replace(self, failed: Upstream, *, same: bool) -> tuple[Upstream, EngineClient] | None:
+    def replace(
+        self, failed: Upstream, *, same: bool, trip: bool
+    ) -> tuple[Upstream, EngineClient] | None:
         """The next upstream of a channel whose session on ``failed`` failed: another engine
         with room and a closed breaker (least loaded), else (with ``same``) the same engine
-        again, else None."""
+        again, else None. ``trip``: the engine failed (not the content): open its breaker."""
         assert isinstance(failed, EngineUpstream)
-        self.directory.trip(failed.engine, self.config.failover_cooldown)
+        if trip:
+            self.directory.trip(failed.engine, self.config.failover_cooldown)
         engine = self.directory.acquire_instead(failed.engine)
         if engine is None:
             if not same:

@@ -28,7 +28,7 @@ from typing import TypeVar
 import trio
 
 from ..config import Config
-from ..errors import EngineError, ProxyError, UpstreamRefused
+from ..errors import ContentUnavailable, EngineError, ProxyError, UpstreamRefused
 from ..upstream.engine import EngineClient, Session, host_port
 from ..upstream.liveness import watch_engine
 from .feed import Feed
@@ -59,11 +59,18 @@ class SessionEnded(Exception):
 
     @property
     def engine_failed(self) -> bool:
-        """The engine's side failed (another session may do better), not a setting of ours
-        (a host the policy refuses) nor the memory budget."""
-        return not isinstance(self.error, (UpstreamRefused, MemoryRefused)) and isinstance(
-            self.error, EngineError
-        )
+        """The engine failed (it is gone, lost the connection, answered 5xx or garbage, hung,
+        forgot the session): another engine may do better, and this one's breaker opens. Not
+        the content (:attr:`content_failed`), a setting of ours (a host the policy refuses) nor
+        the memory budget."""
+        ours = (UpstreamRefused, MemoryRefused, ContentUnavailable)
+        return isinstance(self.error, EngineError) and not isinstance(self.error, ours)
+
+    @property
+    def content_failed(self) -> bool:
+        """The engine answered and has nothing for the content (it refused the open, or the
+        session stalled while the engine kept answering): nothing against the engine."""
+        return isinstance(self.error, ContentUnavailable)
 
 
 E = TypeVar("E", bound=BaseException)

@@ -3,11 +3,14 @@
 :class:`FaultyEngine` wraps a :class:`~trioproxy.testing.engine.SimulatedEngine` and, per session
 (or for every session with the key ``"*"``), answers playlists with 5xx or garbage, freezes the
 playlist (a stall), answers segments with 404/5xx or truncated, or ends a session on its own. It
-counts every request by kind, so tests can tell a bounded retry from a busy loop.
+counts every request by kind, so tests can tell a bounded retry from a busy loop. Content can
+be dead on it (per content key, :attr:`FaultyEngine.dead`): the engine answers for it, and has
+nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -18,7 +21,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, S
 
 from .engine import SimulatedEngine
 
-__all__ = ["FAULTS", "Fault", "FaultyEngine", "request_kind"]
+__all__ = ["DEAD_ERROR", "FAULTS", "Dead", "Fault", "FaultyEngine", "request_kind"]
 
 Fault = Literal[
     "playlist_5xx",
@@ -31,6 +34,11 @@ Fault = Literal[
     "segment_hang",
 ]
 FAULTS: tuple[Fault, ...] = get_args(Fault)
+Dead = Literal["refused", "silent"]
+"""How an engine has nothing for a content: it refuses to open a session for it (HTTP 200,
+``{"response": null, "error": ...}``), or opens one that never lists a segment, its stat saying
+``prebuf`` with no peers (a dead torrent)."""
+DEAD_ERROR = "failed to load content: no such content"
 HANG = 3600.0
 """Seconds a hanging answer takes: longer than anything waits."""
 
@@ -64,6 +72,8 @@ class FaultyEngine:
     faults: dict[str, Fault] = field(default_factory=dict)
     """Session id (or ``"*"``) → the fault its requests meet."""
     open_non_json: bool = False
+    dead: dict[str, Dead] = field(default_factory=dict)
+    """Content key → how the engine has nothing for it."""
     requests: Counter[str] = field(default_factory=Counter)
     ended_by_engine: list[str] = field(default_factory=list)
     _frozen: dict[str, bytes] = field(default_factory=dict)
@@ -106,6 +116,11 @@ class FaultyEngine:
         if kind == "open" and self.open_non_json:
             await trio.lowlevel.checkpoint()
             return 200, "text/html", GARBAGE, len(GARBAGE)
+        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        dead = self._dead(path, query)
+        if dead is not None:
+            await trio.lowlevel.checkpoint()
+            return 200, *dead
         session_id = _session_of(path)
         fault = self.fault_for(session_id) if kind in ("playlist", "segment") else None
         if kind == "playlist" and fault == "playlist_5xx":
@@ -123,10 +138,30 @@ class FaultyEngine:
         if kind == "segment" and fault in ("segment_404", "segment_5xx"):
             await trio.lowlevel.checkpoint()
             return (404 if fault == "segment_404" else 500), "text/plain", b"no", 2
-        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
         status, content_type, body = await self.inner.handle(path, query, scope)
         if kind == "playlist" and fault == "stall" and status == 200:
             self._frozen[session_id] = body
         if kind == "segment" and fault == "segment_truncated" and status == 200:
             return status, content_type, body[: len(body) // 2], len(body)
         return status, content_type, body, len(body)
+
+    def _dead(self, path: str, query: dict[str, str]) -> tuple[str, bytes, int] | None:
+        """What the engine answers for dead content (content type, body, length), if it is."""
+        kind = request_kind(path)
+        if kind == "open":
+            how = self.dead.get(query.get("id") or query.get("infohash") or "")
+            if how != "refused":
+                return None
+            body = json.dumps({"response": None, "error": DEAD_ERROR}).encode()
+            return "application/json", body, len(body)
+        session = self.inner.sessions.get(_session_of(path))
+        if session is None or session.stopped or self.dead.get(session.key) != "silent":
+            return None
+        if kind == "playlist":  # prebuffering for ever: no segment is ever listed
+            body = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+            return "application/vnd.apple.mpegurl", body, len(body)
+        if kind == "stat":
+            stat = {"status": "prebuf", "peers": 0, "speed_down": 0, "speed_up": 0}
+            body = json.dumps({"response": {**stat, "downloaded": 0}, "error": None}).encode()
+            return "application/json", body, len(body)
+        return None

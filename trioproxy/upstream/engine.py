@@ -9,7 +9,9 @@ never decoded); a gzip-encoded playlist is decoded here, its decoded bytes count
 playlist bound.
 
 Functions here take no timeout: callers put deadlines around them. Every failure leaves as
-:class:`~trioproxy.errors.EngineError`.
+:class:`~trioproxy.errors.EngineError`; an open the engine answered with an error of its own
+(``{"response": null, "error": "..."}``: it has nothing for that id) as its subclass
+:class:`~trioproxy.errors.ContentUnavailable`, which says nothing against the engine.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import EngineError
+from ..errors import ContentUnavailable, EngineError
 
 __all__ = ["Engine", "KeyType", "Session", "host_port", "parse_session", "shown", "stop_url"]
 
@@ -77,7 +77,8 @@ def parse_session(payload: Any, pid: str) -> Session:
     if not isinstance(payload, dict):
         raise EngineError("engine answered something other than a JSON object")
     if payload.get("error"):
-        raise EngineError(f"engine refused the session: {str(payload['error'])[:200]}")
+        # The engine answered and said no: the content (a dead or unknown id), not the engine.
+        raise ContentUnavailable(f"engine refused the session: {str(payload['error'])[:200]}")
     response = payload.get("response")
     if not isinstance(response, dict) or not isinstance(response.get("playback_url"), str):
         raise EngineError("engine answered without a playback_url")
