@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from ..config import Config
-from ..errors import BufferTimeout, ChannelFailed, OverCapacity, ProxyError, redact
+from ..errors import ProxyError
 from ..hls.playlist import render_media_playlist
 from ..hls.variants import Variant
 from ..hls.window import MemoryAccount, Segment, SegmentWindow
@@ -165,11 +165,6 @@ class Channel:
         return self.line.records
 
     @property
-    def left_behind(self) -> list[tuple[Upstream, EngineClient, Session]]:
-        """Sessions of earlier upstreams a failover could not stop: stopped later."""
-        return self.line.left_behind
-
-    @property
     def key_type(self) -> KeyType:
         return self.upstream.key_type
 
@@ -192,10 +187,14 @@ class Channel:
         return self.line.session
 
     @property
-    def left_open(self) -> Session | None:
-        """The engine session the channel's teardown could not stop, if any."""
+    def left_open(self) -> list[tuple[Upstream, EngineClient, Session]]:
+        """Engine sessions the channel could not stop (its last one, at its teardown; earlier
+        ones, at their failover), each with its upstream and client: stopped later."""
+        left = list(self.line.left_behind)
         current = self.line.current
-        return None if current is None or current.left_open is None else current.session
+        if current is not None and current.left_open is not None and current.session is not None:
+            left.append((self.upstream, self.client, current.session))
+        return left
 
     @property
     def opening(self) -> bool:
@@ -366,26 +365,6 @@ class Channel:
         """
         await self.audience.wait(self.ready)
 
-    def check_not_failed(self) -> None:
-        """Raise the channel's failure as players may see it: ``503`` when it was refused for
-        memory, ``502`` when its upstream failed."""
-        if self.failure is not None:
-            error = OverCapacity if self.failure.status == 503 else ChannelFailed
-            raise error(self.public_failure(), retry_after=self.config.failure_backoff or 1)
-
-    def check_servable(self) -> None:
-        self.check_not_failed()
-        if not self.ready.is_set():
-            last = self.feed.last_error
-            why = f" (last upstream error: {redact(last, *self.session_ids())})" if last else ""
-            raise BufferTimeout(
-                f"channel {self.name}: no segments within "
-                f"{self.config.hls_buffer_ready_timeout:g} s{why}; retry shortly",
-                retry_after=5,
-            )
-        if len(self.window) == 0:
-            raise BufferTimeout(f"channel {self.name} has ended", retry_after=1)
-
     def render_playlist(
         self,
         segment_uri: Callable[[Segment], str],
@@ -405,15 +384,3 @@ class Channel:
             start_offset=self.config.hls_start_offset or None,
             independent_segments=self.feed.independent_segments,
         )
-
-    # ---- status -----------------------------------------------------------------------------
-
-    def public_failure(self) -> str:
-        """What players are told of the failure: no engine URLs, no session id (the log has
-        the whole message)."""
-        if self.failure is None:
-            return ""
-        return redact(self.failure.message, *self.session_ids())
-
-    def session_ids(self) -> list[str]:
-        return [self.session.playback_session_id] if self.session is not None else []

@@ -5,14 +5,14 @@ through :func:`join`, given *what* the player wants (:data:`Want`) and *who* it 
 (:class:`Visitor`: its address as the per-address caps count it, and the token that tells it
 apart on the channel). In order, each refusal a ``ProxyError`` the HTTP layer answers as it is:
 
-1. the channel is found, or started (:meth:`~.registry.Registry.start`): at shutdown, in its
+1. the channel is found, or started (``Registry.get_or_start*``): at shutdown, in its
    failure backoff, looping content, over ``TRIOPROXY_MAX_CHANNELS``, over the visitor's
    address caps on channels and session opens, when its memory reserve does not fit, or when no
    engine has room, nothing is started and nothing stays reserved;
 2. the player caps: ``TRIOPROXY_MAX_PLAYERS_PER_CHANNEL`` and
    ``TRIOPROXY_MAX_PLAYERS_PER_ADDRESS`` (a player the channel knows already passes);
 3. a channel that failed answers its failure as players may see it (no engine URL, no session
-   id: :meth:`~.channel.Channel.public_failure`), ``503`` for memory and ``502`` otherwise.
+   id: :mod:`.answers`), ``503`` for memory and ``502`` otherwise.
 
 What a player does once joined (wait for the first segments, read the TS stream) is the
 caller's; so is counting it as present (``Channel.touch`` for HLS, the TS stream's
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..upstream.engine import KeyType
+from .answers import check_not_failed
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -74,11 +75,21 @@ class Visitor:
 def join(registry: Registry, want: Want, visitor: Visitor) -> Channel | None:
     """The channel ``visitor`` may play for ``want``, started if need be; None for a rendition
     the parent's variant does not have. Never waits."""
-    channel = registry.start(want, address=visitor.address)
+    channel = _start(registry, want, visitor.address)
     if channel is None:
         return None
     now = trio.current_time()
     registry.admission.check_player(channel, visitor.token, now)
     registry.addresses.check_player(channel, visitor.token, visitor.address, now)
-    channel.check_not_failed()
+    check_not_failed(channel)
     return channel
+
+
+def _start(registry: Registry, want: Want, address: str) -> Channel | None:
+    match want:
+        case Content(key_type=key_type, key=key):
+            return registry.get_or_start(key_type, key, address=address)
+        case Source(name=name, url=url):
+            return registry.get_or_start_source(name, url, address=address)
+        case Rendition(parent=parent, index=index):
+            return registry.get_or_start_rendition(parent, index, address=address)

@@ -16,21 +16,22 @@ import httpx
 import trio
 
 from ..config import Config
-from ..errors import ChannelFailed, LoopingStream, NoEngineAvailable, OverCapacity
+from ..errors import LoopingStream, NoEngineAvailable
 from ..hls.window import MemoryAccount
 from ..observability.metrics import FAILOVERS
-from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..upstream.engine import Engine, EngineClient, KeyType
 from ..upstream.liveness import Connect
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
 from .admission import Admission, opening_counts
+from .answers import public_failure
+from .backoff import FailureBackoff
 from .channel import Channel
 from .directory import EngineDirectory
-from .join import Content, Rendition, Source, Want
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
-from .stops import stop_later
+from .stops import LaterStops
 from .upstreams import EngineUpstream, Upstream
 from .watcher import StreamWatcher
 
@@ -79,12 +80,10 @@ class Registry:
         self._closing: set[Channel] = set()
         self.addresses = AddressLimits(config, self._channels.values, lambda: self._closing)
         """Caps per client address; an ``address`` given to ``get_or_start*`` counts there."""
-        self._failed_until: dict[str, tuple[float, int, str]] = {}
-        """Ids whose channel failed: refused until then, with the failure's status and the
-        message players may see."""
+        self.backoff = FailureBackoff(config.failure_backoff)
         self._nursery: trio.Nursery | None = None
-        self._late_stops: set[trio.CancelScope] = set()
-        """Later stops of engine sessions closed channels left open; cancelled at shutdown."""
+        self.later_stops = LaterStops(config.stop_timeout)
+        """Engine sessions closed channels left open; stopped later, given up at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
         self.refused: Counter[str] = Counter()
@@ -111,8 +110,7 @@ class Registry:
             await self._shutdown.wait()
             directory_scope.cancel()
             watcher_scope.cancel()
-            for scope in self._late_stops:
-                scope.cancel()
+            self.later_stops.give_up()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:
                 channel.hurry(deadline)
@@ -147,19 +145,6 @@ class Registry:
             if closing.name == name and closing.incarnation == incarnation:
                 return closing
         return None
-
-    def start(self, want: Want, *, address: str | None = None) -> Channel | None:
-        """The channel ``want`` names, started now if there is none (None for a rendition the
-        parent's variant does not have). Never waits. ``address`` (the client's, as
-        :mod:`.per_address` counts it) is held to the per-address caps. Players come in through
-        :func:`.join.join`, which adds the player caps."""
-        match want:
-            case Content(key_type=key_type, key=key):
-                return self.get_or_start(key_type, key, address=address)
-            case Source(name=name, url=url):
-                return self.get_or_start_source(name, url, address=address)
-            case Rendition(parent=parent, index=index):
-                return self.get_or_start_rendition(parent, index, address=address)
 
     def get_or_start_source(self, source: str, url: str, *, address: str | None = None) -> Channel:
         """The channel of the configured source ``source``, started now if there is none."""
@@ -275,15 +260,10 @@ class Registry:
         if self._nursery is None or self._shutdown.is_set():
             self.refused["shutdown"] += 1
             raise NoEngineAvailable("the proxy is shutting down", retry_after=5)
-        now = trio.current_time()
-        failed = self._failed_until.get(name)
-        if failed is not None:
-            until, status, message = failed
-            if now < until:
-                error = OverCapacity if status == 503 else ChannelFailed
-                self.refused["failure_backoff"] += 1
-                raise error(f"{message} (retry in {until - now:.0f} s)", retry_after=until - now)
-            del self._failed_until[name]
+        refusal = self.backoff.refusal(name, trio.current_time())
+        if refusal is not None:
+            self.refused["failure_backoff"] += 1
+            raise refusal
         if watched and self.watcher is not None:
             try:
                 self.watcher.check(name)
@@ -353,35 +333,11 @@ class Registry:
             self.directory.release(channel.upstream.engine_load)
         if self._nursery is None:
             return
-        left_open = channel.left_open
-        if left_open is not None:
-            self._nursery.start_soon(
-                self._stop_later, channel.name, channel.upstream, channel.client, left_open
-            )
-        for upstream, client, session in channel.left_behind:
-            self._nursery.start_soon(self._stop_later, channel.name, upstream, client, session)
+        for upstream, client, session in channel.left_open:
+            self.later_stops.start(self._nursery, channel.name, upstream, client, session)
         if channel.held_at_end >= TRIM_AFTER:
             # A task of its own: it runs once the channel has let go of its bytes.
             self._nursery.start_soon(give_back)
-
-    async def _stop_later(
-        self, name: str, upstream: Upstream, client: EngineClient, session: Session
-    ) -> None:
-        scope = trio.CancelScope()
-        if self._shutdown.is_set():
-            scope.cancel()  # no later at shutdown: it logs the session it leaves open
-        self._late_stops.add(scope)
-        try:
-            with scope:
-                await stop_later(
-                    name,
-                    client,
-                    upstream,
-                    session,
-                    self.config.stop_timeout,
-                )
-        finally:
-            self._late_stops.discard(scope)
 
     def stop_channel(self, name: str, reason: str = "stopped") -> bool:
         """Stop a channel now. Returns at once; False when there is no such running channel."""
@@ -401,14 +357,10 @@ class Registry:
             self._closing.add(channel)
 
     def _back_off(self, channel: Channel) -> None:
-        if channel.failure is None or self.config.failure_backoff <= 0:
-            return
-        now = trio.current_time()
-        for name, (until, _, _) in list(self._failed_until.items()):
-            if until <= now:
-                del self._failed_until[name]
-        until = now + self.config.failure_backoff
-        self._failed_until[channel.name] = (until, channel.failure.status, channel.public_failure())
+        if channel.failure is not None:
+            self.backoff.record(
+                channel.name, channel.failure.status, public_failure(channel), trio.current_time()
+            )
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -432,4 +384,4 @@ class Registry:
     @property
     def engine_stops_pending(self) -> int:
         """Engine sessions closed channels left open, still to be stopped."""
-        return len(self._late_stops)
+        return len(self.later_stops)

@@ -1,7 +1,8 @@
 """The registry and its channels as ``/proxy/status`` shows them.
 
 The status is built whole, here; a caller without the key gets it through the allow-list of
-:mod:`.public`, with every secret of every channel (:func:`channel_secrets`) left out of texts.
+:mod:`.public`, with every secret of every channel (:func:`.answers.channel_secrets`) left out
+of texts.
 """
 
 from __future__ import annotations
@@ -12,24 +13,12 @@ from typing import Any
 import trio
 
 from .admission import opening_counts
+from .answers import channel_secrets
 from .channel import Channel
-from .public import public_status, url_secrets
+from .public import public_status
 from .registry import Registry
 
-__all__ = ["channel_secrets", "channel_status", "registry_status"]
-
-
-def channel_secrets(channel: Channel) -> list[str]:
-    """What no text a caller without the key sees may carry: the channel's engine session ids
-    (with one, anyone could stop the session through the engine's own API) and, for a source,
-    the credentials in its URL."""
-    secrets = [record.playback_session_id or "" for record in channel.sessions]
-    session = channel.session
-    if session is not None:
-        secrets += [session.playback_session_id, session.pid]
-    if channel.key_type == "url":
-        secrets += url_secrets(channel.key)
-    return [secret for secret in secrets if secret]
+__all__ = ["channel_status", "registry_status"]
 
 
 def channel_status(channel: Channel) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..errors import EngineError
 from ..upstream.engine import EngineClient, Session
 from .upstreams import Upstream
 
-__all__ = ["LATER_DELAYS", "stop_later", "stop_session"]
+__all__ = ["LATER_DELAYS", "LaterStops", "stop_later", "stop_session"]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +106,51 @@ async def stop_later(
                 attempts,
                 reason,
             )
+
+
+class LaterStops:
+    """The later stops (:func:`stop_later`) of sessions closed channels left open, each a task
+    in the nursery it is given (the registry's), each attempt bounded by ``each`` seconds. At
+    process shutdown :meth:`give_up` cancels them: each logs the session it leaves open."""
+
+    def __init__(self, each: float) -> None:
+        self._each = each
+        self._scopes: set[trio.CancelScope] = set()
+        self._given_up = False
+
+    def __len__(self) -> int:
+        """Sessions still to be stopped."""
+        return len(self._scopes)
+
+    def start(
+        self,
+        nursery: trio.Nursery,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        session: Session,
+    ) -> None:
+        scope = trio.CancelScope()
+        if self._given_up:
+            scope.cancel()  # no later at shutdown: it logs the session it leaves open
+        self._scopes.add(scope)
+        nursery.start_soon(self._run, scope, name, upstream, client, session)
+
+    def give_up(self) -> None:
+        self._given_up = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _run(
+        self,
+        scope: trio.CancelScope,
+        name: str,
+        upstream: Upstream,
+        client: EngineClient,
+        session: Session,
+    ) -> None:
+        try:
+            with scope:
+                await stop_later(name, client, upstream, session, self._each)
+        finally:
+            self._scopes.discard(scope)

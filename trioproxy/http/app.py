@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
+from ..channels.answers import check_servable
 from ..channels.join import Content, Rendition, Source, Visitor, Want, join
 from ..channels.registry import Registry
 from ..channels.status import registry_status
@@ -309,7 +310,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
         if not channel.ready.is_set():
             with trio.move_on_after(config.hls_buffer_ready_timeout):
                 await channel.wait_ready()
-        channel.check_servable()
+        check_servable(channel)
         channel.touch(who.token, who.address)
         root = request.root_path
         name, incarnation = channel.name, channel.incarnation
