@@ -105,6 +105,7 @@ async def test_a_stopped_channel_frees_its_engine_slot_while_the_orchestrator_is
         assert h.registry.directory.load(stopped.engine) == 0
         memory = (await h.client.get("/proxy/status")).json()["limits"]["memory"]
         assert (memory["held_bytes"], memory["accounts"]) == (0, 0)
+        assert (len(stopped.window), stopped.window.total_bytes) == (0, 0)
         assert (await h.open_playlist(CONTENT_B)).status_code == 200
         assert trio.current_time() - t0 < 5.0  # at once, not after the drain timeout
         assert len(h.sim.open_sessions) == 1  # A's engine session was stopped, B's is open

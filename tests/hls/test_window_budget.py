@@ -50,6 +50,7 @@ def test_under_pressure_a_window_drops_its_oldest_beyond_the_served_window() -> 
     assert window.next_sequence == 11  # the refused segment took no number
     window.release()
     assert (budget.charged, budget.held, budget.segments_held) == (100, 0, 0)
+    assert (len(window), window.total_bytes) == (0, 0)  # nothing held past its account
 
 
 def test_the_mean_segment_size_is_of_what_is_held_now() -> None:

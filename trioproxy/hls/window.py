@@ -234,9 +234,12 @@ class SegmentWindow:
             self.account.remove(size, segment=True)
 
     def release(self) -> None:
-        """Close the account: the channel is gone, its bytes are no longer counted."""
+        """The channel's life is over: its segments are dropped and its account closed, so its
+        bytes are neither held nor counted any more."""
         if self.account is not None:
             self.account.close(len(self._segments), self.total_bytes)
+        self._segments.clear()
+        self.total_bytes = 0
 
     def grow(self, max_segments: int) -> None:
         """Keep up to ``max_segments`` from now on (finished content is served whole)."""
