@@ -238,8 +238,9 @@ class Config(BasicSettings):
         "TRIOPROXY_MEMORY_BUDGET",
         512 << 20,
         parse.byte_count,
-        "bytes every channel's segments, init sections and keys may hold together; a new "
-        "channel that will not fit gets `503` + `Retry-After`",
+        "bytes every channel's segments, init sections, keys and MPEG-TS copies may hold "
+        "together; a new channel first takes what other channels hold beyond their served "
+        "windows, and one that still will not fit gets `503` + `Retry-After`",
     )
 
     def __post_init__(self) -> None:
