@@ -221,10 +221,12 @@ async def test_players_keep_decoding_when_the_engine_hangs() -> None:
         for decoder in (hls, ts):
             assert_decoded_through(decoder, hung, end, switch)
         # The hung engine was asked (its playlist, the stop of its session), never answered,
-        # and got nothing once its breaker opened.
+        # and got nothing once its breaker opened but that stop, sent as the breaker opens (on a
+        # busy machine it can arrive after a status read already showed the breaker open).
         assert {r.kind for r in a.since(hung)} >= {"playlist", "stop"}
         assert all(r.hung for r in a.since(hung))
-        assert a.since(breaker) == []
+        assert [r.kind for r in a.since(breaker) if r.kind != "stop"] == []
+        assert len([r for r in a.since(hung) if r.kind == "stop"]) == 1
         assert_two_sessions(await rig.channel(), a, b)
         assert_events_in_order(rig)
 
