@@ -290,3 +290,18 @@ def test_the_target_sets_a_fixed_target_duration() -> None:
     assert Segmenter(target=1.0).target_duration == 2
     with pytest.raises(ValueError, match="target"):
         Segmenter(target=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bit_errors_anywhere_never_break_the_segmenter(media: Media, seed: int) -> None:
+    """Damaged headers, PSI and PES: segments still come, whole packets opening with PAT, PMT."""
+    data = bytearray(media("hevc_ac3"))
+    rnd = random.Random(seed)
+    for _ in range(len(data) // 500):
+        data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+    seg = Segmenter()
+    run = segment(bytes(data), seed=seed, segmenter=seg)
+    assert len(run.cuts) >= 2
+    for cut in run.cuts:
+        assert segment_problems(cut.data, keyframe=False) == []
+        assert 0 <= rounded_duration(cut.duration) <= seg.target_duration
