@@ -159,8 +159,7 @@ class Segmenter:
             self._seg += last
             self._abs += len(last)
             self._scan = None
-            duration = min(self._seg_max + self._frame - self._seg_start, self._limit - 1)
-            self._close(self._abs, duration)
+            self._close(self._abs, self._estimated_end())
         cut = self._cuts.pop() if self._cuts else None
         self._cuts = []
         self._drop_segment()
@@ -311,7 +310,7 @@ class Segmenter:
         step = max(self._step, self._prev_step)
         if elapsed >= self._limit:  # a step too big to foresee: end at the last frame's end
             cut = True
-            elapsed = min(self._seg_max + self._frame - self._seg_start, self._limit - 1)
+            elapsed = self._estimated_end()
         elif audio:
             cut = elapsed + step // 2 >= self._target
         elif key:
@@ -362,6 +361,7 @@ class Segmenter:
         if self._in_segment or self._began:
             self._mark_discontinuity()
         self._in_segment = False
+        self._scan = None
         self._seg.clear()
         self._seg_abs = self._abs
 
