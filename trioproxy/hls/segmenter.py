@@ -50,6 +50,8 @@ JUMP_BACK = 1 * CLOCK
 """A PTS step back beyond this is one too (decode order steps back only a few frames)."""
 SCAN_PACKETS = 32
 """Packets of one video PES read for its first picture before it counts as no keyframe."""
+PSI_PACKETS = 2048
+"""Packets read one by one for the rest of a PSI section before it is given up."""
 MAX_SEGMENT_BYTES = 32 << 20
 """A segment whose timing stream shows no PTS for this long is dropped, not grown."""
 _PUSI = bytes(byte & 0x40 for byte in range(256))
@@ -114,6 +116,7 @@ class Segmenter:
     def _reset_stream(self) -> None:
         """Forget what was learnt of the stream: PSI, timing, keyframe scan."""
         self._psi = ProgramTracker()
+        self._psi_wait = 0
         self._timing: Elementary | None = None
         self._timing_pid = -1
         self._reset_timing()
@@ -187,10 +190,16 @@ class Segmenter:
         count = len(starts)
         index = 0
         while index < count:
-            if self._scan is None and not self._psi.open:
-                index = starts.find(0x40, index)  # only the packets that start a unit matter
-                if index < 0:
-                    break
+            if self._scan is None:
+                if self._psi.open:
+                    self._psi_wait += 1
+                    if self._psi_wait > PSI_PACKETS:
+                        self._psi.abandon()
+                if not self._psi.open:
+                    self._psi_wait = 0
+                    index = starts.find(0x40, index)  # only the packets that start a unit matter
+                    if index < 0:
+                        break
             self._packet(buf, index * PACKET_SIZE, base)
             index += 1
         self._trim()

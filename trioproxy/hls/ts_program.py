@@ -61,6 +61,11 @@ class ProgramTracker:
             return self._on_pmt(section, packets)
         return None
 
+    def abandon(self) -> None:
+        """Give up the sections begun (their rest never came)."""
+        self._assemblers.clear()
+        self.open = False
+
     def _on_pat(self, section: bytes, packets: bytes) -> None:
         if section != self._pat_section:
             programs = parse_pat(section)
