@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from trioproxy.config import ConfigError, load_config
 from trioproxy.testing.harness import harness
 
 from ..http.iptv import read_m3u
-from .epg import EPG_HOST, GOOD, NOW, EpgServer, epg_config, guide, slowly
+from .epg import EPG_HOST, EPG_URL, GOOD, NOW, EpgServer, epg_config, guide, slowly
 
 KEY = "guide-key-0123456789"
 
@@ -103,3 +105,29 @@ async def test_the_refresher_stops_with_the_proxy_mid_fetch(
     # The harness returned: the registry's nursery, the refresher in it, is done.
     assert closed == [10.0]
     assert h.registry.task_names == []
+
+
+def test_the_guide_settings_and_what_stops_start_up(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.csv"
+    bare.write_text("BBC One,0123456789abcdef0123456789abcdef01234567\n", encoding="utf-8")
+    listed = tmp_path / "listed.csv"
+    listed.write_text("BBC One,0123456789abcdef0123456789abcdef01234567,bbc1.uk\n", "utf-8")
+    for environ in (
+        {"TRIOPROXY_EPG_SOURCES": EPG_URL},
+        {"TRIOPROXY_EPG_SOURCES": EPG_URL, "TRIOPROXY_CHANNELS_FILE": str(bare)},
+    ):
+        with pytest.raises(ConfigError, match="TRIOPROXY_EPG_SOURCES needs a TRIOPROXY_CHANNELS"):
+            load_config(environ)
+    config = load_config(
+        {
+            "TRIOPROXY_EPG_SOURCES": f"{EPG_URL}, http://b.test/g.xml.gz",
+            "TRIOPROXY_CHANNELS_FILE": str(listed),
+            "TRIOPROXY_EPG_REFRESH": "3600",
+            "TRIOPROXY_EPG_MAX_BYTES": "50M",
+            "TRIOPROXY_STATE_DIR": " /var/lib/trioproxy ",
+        }
+    )
+    assert config.epg_sources == (EPG_URL, "http://b.test/g.xml.gz")
+    assert (config.epg_refresh, config.epg_max_bytes) == (3600.0, 50 << 20)
+    assert config.state_dir == "/var/lib/trioproxy"
+    assert (load_config({}).epg_refresh, load_config({}).epg_timeout) == (21600.0, 300.0)

@@ -245,7 +245,8 @@ async def test_a_restart_serves_the_cached_guide_at_once(
     server.serve(gzipped(guide(GOOD)))
     async with harness(epg_config(tmp_path), mounts={EPG_HOST: server.transport()}) as h:
         await until_cached(h)
-        served = (await h.client.get("/epg.xml")).content
+        first = await h.client.get("/epg.xml")
+        served = first.content
     # The next run: the EPG server is down, and the guide is there from the first request.
     down = EpgServer()
     down.serve(b"", status=503)
@@ -255,6 +256,11 @@ async def test_a_restart_serves_the_cached_guide_at_once(
         assert trio.current_time() == restarted
         assert response.status_code == 200
         assert response.content == served
+        # The same guide, as far as an app can tell: nothing to download again.
+        assert response.headers["last-modified"] == first.headers["last-modified"]
+        assert response.headers["etag"] == first.headers["etag"]
+        since = {"If-Modified-Since": first.headers["last-modified"]}
+        assert (await h.client.get("/epg.xml", headers=since)).status_code == 304
         source = (await guide_status(h))["sources"][0]
         assert source["cached"] is True
         assert source["fetched_at"] is not None

@@ -135,9 +135,10 @@ class GuideKeeper:
                 len(source.part.programmes),
                 _utc(source.fetched_at),
             )
-        if any(source.part is not None for source in self._sources):
+        fetched = [source.fetched_at for source in self._sources if source.fetched_at]
+        if fetched:
             self.guide = GuideBuilder(self._parts(), self._order).guide()
-            self.updated_at = time.time()
+            self.updated_at = max(fetched)  # not the restart: apps that have it get 304
 
     async def _fetch(self, source: _Source) -> None:
         started = trio.current_time()
@@ -171,8 +172,8 @@ class GuideKeeper:
             len(part.channels),
             received,
         )
-        await self._publish()
-        source.cached = await self.cache.save(source.url, render_part(part))
+        await self._publish(source.fetched_at)
+        source.cached = await self.cache.save(source.url, render_part(part), source.fetched_at)
 
     def _failed(self, source: _Source, message: str, started: float) -> None:
         source.error, source.failed_at = message, time.time()
@@ -185,14 +186,15 @@ class GuideKeeper:
     def _parts(self) -> list[GuidePart]:
         return [source.part for source in self._sources if source.part is not None]
 
-    async def _publish(self) -> None:
-        """Build the guide of every source's last good part, a step at a time, and serve it."""
+    async def _publish(self, fetched_at: float) -> None:
+        """Build the guide of every source's last good part, a step at a time, and serve it;
+        fetched at ``fetched_at`` if it changed."""
         builder = GuideBuilder(self._parts(), self._order)
         while not builder.step():
             await trio.lowlevel.checkpoint()
         guide = builder.guide()
         if self.guide is None or guide.etag != self.guide.etag:
-            self.guide, self.updated_at = guide, time.time()
+            self.guide, self.updated_at = guide, fetched_at
 
     # ---- status -----------------------------------------------------------------------------
 

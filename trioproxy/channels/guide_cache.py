@@ -83,8 +83,10 @@ class GuideCache:
             log.warning("guide cache %s of %s: unusable, ignored: %s", path, shown(url), exc)
             return None
 
-    async def save(self, url: str, document: bytes) -> bool:
-        """Replace the cached guide of ``url`` with ``document``; whether it was written."""
+    async def save(self, url: str, document: bytes, fetched_at: float) -> bool:
+        """Replace the cached guide of ``url`` with ``document``, fetched at ``fetched_at``
+        (UTC epoch seconds: the file's time, read back by :meth:`load`); whether it was
+        written."""
         path = self.path(url)
         if path is None:
             return False
@@ -98,6 +100,7 @@ class GuideCache:
                 for start in range(0, len(document), _PIECE):
                     file.write(document[start : start + _PIECE])
                     await trio.lowlevel.checkpoint()
+            os.utime(temporary, (fetched_at, fetched_at))
             os.replace(temporary, path)
             temporary = None
             self._warned = False
