@@ -12,6 +12,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
        │                                  own handler reading its channel's window
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
+          ├─ guide refresher              TRIOPROXY_EPG_SOURCES: the cached guide read first, then
+          │                               one fetch at a time when due, bounded in bytes and time
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
           ├─ stream watcher               stops channels whose stream the orchestrator ended
           ├─ later engine stop            a session a closed channel left open: retried, logged
@@ -28,7 +30,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
 
 Who cancels what, and the stop order:
 
-- **The process**: the shutdown trigger returns → ``registry.shutdown()``: the directory and the
+- **The process**: the shutdown trigger returns → ``registry.shutdown()``: the guide refresher
+  (a fetch in flight with it; a cache file half written is removed), the directory and the
   watcher are cancelled; every channel gets a deadline (``TRIOPROXY_SHUTDOWN_TIMEOUT``) for
   opening, stopping and event delivery, and is stopped; the registry's nursery is cancelled a
   second after that deadline as a backstop. The HTTP server closes its listeners and idle

@@ -165,6 +165,27 @@ REGISTRY = fields(
         looping=as_is, reads=as_is, stopped_by_orchestrator=as_is, error=redacted
     ),
     config=counts,
+    guide=fields(
+        channels=as_is,
+        programmes=as_is,
+        bytes=as_is,
+        updated_at=as_is,
+        sources=each(
+            fields(
+                url=host_only,
+                fetched_at=as_is,
+                fetched_seconds_ago=as_is,
+                error=redacted,
+                failed_at=as_is,
+                failures=as_is,
+                next_fetch_seconds=as_is,
+                channels=as_is,
+                programmes=as_is,
+                received_bytes=as_is,
+                cached=as_is,
+            )
+        ),
+    ),
 )
 
 

@@ -29,6 +29,7 @@ from .answers import public_failure
 from .backoff import FailureBackoff
 from .channel import Channel
 from .directory import EngineDirectory
+from .guide import GuideKeeper
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
 from .stops import LaterStops
@@ -67,6 +68,8 @@ class Registry:
             refresh_interval=config.engine_refresh_interval,
         )
         self.policy = UpstreamPolicy.from_config(http, config, connect)
+        self.guide = GuideKeeper(config, http)
+        """The channel list's guide (XMLTV), refreshed by a task of :meth:`run`."""
         self.admission = Admission(config)
         self.memory = MemoryAdmission(config)
         self.watcher = (
@@ -101,6 +104,8 @@ class Registry:
         """Serve channels until :meth:`shutdown`, then stop them all; return when they are gone."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            # First: the cached guide is read before anything is served.
+            guide_scope: trio.CancelScope = await nursery.start(self.guide.run)
             directory_scope = trio.CancelScope()
             nursery.start_soon(self._run_directory, directory_scope)
             watcher_scope = trio.CancelScope()
@@ -110,6 +115,7 @@ class Registry:
             await self._shutdown.wait()
             directory_scope.cancel()
             watcher_scope.cancel()
+            guide_scope.cancel()
             self.later_stops.give_up()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:

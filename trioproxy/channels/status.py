@@ -15,7 +15,7 @@ import trio
 from .admission import opening_counts
 from .answers import channel_secrets
 from .channel import Channel
-from .public import public_status
+from .public import public_status, url_secrets
 from .registry import Registry
 
 __all__ = ["channel_status", "registry_status"]
@@ -76,6 +76,7 @@ def registry_status(registry: Registry, *, detail: bool = True) -> dict[str, Any
     if detail:
         return status
     secrets = [secret for channel in (*channels, *closing) for secret in channel_secrets(channel)]
+    secrets += [secret for url in registry.config.epg_sources for secret in url_secrets(url)]
     return public_status(status, secrets)
 
 
@@ -107,6 +108,7 @@ def _registry_status(
         },
         "limits_per_address": registry.addresses.snapshot(),
         "orchestrator_streams": registry.watcher.snapshot() if registry.watcher else None,
+        "guide": registry.guide.snapshot(),
         "config": {
             "max_streams_per_engine": config.max_streams_per_engine,
             "hls_window_size": config.hls_window_size,

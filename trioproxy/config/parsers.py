@@ -29,6 +29,7 @@ __all__ = [
     "log_level",
     "max_height",
     "network_list",
+    "optional_path",
     "optional_url",
     "orchestrator_api",
     "player_keys",
@@ -102,6 +103,11 @@ def http_url(text: str) -> str:
 
 def optional_url(text: str) -> str | None:
     return http_url(text) if text.strip() else None
+
+
+def optional_path(text: str) -> str | None:
+    """A file system path (not checked here: its user says when it is unusable); empty: None."""
+    return text.strip() or None
 
 
 def api_key(text: str) -> str | None:

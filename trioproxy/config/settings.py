@@ -195,7 +195,41 @@ class Config(BasicSettings):
         "TRIOPROXY_EPG_URL",
         None,
         parse.optional_url,
-        "XMLTV guide URL announced in `/playlist.m3u` (`url-tvg`)",
+        "XMLTV guide URL announced in `/playlist.m3u` (`url-tvg`) when `TRIOPROXY_EPG_SOURCES` "
+        "is unset",
+    )
+    epg_sources: tuple[str, ...] = setting(
+        "TRIOPROXY_EPG_SOURCES",
+        (),
+        parse.url_list,
+        "comma-separated XMLTV guide URLs (gzip or plain), fetched in the background and served "
+        "at `/epg.xml`, filtered to the tvg-ids of `TRIOPROXY_CHANNELS_FILE` (README: Guide)",
+    )
+    epg_refresh: float = setting(
+        "TRIOPROXY_EPG_REFRESH",
+        21600.0,
+        parse.positive_seconds,
+        "seconds between fetches of each guide; a failed fetch is tried again after 10 "
+        "minutes, then 20, 40, ... (at most this)",
+    )
+    epg_timeout: float = setting(
+        "TRIOPROXY_EPG_TIMEOUT",
+        300.0,
+        parse.positive_seconds,
+        "seconds one fetch of a guide may take, whole; then it fails",
+    )
+    epg_max_bytes: int = setting(
+        "TRIOPROXY_EPG_MAX_BYTES",
+        200 << 20,
+        parse.byte_count,
+        "bytes read at most of one guide as it arrives (gzip may decode to 16 times that)",
+    )
+    state_dir: str | None = setting(
+        "TRIOPROXY_STATE_DIR",
+        None,
+        parse.optional_path,
+        "directory the last good guides are kept in, so a restart serves them at once; unset: "
+        "`$XDG_STATE_HOME/trioproxy`, else `~/.local/state/trioproxy`",
     )
     vod_max_segments: int = setting(
         "TRIOPROXY_VOD_MAX_SEGMENTS",
@@ -253,6 +287,11 @@ class Config(BasicSettings):
             raise ConfigError(
                 f"HLS_INITIAL_SEGMENTS ({self.hls_initial_segments}) must not exceed "
                 f"HLS_MAX_SEGMENTS ({self.hls_max_segments})"
+            )
+        if self.epg_sources and not any(c.tvg_id for c in self.channels_file or ()):
+            raise ConfigError(
+                "TRIOPROXY_EPG_SOURCES needs a TRIOPROXY_CHANNELS_FILE with tvg-ids: the guide "
+                "serves the programmes of those channels only"
             )
         for channel in self.channels_file or ():
             if channel.kind == "source" and self.source_url(channel.key) is None:

@@ -36,6 +36,7 @@ from .asgi import send_response
 from .edge import believe_client, visitor
 from .forwarded import FORWARDED_HEADERS, public_base
 from .guards import Access
+from .guide import guide_routes, guide_url
 from .ids import client_identity, parse_format, parse_stream_key
 from .keys import KEY_PARAM, PlayerKeys, key_query
 from .m3u import M3U_TYPE, render_m3u
@@ -78,6 +79,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
     app.url_map.converters.update(_CONVERTERS)
     access = Access.of(config)
     keys = PlayerKeys.of(config)
+    app.register_blueprint(guide_routes(registry.guide))
 
     def carried_key() -> str:
         """``&key=…`` of the request's player key for the URLs it is handed (checked by
@@ -254,7 +256,7 @@ def create_app(registry: Registry, config: Config) -> Quart:
                 return urls.SOURCE.build(base, name=channel.key) + key.replace("&", "?", 1)
             return urls.stream_url(base, channel.kind, channel.key, link_format) + key
 
-        body = render_m3u(config.channels_file, url_of, config.epg_url)
+        body = render_m3u(config.channels_file, url_of, guide_url(base, config, key))
         return Response(body, content_type=M3U_TYPE, headers={"Cache-Control": "no-cache", **CORS})
 
     @route(urls.SOURCE_TS)

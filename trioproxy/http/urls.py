@@ -25,6 +25,8 @@ from .ids import parse_format
 __all__ = [
     "ACE",
     "CHANNEL",
+    "EPG",
+    "EPG_GZ",
     "GETSTREAM",
     "HEALTHZ",
     "M3U",
@@ -160,6 +162,10 @@ SOURCE_RESOURCE = Path(
 )
 M3U = Path("/playlist.m3u", *_READ)
 """The channel list (``TRIOPROXY_CHANNELS_FILE``) as an extended M3U for IPTV apps."""
+EPG = Path("/epg.xml", *_READ)
+"""The channel list's guide (XMLTV), from ``TRIOPROXY_EPG_SOURCES``."""
+EPG_GZ = Path("/epg.xml.gz", *_READ)
+"""The same guide, gzipped."""
 
 PATHS: tuple[Path, ...] = (
     HEALTHZ,
@@ -178,6 +184,8 @@ PATHS: tuple[Path, ...] = (
     SOURCE_SEGMENT,
     SOURCE_RESOURCE,
     M3U,
+    EPG,
+    EPG_GZ,
 )
 """Every path of the API."""
 
