@@ -169,15 +169,18 @@ class MediaDispatcher:
         who = visitor(
             scope, "ts:" + secrets.token_urlsafe(9), config.trusted_proxies, config.media_servers
         )
+        label = believe_client(scope, config.trusted_proxies)
         try:
             channel = self._ts_channel(request, args, head, who)
             if channel is not None and not request.keepalive:
-                # Nothing goes out before media: the answer waits for it, or is an error.
-                with trio.move_on_after(config.hls_buffer_ready_timeout):
-                    if await _left_before_media(channel, receive):
-                        return
-                check_servable(channel)
-                _check_mpegts(channel)
+                # Nothing goes out before media: the answer waits for it, or is an error. The
+                # wait is a TS player of the channel, counted by every cap as one.
+                with channel.ts.joined(TsPlayer(label, lambda: None)):
+                    with trio.move_on_after(config.hls_buffer_ready_timeout):
+                        if await _left_before_media(channel, receive):
+                            return
+                    check_servable(channel)
+                    _check_mpegts(channel)
         except ProxyError as error:
             await _send_error(send, error, head)
             return
@@ -186,7 +189,6 @@ class MediaDispatcher:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        label = believe_client(scope, self.config.trusted_proxies)
         # On a connection of our own speaking HTTP/1.x, the body goes to the socket directly.
         body = direct_body(scope, self.config.send_timeout)
         if body is not None:
