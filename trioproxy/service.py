@@ -129,6 +129,7 @@ def connection_limits(config: Config, fd_limit: int) -> ConnectionLimits:
         header_timeout=config.header_timeout,
         send_timeout=config.send_timeout,
         trusted_proxies=config.trusted_proxies,
+        media_servers=config.media_servers,
     )
 
 
@@ -183,7 +184,10 @@ async def serve(
             await nursery.start(registry.run)
             lag_sampler: trio.CancelScope = await nursery.start(sample_loop_lag)
             app = ForwardedLimit(
-                ProxyApp(registry, config), limits.per_address, config.trusted_proxies
+                ProxyApp(registry, config),
+                limits.per_address,
+                config.trusted_proxies,
+                config.media_servers,
             )
             try:
                 await serve_http(

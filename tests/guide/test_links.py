@@ -3,6 +3,7 @@ the next programmes of a channel; and a refresher that stops with the proxy, mid
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,29 @@ def test_the_guide_settings_and_what_stops_start_up(tmp_path: Path) -> None:
     assert (config.epg_refresh, config.epg_max_bytes) == (3600.0, 50 << 20)
     assert config.state_dir == "/var/lib/trioproxy"
     assert (load_config({}).epg_refresh, load_config({}).epg_timeout) == (21600.0, 300.0)
+
+
+async def test_an_xtream_app_reads_the_guide_as_short_epg(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    password = "guide-pass-0123456789"
+    server = EpgServer()
+    server.serve(guide(GOOD))
+    config = epg_config(tmp_path, xtream_users=(("alice", password),))
+    async with harness(config, mounts={EPG_HOST: server.transport()}) as h:
+        await trio.sleep(1)
+        login = {"username": "alice", "password": password}
+        streams = (
+            await h.client.get("/player_api.php", params={**login, "action": "get_live_streams"})
+        ).json()
+        bbc = next(stream for stream in streams if stream["epg_channel_id"] == "bbc1.uk")
+        answer = await h.client.get(
+            "/player_api.php",
+            params={**login, "action": "get_short_epg", "stream_id": str(bbc["stream_id"])},
+        )
+        listings = answer.json()["epg_listings"]
+        titles = [base64.b64decode(item["title"]).decode() for item in listings]
+        assert titles == ["News", "Weather", "Film"]
+        assert [item["channel_id"] for item in listings] == ["bbc1.uk"] * 3
+        first = h.registry.guide.short_epg("bbc1.uk", 1)[0]
+        assert listings[0]["start_timestamp"] == str(first["start"])

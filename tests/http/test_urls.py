@@ -30,6 +30,8 @@ SAMPLES = {
     "number": "17",
     "segment_ext": "m4s",
     "resource_ext": "key",
+    "xtream_user": "alice",
+    "xtream_password": "alice-0123456789abcdef",
 }
 """A valid value of each kind of part (a new kind needs one here)."""
 

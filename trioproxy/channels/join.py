@@ -66,26 +66,34 @@ Want = Content | Source | Rendition
 @dataclass(frozen=True, slots=True)
 class Visitor:
     """Who joins: ``address`` as the per-address caps count it (``per_address.address_key`` of
-    the address the edge believed), and ``token``, what tells this player apart on a channel."""
+    the address the edge believed), and ``token``, what tells this player apart on a channel.
+    A media server (``per_address.is_media_server``) is not ``capped``: no per-address cap
+    counts it."""
 
     address: str
     token: str
+    capped: bool = True
+
+    @property
+    def counted(self) -> str | None:
+        """The address the per-address caps count this visitor under; None: none."""
+        return self.address if self.capped else None
 
 
 def join(registry: Registry, want: Want, visitor: Visitor) -> Channel | None:
     """The channel ``visitor`` may play for ``want``, started if need be; None for a rendition
     the parent's variant does not have. Never waits."""
-    channel = _start(registry, want, visitor.address)
+    channel = _start(registry, want, visitor.counted)
     if channel is None:
         return None
     now = trio.current_time()
     registry.admission.check_player(channel, visitor.token, now)
-    registry.addresses.check_player(channel, visitor.token, visitor.address, now)
+    registry.addresses.check_player(channel, visitor.token, visitor.counted, now)
     check_not_failed(channel)
     return channel
 
 
-def _start(registry: Registry, want: Want, address: str) -> Channel | None:
+def _start(registry: Registry, want: Want, address: str | None) -> Channel | None:
     match want:
         case Content(key_type=key_type, key=key):
             return registry.get_or_start(key_type, key, address=address)

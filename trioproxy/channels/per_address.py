@@ -14,6 +14,11 @@ Pure bookkeeping: no I/O.
   them now.
 - ``TRIOPROXY_MAX_OPENING_PER_ADDRESS``: those of them still waiting for their engine session
   (stopped ones included: the engine works on an open until it answers).
+
+A media server (``TRIOPROXY_MEDIA_SERVERS``) is one address with a household of viewers behind
+it: :func:`is_media_server` decides, for every way in, that its :class:`~.join.Visitor` is not
+capped, so none of these caps applies to it (the proxy's own caps still do: channels, players
+per channel, engine room).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
+from ..config import Config, IPNetwork
 from ..errors import OverCapacity
 
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["AddressLimits", "address_key"]
+__all__ = ["AddressLimits", "address_key", "is_media_server"]
 
 CHANNEL_RETRY_AFTER = 10.0
 PLAYER_RETRY_AFTER = 10.0
@@ -49,6 +54,19 @@ def address_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
     return str(ip)
+
+
+def is_media_server(address: str, media_servers: tuple[IPNetwork, ...]) -> bool:
+    """Is ``address`` (as the edge believes it) one of ``TRIOPROXY_MEDIA_SERVERS``?"""
+    if not media_servers:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in media_servers)
 
 
 class AddressLimits:
@@ -124,9 +142,10 @@ class AddressLimits:
                 retry_after=OPENING_RETRY_AFTER,
             )
 
-    def check_player(self, channel: Channel, client: str, address: str, now: float) -> None:
-        """A player new to ``channel`` is refused when ``address`` has ``max_players`` already."""
-        if not self.max_players or client in channel.clients:
+    def check_player(self, channel: Channel, client: str, address: str | None, now: float) -> None:
+        """A player new to ``channel`` is refused when ``address`` has ``max_players`` already
+        (None: a media server, never refused here)."""
+        if address is None or not self.max_players or client in channel.clients:
             return
         if self.players_from(address, now) >= self.max_players:
             self.refused["players"] += 1

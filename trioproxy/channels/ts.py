@@ -333,10 +333,13 @@ async def play(
     *,
     finished: Callable[[], bool] = lambda: False,
     segment_sent: Callable[[], None] = lambda: None,
+    keepalive: bool = True,
 ) -> str:
     """Send ``stream`` to ``player`` through ``send`` until it ends; returns why it ended.
 
     The first bytes go out at once: the newest segment, or a null packet while there is none.
+    Without ``keepalive``, nothing goes out before the first segment: a media server's probe
+    (Emby, Plex) that reads null packets first may misjudge the stream.
     ``finished`` says the upstream ended (finished content): the player ends once sent all;
     ``segment_sent`` is called after each segment sent whole (not after null packets).
     """
@@ -359,6 +362,9 @@ async def play(
                 continue
             if stream.closed or finished():
                 return "channel ended"
+            if player.cursor is None and not keepalive:
+                await stream.wait(math.inf)  # until the first segment, or the end
+                continue
             now = trio.current_time()
             # Null packets while no media flows: before the first segment, and once the next
             # one is overdue (a stall) — never between segments arriving on time.

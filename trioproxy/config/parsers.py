@@ -40,8 +40,10 @@ __all__ = [
     "source_list",
     "sources_file",
     "stream_mode",
+    "tuner_name",
     "url_list",
     "whole_number",
+    "xtream_users",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -222,6 +224,34 @@ def player_keys_file(text: str) -> tuple[str, ...]:
         return ()
     lines = (line.strip() for line in _read(text).splitlines())
     return tuple(_player_key(line) for line in lines if line and not line.startswith("#"))
+
+
+_XTREAM_USER = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+def xtream_users(text: str) -> tuple[tuple[str, str], ...]:
+    """``name:password,...``: Xtream logins; each password must be a valid player key."""
+    users: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, password = item.partition(":")
+        if not sep or not _XTREAM_USER.fullmatch(name):
+            # Never echo the item: it holds a password.
+            raise ValueError(
+                "each login must be name:password, the name 1 to 64 of A-Z a-z 0-9 . _ ~ -"
+            )
+        if name in users:
+            raise ValueError(f"the user {name!r} is listed twice")
+        users[name] = _player_key(password)
+    return tuple(users.items())
+
+
+def tuner_name(text: str) -> str:
+    name = text.strip()
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise ValueError("must be 1 to 64 printable characters")
+    return name
 
 
 def stream_mode(text: str) -> Literal["HLS", "TS"]:

@@ -23,6 +23,7 @@ from .basic import BasicSettings
 from .channels import ChannelEntry
 from .declare import ConfigError, Setting, setting, settings_of
 from .parsers import IPNetwork
+from .tuner import device_id
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "setting", "settings_of"]
 
@@ -85,6 +86,13 @@ class Config(BasicSettings):
         parse.whole_number,
         "engine sessions being opened at once for channels one client address started; over "
         "it, `503` (0: no cap)",
+    )
+    media_servers: tuple[IPNetwork, ...] = setting(
+        "TRIOPROXY_MEDIA_SERVERS",
+        (),
+        parse.network_list,
+        "addresses or networks (CIDR) of media servers (Plex, Jellyfin, Emby): exempt from the "
+        "per-address caps, and need no player key (README: Media servers and IPTV apps)",
     )
     stall_timeout: float = setting(
         "TRIOPROXY_STALL_TIMEOUT",
@@ -230,6 +238,34 @@ class Config(BasicSettings):
         parse.optional_path,
         "directory the last good guides are kept in, so a restart serves them at once; unset: "
         "`$XDG_STATE_HOME/trioproxy`, else `~/.local/state/trioproxy`",
+    )
+    tuner_name: str = setting(
+        "TRIOPROXY_TUNER_NAME",
+        "trioproxy",
+        parse.tuner_name,
+        "the HDHomeRun tuner's `FriendlyName`, as media servers show it",
+    )
+    tuner_device_id: str | None = setting(
+        "TRIOPROXY_TUNER_DEVICE_ID",
+        None,
+        device_id,
+        "the HDHomeRun `DeviceID` (8 hex digits, the last a check digit); unset: derived from "
+        "`TRIOPROXY_TUNER_NAME` and `TRIOPROXY_BIND`",
+    )
+    tuner_count: int = setting(
+        "TRIOPROXY_TUNER_COUNT",
+        0,
+        parse.whole_number,
+        "the HDHomeRun `TunerCount` at most; 0: engines × `ACEXY_MAX_STREAMS_PER_ENGINE` "
+        "(and never over `TRIOPROXY_MAX_CHANNELS`)",
+    )
+    xtream_users: tuple[tuple[str, str], ...] = setting(
+        "TRIOPROXY_XTREAM_USERS",
+        (),
+        parse.xtream_users,
+        "Xtream Codes logins for IPTV apps, `name:password,...`; each password is also a player "
+        "key; unset: no Xtream API",
+        repr=False,
     )
     vod_max_segments: int = setting(
         "TRIOPROXY_VOD_MAX_SEGMENTS",

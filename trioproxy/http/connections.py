@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from ..channels.per_address import address_key
+from ..channels.per_address import address_key, is_media_server
 from ..config import IPNetwork
 from .asgi import send_response
 from .guards import client_address
@@ -102,13 +102,18 @@ class ConnectionLimits:
     max_connections: int
     """Client connections open at once."""
     per_address: int
-    """Connections one peer address may hold; 0: no limit. Trusted proxies are exempt."""
+    """Connections one peer address may hold; 0: no limit. Trusted proxies and media servers
+    (``TRIOPROXY_MEDIA_SERVERS``) are exempt."""
     header_timeout: float
     send_timeout: float
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    media_servers: tuple[IPNetwork, ...] = ()
 
 
-def _is_trusted(host: str, trusted: tuple[IPNetwork, ...]) -> bool:
+Nets = tuple[IPNetwork, ...]
+
+
+def _is_trusted(host: str, trusted: Nets) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -282,7 +287,8 @@ class Connections:
             return None
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)  # a unix socket: a path
         counted: str | None = None
-        if self.limits.per_address and not _is_trusted(host, self.limits.trusted_proxies):
+        exempt = (*self.limits.trusted_proxies, *self.limits.media_servers)
+        if self.limits.per_address and not _is_trusted(host, exempt):
             counted = address_key(host)
             if self._per_address[counted] >= self.limits.per_address:
                 return None
@@ -351,10 +357,11 @@ class Connections:
 class ForwardedLimit:
     """ASGI middleware: at most ``limit`` requests in flight per client a trusted proxy forwards."""
 
-    def __init__(self, app: ASGIApp, limit: int, trusted: tuple[IPNetwork, ...]) -> None:
+    def __init__(self, app: ASGIApp, limit: int, trusted: Nets, media_servers: Nets = ()) -> None:
         self.app = app
         self.limit = limit
         self.trusted = trusted
+        self.media_servers = media_servers
         self._in_flight: Counter[str] = Counter()
 
     async def __call__(
@@ -370,6 +377,9 @@ class ForwardedLimit:
             return
         forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
         address = client_address(peer, ", ".join(forwarded) or None, self.trusted)
+        if is_media_server(address, self.media_servers):
+            await app(scope, receive, send)
+            return
         if self._in_flight[address] >= self.limit:
             body = json.dumps(
                 {"error": "too_many_connections", "message": "too many requests in flight"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channels.join import Visitor
-from ..channels.per_address import address_key
+from ..channels.per_address import address_key, is_media_server
 from ..config import IPNetwork
 from .guards import client_address
 
@@ -34,6 +34,13 @@ def believe_client(scope: Any, trusted: tuple[IPNetwork, ...]) -> str:
     return address
 
 
-def visitor(scope: Any, token: str, trusted: tuple[IPNetwork, ...]) -> Visitor:
-    """The request's client as a channel's caps count it, playing as ``token``."""
-    return Visitor(address_key(believe_client(scope, trusted)), token)
+def visitor(
+    scope: Any,
+    token: str,
+    trusted: tuple[IPNetwork, ...],
+    media_servers: tuple[IPNetwork, ...] = (),
+) -> Visitor:
+    """The request's client as a channel's caps count it (not at all: a media server),
+    playing as ``token``."""
+    client = believe_client(scope, trusted)
+    return Visitor(address_key(client), token, not is_media_server(client, media_servers))

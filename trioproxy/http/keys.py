@@ -1,5 +1,6 @@
-"""Player keys: with ``TRIOPROXY_PLAYER_KEYS`` (or ``TRIOPROXY_PLAYER_KEYS_FILE``) set, every
-stream URL needs ``?key=<a player key>``.
+"""Player keys: with ``TRIOPROXY_PLAYER_KEYS`` (or ``TRIOPROXY_PLAYER_KEYS_FILE``, or the
+passwords of ``TRIOPROXY_XTREAM_USERS``) set, every stream URL needs ``?key=<a player key>``,
+except from a media server (``TRIOPROXY_MEDIA_SERVERS``), which cannot add one.
 
 The rule is default-deny: every path of :data:`.urls.PATHS` needs a key except those in
 :data:`OPEN_PATHS` (health, status, the status page, metrics, the control API, which has
@@ -46,8 +47,14 @@ OPEN_PATHS: tuple[urls.Path, ...] = (
     urls.STATUS_PAGE,
     urls.METRICS,
     urls.CHANNEL,
+    urls.XTREAM_API,
+    urls.XTREAM_M3U,
+    urls.XTREAM_XMLTV,
+    urls.XTREAM_TS,
+    urls.XTREAM_HLS,
 )
-"""Paths that need no player key (the control API has ``API_KEY`` instead)."""
+"""Paths that need no player key: the control API has ``API_KEY`` instead, and the Xtream
+paths check their own login (:mod:`.logins`), whose password is a player key."""
 _MEDIA_PATHS = (urls.SEGMENT, urls.RESOURCE, urls.SOURCE_SEGMENT, urls.SOURCE_RESOURCE)
 KEYED_PATHS: tuple[urls.Path, ...] = tuple(
     path for path in urls.PATHS if path not in OPEN_PATHS and path not in _MEDIA_PATHS
@@ -68,7 +75,8 @@ class PlayerKeys:
 
     @classmethod
     def of(cls, config: Config) -> PlayerKeys:
-        keys = dict.fromkeys((*config.player_keys, *config.player_keys_file))
+        passwords = (password for _, password in config.xtream_users)
+        keys = dict.fromkeys((*config.player_keys, *config.player_keys_file, *passwords))
         return cls(tuple(key.encode() for key in keys))
 
     @property

@@ -27,6 +27,7 @@ from hypercorn.typing import (
     Scope,
 )
 
+from ..channels.answers import check_servable
 from ..channels.channel import Channel
 from ..channels.join import Content, Source, Visitor, Want, join
 from ..channels.registry import Registry
@@ -41,6 +42,8 @@ from .direct import DirectBody, direct_body
 from .edge import believe_client, visitor
 from .guards import check_request
 from .ids import parse_stream_key
+from .lineup import Lineup, xtream_want
+from .logins import XtreamLogins
 from .urls import MediaRequest, TsRequest, match_media, match_ts
 
 __all__ = ["CORS", "IMMUTABLE", "MediaDispatcher", "media_data", "no_such_media"]
@@ -93,6 +96,8 @@ class MediaDispatcher:
         self.registry = registry
         self.app = app
         self.config = config
+        self.logins = XtreamLogins.of(config)
+        self.lineup = Lineup(config.channels_file or ())
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -160,9 +165,22 @@ class MediaDispatcher:
         """One MPEG-TS player, for as long as its connection is open and the channel runs."""
         head = scope["method"] == "HEAD"
         # Each TS connection is a player of its own.
-        who = visitor(scope, "ts:" + secrets.token_urlsafe(9), self.config.trusted_proxies)
+        config = self.config
+        who = visitor(
+            scope, "ts:" + secrets.token_urlsafe(9), config.trusted_proxies, config.media_servers
+        )
+        label = believe_client(scope, config.trusted_proxies)
         try:
             channel = self._ts_channel(request, args, head, who)
+            if channel is not None and not request.keepalive:
+                # Nothing goes out before media: the answer waits for it, or is an error. The
+                # wait is a TS player of the channel, counted by every cap as one.
+                with channel.ts.joined(TsPlayer(label, lambda: None)):
+                    with trio.move_on_after(config.hls_buffer_ready_timeout):
+                        if await _left_before_media(channel, receive):
+                            return
+                    check_servable(channel)
+                    _check_mpegts(channel)
         except ProxyError as error:
             await _send_error(send, error, head)
             return
@@ -171,13 +189,12 @@ class MediaDispatcher:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        label = believe_client(scope, self.config.trusted_proxies)
         # On a connection of our own speaking HTTP/1.x, the body goes to the socket directly.
         body = direct_body(scope, self.config.send_timeout)
         if body is not None:
             headers += body.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ended = await _play(channel, label, receive, send, body, self.config)
+        ended = await _play(channel, label, receive, send, body, config, request.keepalive)
         if ended is None:
             return  # cut, or gone: the connection closes without the end of the body
         if body is None:
@@ -191,7 +208,10 @@ class MediaDispatcher:
     ) -> Channel | None:
         """The channel a TS request plays (started if need be); None for a HEAD."""
         want: Want
-        if request.source is None:
+        if request.xtream is not None:
+            user, password, stream_id = request.xtream
+            want = xtream_want(self.lineup, self.logins, self.config, user, password, stream_id)
+        elif request.source is None:
             key_type, key = parse_stream_key(args)
             want = Content(key_type, key)
         else:
@@ -203,14 +223,39 @@ class MediaDispatcher:
             return None
         channel = join(self.registry, want, who)
         assert channel is not None  # only renditions may be missing
-        newest = channel.window.latest(1)
-        reason = not_mpegts(newest[0]) if newest else None
-        if reason is not None:
-            raise NotMpegTs(
-                f"channel {channel.name} cannot be served as MPEG-TS: {reason}; "
-                "ask for HLS (format=hls) instead"
-            )
+        _check_mpegts(channel)
         return channel
+
+
+def _check_mpegts(channel: Channel) -> None:
+    newest = channel.window.latest(1)
+    reason = not_mpegts(newest[0]) if newest else None
+    if reason is not None:
+        raise NotMpegTs(
+            f"channel {channel.name} cannot be served as MPEG-TS: {reason}; "
+            "ask for HLS (format=hls) instead"
+        )
+
+
+async def _left_before_media(channel: Channel, receive: ASGIReceiveCallable) -> bool:
+    """Wait, counted as a player, until ``channel`` has segments or ends (False), or the client
+    leaves (True)."""
+    if channel.ready.is_set():
+        return False
+    gone = False
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        await channel.wait_ready()
+        nursery.cancel_scope.cancel()
+    return gone
 
 
 async def _play(
@@ -220,6 +265,7 @@ async def _play(
     send: ASGISendCallable,
     body: DirectBody | None,
     config: Config,
+    keepalive: bool = True,
 ) -> str | None:
     """Play ``channel`` to one TS player, through ``body`` if there is one, else through ASGI
     ``send``; None when its connection closed or it was cut."""
@@ -259,6 +305,7 @@ async def _play(
                     write if body is None else write_direct,
                     finished=lambda: channel.endlist,
                     segment_sent=_TS_SERVED.inc,
+                    keepalive=keepalive,
                 )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 ended = None  # the connection closed in the middle of a write

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 from urllib.parse import urlencode
 
+from ..errors import BadRequest
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import SOURCE_PREFIX
 from .ids import parse_format
@@ -25,10 +26,16 @@ from .ids import parse_format
 __all__ = [
     "ACE",
     "CHANNEL",
+    "DEVICE_XML",
+    "DISCOVER",
     "EPG",
     "EPG_GZ",
     "GETSTREAM",
     "HEALTHZ",
+    "LINEUP",
+    "LINEUP_M3U",
+    "LINEUP_POST",
+    "LINEUP_STATUS",
     "M3U",
     "MANIFEST",
     "METRICS",
@@ -45,11 +52,17 @@ __all__ = [
     "SOURCE_TS",
     "STATUS",
     "STATUS_PAGE",
+    "XTREAM_API",
+    "XTREAM_HLS",
+    "XTREAM_M3U",
+    "XTREAM_TS",
+    "XTREAM_XMLTV",
     "Family",
     "MediaRequest",
     "Path",
     "StreamFormat",
     "TsRequest",
+    "XtreamStream",
     "family_of",
     "match_media",
     "match_ts",
@@ -80,6 +93,9 @@ PARTS: dict[str, str] = {
     "number": r"[0-9]{1,15}",
     "segment_ext": "|".join(e for e in CONTENT_TYPES if e not in _RESOURCE_EXTENSIONS),
     "resource_ext": "|".join(_RESOURCE_EXTENSIONS),
+    # An Xtream login's user name and password, as they appear in its stream URLs.
+    "xtream_user": r"[A-Za-z0-9._~-]{1,64}",
+    "xtream_password": r"[A-Za-z0-9._~-]{1,256}",
 }
 """Regex of each kind of path part (no ``/`` in any)."""
 
@@ -162,31 +178,29 @@ SOURCE_RESOURCE = Path(
 )
 M3U = Path("/playlist.m3u", *_READ)
 """The channel list (``TRIOPROXY_CHANNELS_FILE``) as an extended M3U for IPTV apps."""
+# The channel list's guide (XMLTV, from TRIOPROXY_EPG_SOURCES), plain and gzipped.
 EPG = Path("/epg.xml", *_READ)
-"""The channel list's guide (XMLTV), from ``TRIOPROXY_EPG_SOURCES``."""
 EPG_GZ = Path("/epg.xml.gz", *_READ)
-"""The same guide, gzipped."""
 
-PATHS: tuple[Path, ...] = (
-    HEALTHZ,
-    STATUS_PAGE,
-    STATUS,
-    METRICS,
-    CHANNEL,
-    GETSTREAM,
-    MANIFEST,
-    PLAYLIST,
-    SEGMENT,
-    RESOURCE,
-    SOURCE,
-    SOURCE_TS,
-    SOURCE_RENDITION,
-    SOURCE_SEGMENT,
-    SOURCE_RESOURCE,
-    M3U,
-    EPG,
-    EPG_GZ,
-)
+# HDHomeRun, for media servers (Plex, Jellyfin, Emby): the device and its lineup.
+DISCOVER = Path("/discover.json", *_READ)
+LINEUP_STATUS = Path("/lineup_status.json", *_READ)
+LINEUP = Path("/lineup.json", *_READ)
+LINEUP_M3U = Path("/lineup.m3u", *_READ)
+LINEUP_POST = Path("/lineup.post", "POST")  # a channel scan: done as soon as asked
+DEVICE_XML = Path("/device.xml", *_READ)  # the UPnP description of the same device
+
+# The Xtream Codes API, for IPTV apps (TiviMate, IPTV Smarters, Kodi): each checks its login.
+# A channel of the list by its stream id: .ts is one MPEG-TS stream (the lean path plays it),
+# .m3u8 a redirect to the channel's HLS playlist URL.
+XTREAM_API = Path("/player_api.php", *_READ)
+XTREAM_M3U = Path("/get.php", *_READ)
+XTREAM_XMLTV = Path("/xmltv.php", *_READ)
+_LIVE = "/live/<xtream_user:user>/<xtream_password:password>/<number:stream_id>"
+XTREAM_TS = Path(f"{_LIVE}.ts", *_READ)
+XTREAM_HLS = Path(f"{_LIVE}.m3u8", *_READ)
+
+PATHS: tuple[Path, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, Path))
 """Every path of the API."""
 
 
@@ -281,15 +295,36 @@ def match_media(path: str) -> MediaRequest | None:
     return None
 
 
+class XtreamStream(NamedTuple):
+    """A channel of the list, asked for with an Xtream login."""
+
+    user: str
+    password: str
+    stream_id: int
+
+
 class TsRequest(NamedTuple):
     """A request for a channel as one continuous MPEG-TS stream."""
 
     source: str | None
     """The configured source asked for; None: AceStream content (``id=`` or ``infohash=``)."""
+    keepalive: bool = True
+    """Null packets while no media flows yet (``keepalive=0``: none before the first segment)."""
+    xtream: XtreamStream | None = None
+    """A channel of the list, by its Xtream stream id (then ``source`` is None)."""
 
 
 FORMAT = "format"
 """The query parameter choosing ``hls`` or ``ts``."""
+KEEPALIVE = "keepalive"
+"""The query parameter of TS URLs: ``0`` sends nothing before the first segment."""
+
+
+def _keepalive(args: Mapping[str, str]) -> bool:
+    value = args.get(KEEPALIVE, "1").strip()
+    if value not in ("0", "1"):
+        raise BadRequest("keepalive= must be 0 or 1")
+    return value == "1"
 
 
 def _format(args: Mapping[str, str], default: Literal["HLS", "TS"]) -> Literal["hls", "ts"]:
@@ -305,24 +340,32 @@ def match_ts(
     ``stream_mode`` (``HLS`` or ``TS``) is what ``/ace/getstream`` answers without ``format``.
     """
     if path == GETSTREAM.rule:
-        return TsRequest(None) if _format(args, stream_mode) == "ts" else None
+        wanted = _format(args, stream_mode) == "ts"
+        return TsRequest(None, _keepalive(args)) if wanted else None
     if path == MANIFEST.rule:
-        return TsRequest(None) if _format(args, "HLS") == "ts" else None
+        return TsRequest(None, _keepalive(args)) if _format(args, "HLS") == "ts" else None
     found = SOURCE_TS.match(path)
     if found is not None:
-        return TsRequest(found["name"])
+        return TsRequest(found["name"], _keepalive(args))
     found = SOURCE.match(path)
     if found is not None and _format(args, "HLS") == "ts":
-        return TsRequest(found["name"])
+        return TsRequest(found["name"], _keepalive(args))
+    found = XTREAM_TS.match(path)
+    if found is not None:
+        xtream = XtreamStream(found["user"], found["password"], int(found["stream_id"]))
+        return TsRequest(None, _keepalive(args), xtream)
     return None
 
 
-def ts_url(root_path: str, key: str, *, infohash: bool = False) -> str:
+def ts_url(root_path: str, key: str, *, infohash: bool = False, keepalive: bool = True) -> str:
     """The MPEG-TS URL of AceStream content ``key`` (a content id, or an infohash)."""
-    query = urlencode({"infohash" if infohash else "id": key, FORMAT: "ts"})
-    return f"{GETSTREAM.build(root_path)}?{query}"
+    query = {"infohash" if infohash else "id": key, FORMAT: "ts"}
+    if not keepalive:
+        query[KEEPALIVE] = "0"
+    return f"{GETSTREAM.build(root_path)}?{urlencode(query)}"
 
 
-def source_ts_url(root_path: str, name: str) -> str:
+def source_ts_url(root_path: str, name: str, *, keepalive: bool = True) -> str:
     """The MPEG-TS URL of the configured source ``name``."""
-    return SOURCE_TS.build(root_path, name=name)
+    url = SOURCE_TS.build(root_path, name=name)
+    return url if keepalive else f"{url}?{KEEPALIVE}=0"

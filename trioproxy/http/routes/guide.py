@@ -1,4 +1,4 @@
-"""The guide's routes: ``GET /epg.xml`` and ``/epg.xml.gz``, the channel list's XMLTV guide
+"""The guide: ``GET /epg.xml`` and ``/epg.xml.gz``, the channel list's XMLTV guide
 (``TRIOPROXY_EPG_SOURCES``, filtered to the list's tvg-ids), and the ``url-tvg`` the M3U names.
 
 Both answer from memory, with an ``ETag`` and ``Last-Modified`` (``If-None-Match`` and
@@ -13,15 +13,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from quart import Blueprint, Response, request
+from quart import Response, request
 
-from ..channels.guide import GuideKeeper
-from ..config import Config
-from ..errors import NotFound, ProxyError
-from . import urls
-from .media import CORS
+from ...channels.guide import GuideKeeper
+from ...config import Config
+from ...errors import NotFound, ProxyError
+from .. import urls
+from ..media import CORS
 
-__all__ = ["GUIDE_TYPE", "GZIP_TYPE", "GuideNotReady", "guide_routes", "guide_url"]
+__all__ = ["GUIDE_TYPE", "GZIP_TYPE", "GuideNotReady", "GuideRoutes", "guide_url"]
 
 GUIDE_TYPE = "application/xml; charset=utf-8"
 GZIP_TYPE = "application/gzip"
@@ -61,11 +61,20 @@ def _not_modified(etag: str, updated_at: float | None) -> bool:
         return False
 
 
-def guide_routes(keeper: GuideKeeper) -> Blueprint:
-    """The blueprint of ``/epg.xml`` and ``/epg.xml.gz``, answering from ``keeper``."""
-    routes = Blueprint("guide", __name__)
+class GuideRoutes:
+    """``/epg.xml`` and ``/epg.xml.gz``, answered from ``keeper``."""
 
-    def answer(gzipped: bool) -> Response:
+    def __init__(self, keeper: GuideKeeper) -> None:
+        self.keeper = keeper
+
+    async def epg(self) -> Response:
+        return self._answer(gzipped=False)
+
+    async def epg_gz(self) -> Response:
+        return self._answer(gzipped=True)
+
+    def _answer(self, gzipped: bool) -> Response:
+        keeper = self.keeper
         if not keeper.configured:
             raise NotFound("no guide: set TRIOPROXY_EPG_SOURCES (and TRIOPROXY_CHANNELS_FILE)")
         guide = keeper.guide
@@ -82,13 +91,3 @@ def guide_routes(keeper: GuideKeeper) -> Blueprint:
             return Response(b"", status=304, headers=headers)
         body = guide.gzipped if gzipped else guide.document
         return Response(body, content_type=GZIP_TYPE if gzipped else GUIDE_TYPE, headers=headers)
-
-    @routes.route(urls.EPG.rule, methods=list(urls.EPG.methods))
-    async def epg() -> Response:
-        return answer(gzipped=False)
-
-    @routes.route(urls.EPG_GZ.rule, methods=list(urls.EPG_GZ.methods))
-    async def epg_gz() -> Response:
-        return answer(gzipped=True)
-
-    return routes
