@@ -59,8 +59,11 @@ class _Body(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self._exchange
-        async for chunk in exchange.receive:
-            yield chunk
+        try:
+            async for chunk in exchange.receive:
+                yield chunk
+        except trio.ClosedResourceError:
+            raise httpx.ReadError("the response was closed") from None
         if exchange.broken or exchange.error is not None:
             raise httpx.ReadError("connection reset by the app's host")
 
