@@ -17,7 +17,7 @@ __all__ = ["play_url", "run_demo"]
 
 async def run_demo(config: Config, engine_port: int = 0) -> None:
     engine = SimulatedEngine(
-        demo_media(), durations=[2.0], list_size=6, backlog=12.0, seamless=True
+        demo_media(), durations=[2.0], list_size=6, backlog=12.0, seamless=True, formats="both"
     )
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(

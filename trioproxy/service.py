@@ -24,7 +24,9 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
              └─ upstream session          one at a time (failover.SessionLoop): SessionEnded →
                                           the next session, or on to the channel's except*
                 ├─ open                   shielded, bounded; task_status.started(session)
-                ├─ fetch loop             poller → downloads → commit, into the channel's window
+                ├─ reader                 engine MPEG-TS: one connection → segmenter → window
+                │                         (TRIOPROXY_UPSTREAM_MODE=ts); else, or for a playlist,
+                │                         the fetch loop: poller → downloads → commit
                 ├─ health check           stat_url and stall detection: raises, never calls back
                 └─ engine watch           an idle connection to the engine: closed, refused → raises
 

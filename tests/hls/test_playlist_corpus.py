@@ -105,8 +105,10 @@ async def describe(case: Path, text: str) -> str:
         # Playlists are reloaded at the upstream's pace: listed once each, without a count.
         playlists = {r for r in origin.requests if r.endswith(".m3u8")}
         out.extend(sorted(playlists - {ENTRY, MOVED, "/ace/manifest.m3u8"}))
+        # The engine's API (the session's open and stop) is not what the playlist made us fetch.
+        engine_api = ("/ace/cmd/", "/ace/getstream")
         media = Counter(
-            r for r in origin.requests if not r.endswith(".m3u8") and not r.startswith("/ace/cmd/")
+            r for r in origin.requests if not r.endswith(".m3u8") and not r.startswith(engine_api)
         )
         out.extend(f"{request} x{count}" for request, count in sorted(media.items()))
     return "\n".join(out) + "\n"

@@ -85,7 +85,7 @@ class ElsewhereEngine(SimulatedEngine):
         self, path: str, query: dict[str, str], scope: HTTPScope
     ) -> tuple[int, str, bytes]:
         status, content_type, body = await super().handle(path, query, scope)
-        if self.where == "playback_url" and path == "/ace/manifest.m3u8":
+        if self.where == "playback_url" and path in ("/ace/manifest.m3u8", "/ace/getstream"):
             payload = json.loads(body)
             payload["response"]["playback_url"] = "http://evil.test/steal.m3u8"
             body = json.dumps(payload).encode()

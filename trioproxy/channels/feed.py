@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ..hls.segmenter import Segmenter
 from ..hls.variants import Variant
 from ..hls.window import SegmentWindow
 from ..upstream.resources import ResourceCache
@@ -46,7 +47,11 @@ class Feed:
     target_duration: float | None = None
     """The upstream's target duration, once a playlist told it (kept across sessions)."""
     advanced_at: float = 0.0
-    """When the window last advanced (a segment or a gap), or the current session opened."""
+    """When the window last advanced (a segment or a gap), or the current session opened; on
+    an MPEG-TS upstream, when media last arrived (the segmenter cuts segments of it later)."""
+    segmenter: Segmenter | None = None
+    """What cuts an MPEG-TS upstream into segments, once one was read (kept across sessions:
+    a new session is spliced in after a discontinuity)."""
 
     def limit(self, targets: float, seconds: float) -> float:
         """A failure threshold: ``targets`` target durations once one is known, at most

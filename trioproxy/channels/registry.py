@@ -197,9 +197,8 @@ class Registry:
                 raise self.admission.refuse_opening()
             try:
                 client = self.policy.for_engine(engine)
-                return self._start(
-                    key, EngineUpstream(engine, key_type, key), client, account, address=address
-                )
+                upstream = EngineUpstream(engine, key_type, key, self.config.upstream_mode)
+                return self._start(key, upstream, client, account, address=address)
             except BaseException:
                 self.directory.release(engine)
                 raise
@@ -227,7 +226,7 @@ class Registry:
             return failed, self.policy.for_engine(failed.engine)
         self._count_failover()
         self.directory.release(failed.engine)
-        upstream = EngineUpstream(engine, failed.key_type, failed.key)
+        upstream = EngineUpstream(engine, failed.key_type, failed.key, failed.kind)
         return upstream, self.policy.for_engine(engine)
 
     async def wait_unlisted(self, engine: Engine) -> str:

@@ -3,7 +3,9 @@
 A channel starts one with ``await nursery.start(session.run)`` and could replace it (its place
 in the task tree is drawn once, in ``trioproxy.service``). :meth:`UpstreamSession.run` opens the
 session (shielded, bounded by ``TRIOPROXY_SESSION_TIMEOUT``) and hands it to the channel with
-``task_status.started``; then runs the fetch loop (``fetcher.py``), the health check
+``task_status.started``; then runs the fetch loop (``fetcher.py``; for a session opened as
+MPEG-TS, the segmenting reader, ``segmenting.py``, which hands a playlist to the fetch loop), the
+health check
 (``health.py``) and, on an engine, the watch of its connection (``upstream/liveness.py``) side
 by side until cancelled or failed; on the way out it stops what it opened
 (shielded, bounded by ``TRIOPROXY_STOP_TIMEOUT``, failures retried: ``stops.py``); a session it
@@ -35,6 +37,7 @@ from .feed import Feed
 from .fetcher import Fetcher
 from .health import watch_session
 from .memory import MemoryRefused
+from .segmenting import SegmentingReader
 from .stops import stop_session
 from .upstreams import Upstream
 
@@ -115,6 +118,7 @@ class UpstreamSession:
         caller's to call."""
         self._stopped = False
         self.fetcher = Fetcher(name, config, client, feed)
+        self.reader = SegmentingReader(name, config, client, feed)
 
     def hurry(self, deadline: float) -> None:
         """At process shutdown: finish opening and stopping by ``deadline``."""
@@ -131,7 +135,10 @@ class UpstreamSession:
             task_status.started(session)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self.fetcher.run, session.playback_url)
+                    if session.kind == "ts":
+                        nursery.start_soon(self.reader.run, session, self.fetcher.run)
+                    else:
+                        nursery.start_soon(self.fetcher.run, session.playback_url)
                     nursery.start_soon(
                         partial(
                             watch_session,

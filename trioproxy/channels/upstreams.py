@@ -4,7 +4,8 @@ The registry picks the upstream and hands it to the channel; the channel's upstr
 opens it, fetches from it, and stops it:
 
 - :class:`EngineUpstream`: a content id or infohash on one engine. Opening asks the engine for a
-  session; stopping sends it ``method=stop``; the engine carries it as load.
+  session (one MPEG-TS stream, or its HLS playlist: ``TRIOPROXY_UPSTREAM_MODE``); stopping
+  sends it ``method=stop``; the engine carries it as load.
 - :class:`~trioproxy.upstream.sources.SourceUpstream`: a configured source or a rendition, by
   URL. No session to open or stop, no engine capacity taken.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..upstream.engine import Engine, EngineClient, KeyType, Session, StreamKind
 
 __all__ = ["EngineUpstream", "Upstream"]
 
@@ -54,13 +55,15 @@ class EngineUpstream:
     engine: Engine
     key_type: KeyType
     key: str
+    kind: StreamKind = "hls"
+    """What sessions are opened as: MPEG-TS (``/ace/getstream``) or HLS."""
 
     @property
     def engine_load(self) -> Engine:
         return self.engine
 
     async def open(self, client: EngineClient) -> Session:
-        return await client.open_session(self.engine, self.key_type, self.key)
+        return await client.open_session(self.engine, self.key_type, self.key, self.kind)
 
     async def stop(self, client: EngineClient, session: Session) -> None:
         await client.stop_session(session)

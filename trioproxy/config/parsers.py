@@ -263,6 +263,15 @@ def stream_mode(text: str) -> Literal["HLS", "TS"]:
     raise ValueError("must be HLS or TS")
 
 
+def upstream_mode(text: str) -> Literal["ts", "hls"]:
+    mode = text.strip().lower()
+    if mode == "ts":
+        return "ts"
+    if mode == "hls":
+        return "hls"
+    raise ValueError("must be ts or hls")
+
+
 def log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from . import parsers as parse
 from .basic import BasicSettings
@@ -93,6 +93,21 @@ class Config(BasicSettings):
         parse.network_list,
         "addresses or networks (CIDR) of media servers (Plex, Jellyfin, Emby): exempt from the "
         "per-address caps, and need no player key (README: Media servers and IPTV apps)",
+    )
+    upstream_mode: Literal["ts", "hls"] = setting(
+        "TRIOPROXY_UPSTREAM_MODE",
+        "ts",
+        parse.upstream_mode,
+        "how engine sessions are read: `ts` (one MPEG-TS connection per session, cut into "
+        "segments by the proxy; a playback URL that answers a playlist is read as HLS) or "
+        "`hls` (the engine's own playlist and segments); configured sources are always HLS",
+    )
+    segment_target: float = setting(
+        "TRIOPROXY_SEGMENT_TARGET",
+        2.0,
+        parse.positive_seconds,
+        "seconds of media per segment the proxy cuts from an engine's MPEG-TS (at the next "
+        "keyframe from then on)",
     )
     stall_timeout: float = setting(
         "TRIOPROXY_STALL_TIMEOUT",

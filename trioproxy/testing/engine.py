@@ -1,8 +1,9 @@
 """A simulated AceStream engine: the engine's HTTP API over a looping live stream of real MPEG-TS.
 
 It speaks the parts of the engine API trioproxy uses (session open as JSON, the live media playlist,
-segments, ``stat_url``, ``command_url?method=stop``) and keeps time with ``trio.current_time()``,
-so it runs on real sockets for the demo and on Trio's virtual clock in tests.
+segments, the continuous MPEG-TS playback of ``/ace/getstream`` (:mod:`.engine_ts`), ``stat_url``,
+``command_url?method=stop``) and keeps time with ``trio.current_time()``, so it runs on real
+sockets for the demo and on Trio's virtual clock in tests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import trio
@@ -21,9 +22,22 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, S
 
 from ..http.asgi import send_response, serve_lifespan
 from . import mpegts
+from .engine_ts import STREAM_PREFIX, StreamState, TsFaults, is_stream_path, serve_stream
 from .mpegts import payload_packets
 
-__all__ = ["DEMO_CONTENT_ID", "EngineSession", "SimulatedEngine", "demo_media"]
+__all__ = [
+    "DEMO_CONTENT_ID",
+    "EngineSession",
+    "Formats",
+    "SimulatedEngine",
+    "TsFaults",
+    "demo_media",
+    "is_stream_path",
+]
+
+Formats = Literal["hls", "both", "ts"]
+"""What an engine plays out: ``hls`` (``/ace/getstream`` hands out the HLS playlist too, as
+an engine without MPEG-TS output would), ``both``, or ``ts`` (its HLS answers 404)."""
 
 DEMO_CONTENT_ID = "0123456789abcdef0123456789abcdef01234567"
 
@@ -46,6 +60,8 @@ class EngineSession:
     opened_at: float
     stopped: bool = False
     segment_requests: dict[int, int] = field(default_factory=dict)
+    stream: StreamState = field(default_factory=StreamState)
+    """Its MPEG-TS playback connections."""
 
 
 @dataclass
@@ -75,23 +91,28 @@ class SimulatedEngine:
     seamless: bool = False
     """Loop real MPEG-TS media without a break (clocks shifted); else mark each loop with a
     discontinuity, as an engine would whose source restarted."""
+    formats: Formats = "hls"
+    ts_faults: dict[str, TsFaults] = field(default_factory=dict)
+    """Session id (or ``"*"``) → what its MPEG-TS playback does wrong."""
     sessions: dict[str, EngineSession] = field(default_factory=dict)
     stops: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cache: dict[int, bytes] = {}
-        self._counts = Counter[int]()
-        if self.seamless:
-            for data in self.media:
-                self._counts.update(payload_packets(data))
+        self._counts: Counter[int] | None = None
 
-    def segment_bytes(self, n: int) -> bytes:
-        """Segment ``n`` of the live stream: the media, looped."""
+    def segment_bytes(self, n: int, *, seamless: bool | None = None) -> bytes:
+        """Segment ``n`` of the live stream: the media, looped (``seamless``: the clocks
+        shifted and counters continued; the engine's ``seamless`` unless told)."""
         loop, index = divmod(n, len(self.media))
-        if not self.seamless or loop == 0:
+        if not (self.seamless if seamless is None else seamless) or loop == 0:
             return self.media[index]
         data = self._cache.get(n)
         if data is None:
+            if self._counts is None:
+                self._counts = Counter[int]()
+                for media in self.media:
+                    self._counts.update(payload_packets(media))
             period = sum(self.duration(i) for i in range(len(self.media)))
             counters = {pid: loop * count % 16 for pid, count in self._counts.items()}
             data = mpegts.shift(self.media[index], round(loop * period * 90_000), counters)
@@ -102,6 +123,15 @@ class SimulatedEngine:
 
     def duration(self, n: int) -> float:
         return self.durations[n % len(self.durations)]
+
+    def available_at(self, session: EngineSession, n: int) -> float:
+        """When segment ``n`` of ``session`` exists (``produced`` counts it from then on)."""
+        cycles, rest = divmod(n + 1, len(self.durations))
+        made = cycles * sum(self.durations) + sum(self.durations[:rest])
+        return session.opened_at + self.prebuffer - self.backlog + made
+
+    def ts_faults_for(self, session_id: str) -> TsFaults:
+        return self.ts_faults.get(session_id) or self.ts_faults.get("*") or TsFaults()
 
     def produced(self, session: EngineSession, now: float) -> int:
         """How many segments exist at ``now``."""
@@ -173,6 +203,9 @@ class SimulatedEngine:
             return
         if scope["type"] != "http":
             return
+        if is_stream_path(scope["path"]):
+            await self.serve_ts(scope["path"], receive, send)
+            return
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
         status, content_type, body = await self.handle(scope["path"], query, scope)
         await send_response(send, status, [(b"content-type", content_type.encode())], body)
@@ -183,7 +216,11 @@ class SimulatedEngine:
         parts = path.strip("/").split("/")
         now = trio.current_time()
         if path in ("/ace/manifest.m3u8", "/ace/getstream"):
-            return await self._open(query, scope)
+            if path == "/ace/manifest.m3u8" and self.formats == "ts":
+                return 404, "text/plain", b"not found"
+            return await self._open(query, scope, ts=path == "/ace/getstream")
+        if self.formats == "ts" and parts[:2] in (["ace", "m"], ["ace", "c"]):
+            return 404, "text/plain", b"not found"
         if len(parts) == 4 and parts[:2] == ["ace", "m"] and parts[3].endswith(".m3u8"):
             session = self.sessions.get(parts[3].removesuffix(".m3u8"))
             if session is None or session.stopped:
@@ -207,7 +244,32 @@ class SimulatedEngine:
             return _json({"response": "ok", "error": None})
         return 404, "text/plain", b"not found"
 
-    async def _open(self, query: dict[str, str], scope: HTTPScope) -> tuple[int, str, bytes]:
+    async def serve_ts(
+        self,
+        path: str,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        faults: TsFaults | None = None,
+    ) -> None:
+        """A session's MPEG-TS playback (:mod:`.engine_ts`), with ``faults`` (else its own
+        :attr:`ts_faults`); 404 for a session not open."""
+        session = self.sessions.get(path.strip("/").split("/")[-1])
+        if session is None or session.stopped or self.formats == "hls":
+            await send_response(send, 404, [(b"content-type", b"text/plain")], b"unknown session")
+            return
+        await serve_stream(
+            state=session.stream,
+            available_at=lambda n: self.available_at(session, n),
+            segment=lambda n: self.segment_bytes(n, seamless=True),
+            stopped=lambda: session.stopped,
+            faults=lambda: faults or self.ts_faults_for(session.session_id),
+            receive=receive,
+            send=send,
+        )
+
+    async def _open(
+        self, query: dict[str, str], scope: HTTPScope, *, ts: bool
+    ) -> tuple[int, str, bytes]:
         if self.open_delay:
             await trio.sleep(self.open_delay)
         key = query.get("id") or query.get("infohash")
@@ -219,10 +281,13 @@ class SimulatedEngine:
         self.sessions[session.session_id] = session
         host = dict(scope["headers"]).get(b"host", b"127.0.0.1:6878").decode("latin-1")
         base = f"http://{host}"
+        playback = f"{base}/ace/m/{key}/{session.session_id}.m3u8"
+        if ts and self.formats != "hls":
+            playback = f"{base}{STREAM_PREFIX}{key}/{session.session_id}"
         return _json(
             {
                 "response": {
-                    "playback_url": f"{base}/ace/m/{key}/{session.session_id}.m3u8",
+                    "playback_url": playback,
                     "stat_url": f"{base}/ace/stat/{key}/{session.session_id}",
                     "command_url": f"{base}/ace/cmd/{key}/{session.session_id}",
                     "playback_session_id": session.session_id,

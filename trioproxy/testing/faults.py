@@ -2,7 +2,9 @@
 
 :class:`FaultyEngine` wraps a :class:`~trioproxy.testing.engine.SimulatedEngine` and, per session
 (or for every session with the key ``"*"``), answers playlists with 5xx or garbage, freezes the
-playlist (a stall), answers segments with 404/5xx or truncated, or ends a session on its own. It
+playlist (a stall), answers segments with 404/5xx or truncated, or ends a session on its own;
+MPEG-TS playback goes to the simulated engine as it is (its own ``ts_faults`` say what goes
+wrong there). It
 counts every request by kind, so tests can tell a bounded retry from a busy loop. Content can
 be dead on it (per content key, :attr:`FaultyEngine.dead`): the engine answers for it, and has
 nothing.
@@ -19,7 +21,7 @@ from urllib.parse import parse_qs
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
-from .engine import SimulatedEngine
+from .engine import SimulatedEngine, TsFaults
 
 __all__ = ["DEAD_ERROR", "FAULTS", "Dead", "Fault", "FaultyEngine", "request_kind"]
 
@@ -46,12 +48,13 @@ GARBAGE = b"<html><body>502 Bad Gateway</body></html>\n"
 
 
 def request_kind(path: str) -> str:
-    """``open``, ``playlist``, ``segment``, ``stat``, ``stop`` or ``other``."""
+    """``open``, ``playlist``, ``segment``, ``stream`` (MPEG-TS playback), ``stat``, ``stop``
+    or ``other``."""
     if path in ("/ace/manifest.m3u8", "/ace/getstream"):
         return "open"
     parts = path.strip("/").split("/")
     if len(parts) == 4 and parts[0] == "ace":
-        return {"m": "playlist", "c": "segment", "stat": "stat", "cmd": "stop"}.get(
+        return {"m": "playlist", "c": "segment", "r": "stream", "stat": "stat", "cmd": "stop"}.get(
             parts[1], "other"
         )
     return "other"
@@ -59,7 +62,7 @@ def request_kind(path: str) -> str:
 
 def _session_of(path: str) -> str:
     """The session a request is for: ``/ace/c/<session>/<n>.ts``, ``/ace/m/<key>/<session>.m3u8``,
-    ``/ace/stat/<key>/<session>``."""
+    ``/ace/r/<key>/<session>``, ``/ace/stat/<key>/<session>``."""
     parts = path.strip("/").split("/")
     if len(parts) == 4 and parts[1] == "c":
         return parts[2]
@@ -102,6 +105,13 @@ class FaultyEngine:
     ) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
+            return
+        if request_kind(scope["path"]) == "stream":
+            self.requests["stream"] += 1
+            session = self.inner.sessions.get(_session_of(scope["path"]))
+            silent = session is not None and self.dead.get(session.key) == "silent"
+            faults = TsFaults(stall_after=0) if silent else None  # prebuffering for ever
+            await self.inner.serve_ts(scope["path"], receive, send, faults)
             return
         status, content_type, body, length = await self.handle(scope)
         headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % length)]

@@ -11,7 +11,7 @@ real network.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +20,6 @@ import httpcore
 import httpx
 import trio
 import trio.testing
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from ..channels.channel import Channel
 from ..channels.registry import Registry
@@ -28,7 +27,8 @@ from ..config import Config
 from ..http.app import ProxyApp
 from ..upstream.liveness import Connect
 from ..upstream.session import host_port
-from .engine import SimulatedEngine
+from .asgi_stream import App, StreamingASGITransport
+from .engine import SimulatedEngine, is_stream_path
 from .faults import FaultyEngine
 from .orchestrator import FakeOrchestrator
 from .players import HttpxGetter, Player, PlayerLog
@@ -60,9 +60,6 @@ PROXY_URL = "http://proxy.test"
 
 CONTENT_A = "a" * 40
 CONTENT_B = "b" * 40
-
-App = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
-"""An ASGI application, typed with Hypercorn's scope and callables."""
 
 
 def small_media(count: int = 64, size: int = 1000) -> list[bytes]:
@@ -136,6 +133,8 @@ class RefusingTransport(httpx.AsyncBaseTransport):
     def refusing(self, value: bool) -> None:
         self._refusing = value
         if value:
+            if isinstance(self.inner, StreamingASGITransport):
+                self.inner.reset()  # responses still streaming break, as on a dead host
             for end in self._open:
                 end.close()
             self._open.clear()
@@ -294,7 +293,28 @@ async def harness(
     config = config or default_config()
     faulty = FaultyEngine(engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0))
     orchestrator = orchestrator or FakeOrchestrator()
-    engine_transport = RefusingTransport(asgi_transport(origin or faulty))
+    async with trio.open_nursery() as streams:
+        # The engine's answers stream (its MPEG-TS never ends); their tasks live here.
+        engine_transport = RefusingTransport(
+            StreamingASGITransport(origin or faulty, streams, is_stream_path)
+        )
+        async with _proxy(
+            config, faulty, engine_transport, orchestrator, origin, mounts, connect
+        ) as h:
+            yield h
+        streams.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _proxy(
+    config: Config,
+    faulty: FaultyEngine,
+    engine_transport: RefusingTransport,
+    orchestrator: FakeOrchestrator,
+    origin: App | None,
+    mounts: dict[str, httpx.AsyncBaseTransport] | None,
+    connect: Connect | None,
+) -> AsyncIterator[Harness]:
     orchestrator_transport = RefusingTransport(asgi_transport(orchestrator))
     nowhere = RefusingTransport(httpx.MockTransport(lambda request: httpx.Response(599)))
     nowhere.refusing = True

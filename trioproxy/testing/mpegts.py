@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["PACKET_SIZE", "payload_packets", "shift"]
+__all__ = ["PACKET_SIZE", "move_pid", "payload_packets", "shift"]
 
 PACKET_SIZE = 188
 _WRAP = 1 << 33  # PTS, DTS and the PCR base are 33-bit counters of a 90 kHz clock
@@ -87,4 +87,58 @@ def shift(data: bytes, offset: int, counters: dict[int, int]) -> bytes:
                 _shift_timestamp(out, payload + 9, offset)
             if flags == 0x03:
                 _shift_timestamp(out, payload + 14, offset)
+    return bytes(out)
+
+
+def _crc32_mpeg(data: bytes | bytearray) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def _pmt_pids(data: bytes | bytearray) -> set[int]:
+    """The PMT PIDs the PATs in ``data`` name."""
+    found: set[int] = set()
+    for pos in _packets(data):
+        if _pid(data, pos) != 0 or not data[pos + 1] & 0x40:
+            continue
+        section = pos + 5 + data[pos + 4]
+        length = ((data[section + 1] & 0x0F) << 8) | data[section + 2]
+        for at in range(section + 8, section + 3 + length - 4, 4):
+            if (data[at] << 8) | data[at + 1]:
+                found.add(((data[at + 2] & 0x1F) << 8) | data[at + 3])
+    return found
+
+
+def move_pid(data: bytes, old: int, new: int) -> bytes:
+    """``data`` with elementary stream ``old`` carried on PID ``new`` instead: its packets
+    renumbered and every PMT rewritten to say so, under the next version number (a program
+    change, as a broadcaster's remux makes). PMT sections must fit in one packet."""
+    out = bytearray(data)
+    pmts = _pmt_pids(out)
+    for pos in _packets(out):
+        pid = _pid(out, pos)
+        if pid == old:
+            out[pos + 1] = (out[pos + 1] & 0xE0) | (new >> 8)
+            out[pos + 2] = new & 0xFF
+        if pid not in pmts or not out[pos + 1] & 0x40:
+            continue
+        section = pos + 5 + out[pos + 4]
+        length = ((out[section + 1] & 0x0F) << 8) | out[section + 2]
+        end = section + 3 + length - 4
+        out[section + 5] = (out[section + 5] & 0xC1) | ((((out[section + 5] >> 1) + 1) & 0x1F) << 1)
+        if (((out[section + 8] & 0x1F) << 8) | out[section + 9]) == old:  # PCR PID
+            out[section + 8] = (out[section + 8] & 0xE0) | (new >> 8)
+            out[section + 9] = new & 0xFF
+        at = section + 12 + (((out[section + 10] & 0x0F) << 8) | out[section + 11])
+        while at + 5 <= end:
+            if (((out[at + 1] & 0x1F) << 8) | out[at + 2]) == old:
+                out[at + 1] = (out[at + 1] & 0xE0) | (new >> 8)
+                out[at + 2] = new & 0xFF
+            at += 5 + (((out[at + 3] & 0x0F) << 8) | out[at + 4])
+        out[end : end + 4] = _crc32_mpeg(out[section:end]).to_bytes(4, "big")
     return bytes(out)

@@ -38,7 +38,17 @@ from .bodies import (
     content_encoding,
 )
 from .liveness import Connect
-from .session import Engine, KeyType, Session, host_port, parse_session, shown, stop_url
+from .session import (
+    Engine,
+    KeyType,
+    Session,
+    StreamKind,
+    host_port,
+    parse_session,
+    shown,
+    stop_url,
+)
+from .streams import MediaStream
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -49,14 +59,17 @@ __all__ = [
     "EngineClient",
     "KeyType",
     "MediaKind",
+    "MediaStream",
     "ReadLimits",
     "Session",
+    "StreamKind",
     "host_port",
     "shown",
     "stop_url",
 ]
 
 _QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url": "url"}
+_OPEN_PATH: dict[StreamKind, str] = {"hls": "/ace/manifest.m3u8", "ts": "/ace/getstream"}
 
 MAX_REDIRECTS = 5
 _DRAIN_CHUNKS = 8
@@ -92,15 +105,20 @@ class EngineClient:
         """Raise :class:`~trioproxy.errors.UpstreamRefused` for a URL not to be fetched (each
         redirect hop is checked too). Here: any; a guarded client narrows it."""
 
-    async def open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
-        """Open a new HLS session with a fresh ``pid``."""
+    async def open_session(
+        self, engine: Engine, key_type: KeyType, key: str, kind: StreamKind = "hls"
+    ) -> Session:
+        """Open a new session with a fresh ``pid``: HLS (``/ace/manifest.m3u8``), or
+        ``kind="ts"`` one continuous MPEG-TS stream (``/ace/getstream``)."""
         with self.metrics.timed("open"):
-            return await self._open_session(engine, key_type, key)
+            return await self._open_session(engine, key_type, key, kind)
 
-    async def _open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
+    async def _open_session(
+        self, engine: Engine, key_type: KeyType, key: str, kind: StreamKind
+    ) -> Session:
         pid = str(uuid.uuid4())
         params = {_QUERY_NAME[key_type]: key, "format": "json", "pid": pid}
-        url = engine.base_url + "/ace/manifest.m3u8"
+        url = engine.base_url + _OPEN_PATH[kind]
         request = self._http.build_request("GET", url, params=params, headers=_IDENTITY)
         try:
             response = await self._http.send(request, stream=True)
@@ -125,6 +143,7 @@ class EngineClient:
             playback_session_id=session.playback_session_id,
             is_live=session.is_live,
             pid=pid,
+            kind=kind,
         )
 
     async def stop_session(self, session: Session) -> None:
@@ -145,6 +164,19 @@ class EngineClient:
             await self._read_api_answer(response, "stop")
         finally:
             await response.aclose()
+
+    @asynccontextmanager
+    async def open_stream(self, url: str) -> AsyncIterator[MediaStream]:
+        """GET a stream that does not end (a session's MPEG-TS playback), redirects checked
+        as for every fetch; its body read with :meth:`MediaStream.read`, every byte counted.
+        Closed on leaving."""
+        async with self._open(url, _IDENTITY) as response:
+            self._refuse_encoded(response, url, "segment")
+            yield MediaStream(response, self._count)
+
+    def _count(self, size: int) -> None:
+        self.bytes_received += size
+        self.metrics.received.inc(size)
 
     async def get_text(
         self, url: str, kind: Literal["playlist", "stat"] = "playlist"

@@ -26,7 +26,16 @@ import httpx
 from ..config import Config
 from ..errors import EngineError, UpstreamRefused
 from ..observability.metrics import SOURCE_LABEL, UpstreamMetrics, engine_label
-from .engine import Engine, EngineClient, KeyType, ReadLimits, Session, host_port, shown
+from .engine import (
+    Engine,
+    EngineClient,
+    KeyType,
+    ReadLimits,
+    Session,
+    StreamKind,
+    host_port,
+    shown,
+)
 from .liveness import Connect
 
 __all__ = [
@@ -196,8 +205,10 @@ class GuardedEngineClient(EngineClient):
             self._policy.refused += 1
             raise UpstreamRefused(refusal)
 
-    async def open_session(self, engine: Engine, key_type: KeyType, key: str) -> Session:
-        session = await super().open_session(engine, key_type, key)
+    async def open_session(
+        self, engine: Engine, key_type: KeyType, key: str, kind: StreamKind = "hls"
+    ) -> Session:
+        session = await super().open_session(engine, key_type, key, kind)
         refusal = self._policy._refusal(session.playback_url, self._own, self._whose)
         if refusal is None:
             return session

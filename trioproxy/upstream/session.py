@@ -11,10 +11,23 @@ import httpx
 
 from ..errors import ContentUnavailable, EngineError
 
-__all__ = ["Engine", "KeyType", "Session", "host_port", "parse_session", "shown", "stop_url"]
+__all__ = [
+    "Engine",
+    "KeyType",
+    "Session",
+    "StreamKind",
+    "host_port",
+    "parse_session",
+    "shown",
+    "stop_url",
+]
 
 KeyType = Literal["content_id", "infohash", "url"]
 """What a channel streams: an AceStream content id or infohash, or a configured source's URL."""
+
+StreamKind = Literal["hls", "ts"]
+"""What a session's ``playback_url`` was asked to be: an HLS playlist, or one continuous
+MPEG-TS stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +50,8 @@ class Engine:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """An open engine session: what ``/ace/manifest.m3u8?format=json`` answered."""
+    """An open engine session: what ``/ace/manifest.m3u8?format=json`` (or, for MPEG-TS,
+    ``/ace/getstream?format=json``) answered."""
 
     playback_url: str
     stat_url: str
@@ -45,6 +59,7 @@ class Session:
     playback_session_id: str
     is_live: int
     pid: str
+    kind: StreamKind = "hls"
 
 
 def stop_url(command_url: str) -> str:
