@@ -59,8 +59,9 @@ def pid(packet: bytes) -> int:
 
 
 async def test_a_media_server_and_an_iptv_app_play_real_media(tmp_path: object) -> None:
-    # The engine prebuffers 3 s: the default TS URL sends null packets meanwhile.
-    engine = SimulatedEngine(demo_media(), durations=[2.0], prebuffer=3.0, seamless=True)
+    # A cold AceStream start: the engine has nothing for 20 s (the default TS URL sends null
+    # packets meanwhile; a lineup URL sends nothing until media).
+    engine = SimulatedEngine(demo_media(), durations=[2.0], prebuffer=20.0, seamless=True)
     async with service_before(
         engine,
         channels_file=parse_channels_file(CHANNELS),
@@ -79,9 +80,31 @@ async def test_a_media_server_and_an_iptv_app_play_real_media(tmp_path: object) 
                 )
             ).json()
         (channel,) = lineup
+        # What a media server's probe reads first, on the cold channel: media, no filler.
         began = trio.current_time()
-        packets = await first_packets(channel["URL"], 8)
+        cold = await trio.run_process(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-read_intervals",
+                "%+#8",
+                "-show_entries",
+                "packet=codec_type",
+                "-of",
+                "json",
+                channel["URL"],
+            ],
+            capture_stdout=True,
+            check=False,
+        )
         waited = trio.current_time() - began
+        assert cold.returncode == 0
+        first = [p["codec_type"] for p in json.loads(cold.stdout)["packets"]]
+        assert len(first) >= 8
+        assert set(first) <= {"video", "audio"}, first
+        assert waited >= 20.0  # it really waited through the prebuffer
+        packets = await first_packets(channel["URL"], 8)
         assert all(packet[0] == 0x47 for packet in packets)
         assert [pid(packet) for packet in packets if pid(packet) == NULL_PID] == []
         # The segment as the broadcast made it (SDT, PAT, PMT, ...): a probe sees the programs.
