@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
-from typing import Literal, cast
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
 
 import httpx
 
@@ -38,6 +38,7 @@ from .bodies import (
     content_encoding,
 )
 from .liveness import Connect
+from .reading import read_body
 from .session import (
     Engine,
     KeyType,
@@ -72,7 +73,6 @@ _QUERY_NAME: dict[str, str] = {"content_id": "id", "infohash": "infohash", "url"
 _OPEN_PATH: dict[StreamKind, str] = {"hls": "/ace/manifest.m3u8", "ts": "/ace/getstream"}
 
 MAX_REDIRECTS = 5
-_DRAIN_CHUNKS = 8
 """Reads tried after a response was closed early, for the transport's read to fail (see
 :meth:`EngineClient._read_body`)."""
 
@@ -324,10 +324,7 @@ class EngineClient:
             return more or (until_full and have == keep)
 
         try:
-            if response.is_stream_consumed:  # a body some transport had read already
-                take(response.content)
-            else:
-                await self._stream_body(response, take)
+            await read_body(response, take)
         except (httpx.HTTPError, httpx.StreamError) as exc:
             raise EngineError(f"{shown(str(response.url))}: {_describe(exc)}") from exc
         except zlib.error as exc:
@@ -335,32 +332,6 @@ class EngineClient:
         finally:
             self.metrics.received.inc(received)  # once per body, not per chunk
         return bytes(kept), more
-
-    async def _stream_body(self, response: httpx.Response, take: Callable[[bytes], bool]) -> None:
-        """Feed the body to ``take`` chunk by chunk until it says stop or the body ends.
-
-        Breaking out of the loop early would leave httpx's and httpcore's nested async
-        generators suspended, for the garbage collector (a ResourceWarning each). So the
-        response is closed first and the loop goes on: the next read fails at the bottom of the
-        stack, and that error unwinds every layer.
-        """
-        stopped = False
-        drained = 0
-        try:
-            raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())  # it is one
-            async with aclosing(raw) as chunks:
-                async for chunk in chunks:
-                    if not stopped:
-                        if take(chunk):
-                            stopped = True
-                            await response.aclose()
-                        continue
-                    drained += 1
-                    if drained >= _DRAIN_CHUNKS:
-                        break
-        except (httpx.HTTPError, httpx.StreamError):
-            if not stopped:
-                raise
 
     async def _read_api_answer(self, response: httpx.Response, who: str) -> bytes:
         data, more = await self._read_body(response, keep=API_BODY_LIMIT)

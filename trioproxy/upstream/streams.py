@@ -7,21 +7,18 @@ failure to read leaves as :class:`~trioproxy.errors.EngineError`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
-from typing import cast
+from collections.abc import Callable
 
 import httpx
 
 from ..errors import EngineError
+from .reading import read_body
 from .session import shown
 
 __all__ = ["READ_BYTES", "MediaStream"]
 
 READ_BYTES = 64 * 1024
 """Bytes handed on at most at once, however much one read brought."""
-_DRAIN_CHUNKS = 8
-"""Reads tried after the response was closed early, for the transport's read to fail."""
 
 
 class MediaStream:
@@ -45,37 +42,15 @@ class MediaStream:
         until ``take`` says stop (returns True; then True is returned) or the body ends (False).
         A broken connection raises ``EngineError``; what ``take`` raises is raised.
 
-        Leaving the loop early would leave httpx's and httpcore's nested async generators
-        suspended, for the garbage collector; so, as the engine client does, the response is
-        closed first and the loop goes on: the next read fails at the bottom of the stack, and
-        that error unwinds every layer.
+        How it stops early: :func:`.reading.read_body`.
         """
-        stopped = False
-        error: Exception | None = None
-        drained = 0
+
+        def pieces(chunk: bytes) -> bool:
+            self._count(len(chunk))
+            return any(take(chunk[at : at + READ_BYTES]) for at in range(0, len(chunk), READ_BYTES))
+
         try:
-            raw = cast(AsyncGenerator[bytes, None], self._response.aiter_raw())  # it is one
-            async with aclosing(raw) as arriving:
-                async for chunk in arriving:
-                    if stopped:
-                        drained += 1
-                        if drained >= _DRAIN_CHUNKS:
-                            break
-                        continue
-                    self._count(len(chunk))
-                    try:
-                        stopped = any(
-                            take(chunk[at : at + READ_BYTES])
-                            for at in range(0, len(chunk), READ_BYTES)
-                        )
-                    except Exception as exc:  # raised once the layers below have unwound
-                        error, stopped = exc, True
-                    if stopped:
-                        await self._response.aclose()
+            return await read_body(self._response, pieces)
         except (httpx.HTTPError, httpx.StreamError) as exc:
-            if not stopped:
-                what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise EngineError(f"{shown(self.url)}: stream broken ({what})") from exc
-        if error is not None:
-            raise error
-        return stopped
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise EngineError(f"{shown(self.url)}: stream broken ({what})") from exc

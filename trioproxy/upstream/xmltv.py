@@ -8,21 +8,17 @@ guide's URL often carries an account's key).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable
-from contextlib import aclosing
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import cast
 
 import httpx
 
 from ..guide import Decoder, GuideError, GuidePart, XmltvFilter
 from .bodies import content_encoding
+from .reading import read_body
 from .session import shown
 
 __all__ = ["GuideFetchFailed", "GuideLimits", "fetch_guide"]
-
-_DRAIN_CHUNKS = 4
-"""Chunks read past a refusal before giving up on the body (see :func:`_read`)."""
 
 
 class GuideFetchFailed(Exception):
@@ -62,7 +58,7 @@ async def fetch_guide(
         if encoding not in ("", "gzip", "x-gzip", "deflate"):
             raise GuideFetchFailed(f"{source}: arrived encoded as {encoding[:40]!r}, not gzip")
 
-        def take(chunk: bytes) -> None:
+        def take(chunk: bytes) -> bool:
             # Parsed as it comes, between reads: one read's worth at a time (a 64 KB gzip
             # read is ~1 MB of XML, parsed in ~10 ms).
             nonlocal received
@@ -73,8 +69,9 @@ async def fetch_guide(
                 )
             for piece in decoder.feed(chunk):
                 xmltv.feed(piece)
+            return False
 
-        await _read(response, take)
+        await read_body(response, take)
         decoder.close()
         return xmltv.close(), received
     except GuideError as exc:
@@ -83,41 +80,6 @@ async def fetch_guide(
         raise GuideFetchFailed(f"{source}: {_describe(exc)}") from exc
     finally:
         await response.aclose()
-
-
-async def _read(response: httpx.Response, take: Callable[[bytes], None]) -> None:
-    """Give the body to ``take`` chunk by chunk.
-
-    Nothing but a read may raise or wait inside the loop: an exception raised in its body
-    (``trio.Cancelled`` at a checkpoint too) would leave httpx's and httpcore's nested generators
-    suspended, for the garbage collector. So ``take`` is synchronous, and when it refuses the
-    body, the response is closed and the loop read on: the next read fails at the bottom of
-    the stack and unwinds every layer; then the refusal is raised.
-    """
-    if response.is_stream_consumed:  # a body some transport had read already
-        take(response.content)
-        return
-    refused: GuideError | None = None
-    drained = 0
-    try:
-        raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())  # it is one
-        async with aclosing(raw) as chunks:
-            async for chunk in chunks:
-                if refused is None:
-                    try:
-                        take(chunk)
-                    except GuideError as exc:
-                        refused = exc
-                        await response.aclose()
-                    continue
-                drained += 1
-                if drained >= _DRAIN_CHUNKS:
-                    break
-    except (httpx.HTTPError, httpx.StreamError):
-        if refused is None:
-            raise
-    if refused is not None:
-        raise refused
 
 
 def _describe(exc: Exception) -> str:
