@@ -145,6 +145,22 @@ async def test_hlsjs_starts_on_a_slow_engine() -> None:
     assert len(engine.sessions) == 1, "a retried manifest request opened another session"
 
 
+async def test_hlsjs_plays_a_ts_only_engine() -> None:
+    """The engine plays MPEG-TS only (its HLS answers 404): hls.js plays the segments the proxy
+    cuts from it, read over one engine connection."""
+    check_tools()
+    engine = SimulatedEngine(demo_media(), durations=[2.0], backlog=8.0, formats="ts")
+    async with serve_asgi(engine) as engine_url, serve_asgi(PageServer()) as pages:  # noqa: SIM117
+        async with proxy_server(browser_config(engine_url)) as proxy:
+            playlist = f"{proxy.url}/ace/getstream?id={'e' * 40}"
+            report = await play(f"{pages}/page.html", playlist, seconds=8, give_up=40)
+    assert report["fatal"] is None, report
+    assert report["currentTime"] >= 8, report
+    (session,) = engine.sessions.values()
+    assert session.stream.connections == 1
+    assert session.segment_requests == {}  # the engine's HLS was never asked for
+
+
 @pytest.mark.parametrize("kind", ["fmp4", "master"])
 async def test_hlsjs_plays_a_live_ffmpeg_origin(kind: LiveKind, tmp_path: Path) -> None:
     """fMP4 with an init section, and a master playlist whose audio is a separate rendition."""

@@ -11,7 +11,7 @@ benchmark's business (``benchmarks/failover.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -75,12 +75,14 @@ class Rig:
 
 
 @asynccontextmanager
-async def failover_rig(engines: int, **changes: Any) -> AsyncIterator[Rig]:
+async def failover_rig(
+    engines: int, *, make: Callable[[], SimulatedEngine] = live_engine, **changes: Any
+) -> AsyncIterator[Rig]:
     """The real service (as ``trioproxy serve`` runs it) in front of ``engines`` simulated
-    engines and a fake orchestrator; shut down as on SIGTERM on exit."""
+    engines (each made by ``make``) and a fake orchestrator; shut down as on SIGTERM on exit."""
     orchestrator = FakeOrchestrator()
     async with (
-        engine_servers([live_engine() for _ in range(engines)]) as servers,
+        engine_servers([make() for _ in range(engines)]) as servers,
         serve_asgi(orchestrator) as orchestrator_url,
         httpx.AsyncClient(timeout=20) as http,
     ):
