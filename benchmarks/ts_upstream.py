@@ -371,6 +371,14 @@ def segmenting_percent(seconds: int, runs: int) -> list[float]:
     ]
 
 
+RAW_SAMPLES = ("latencies", "from_published")
+"""Per-arrival samples (~40,000 a stage at 1,000 players): summarised in the JSON, not kept."""
+
+
+def without_samples(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if key not in RAW_SAMPLES}
+
+
 def _median(values: Sequence[float]) -> float:
     return percentile(list(values), 50)
 
@@ -560,7 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         ],
         targets=targets,
-        data={"summary": summary, "rounds": results, "segmenting_percent": segmenting},
+        data={
+            "summary": summary,
+            "rounds": [[without_samples(row) for row in rows] for rows in results],
+            "segmenting_percent": segmenting,
+        },
         plot=None,
         notes=[
             "CPU per extra TS player-minute: (proxy CPU with the most players − with 10) over "

@@ -25,7 +25,7 @@ from benchmarks.readme import render
 from benchmarks.report import Target, fmt
 from benchmarks.stamps import PtsScanner, key_text, match, pes_starts
 from benchmarks.stats import percentile, spread
-from benchmarks.ts_upstream import marginals, requests_summary
+from benchmarks.ts_upstream import marginals, requests_summary, without_samples
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8000/seg.ts
@@ -222,3 +222,8 @@ def test_upstream_modes_are_summarised_per_round() -> None:
     summary = requests_summary([r for rows in rounds for r in rows])
     assert summary["stat"] == 1.0  # median of 0, 2, 0, 4
     assert summary["all"] == 1.0
+
+
+def test_raw_samples_stay_out_of_the_results() -> None:
+    row = {"players": 10, "latencies": [0.1], "from_published": [0.2], "latency_ms": {"n": 1}}
+    assert without_samples(row) == {"players": 10, "latency_ms": {"n": 1}}
