@@ -8,7 +8,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import channels, control_plane, data_plane, failover, fanout, readme, startup, ts_fanout
+from . import (
+    channels,
+    control_plane,
+    data_plane,
+    failover,
+    fanout,
+    readme,
+    startup,
+    ts_fanout,
+    ts_upstream,
+)
 from .report import RESULTS
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
@@ -19,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "channels": channels.main,
     "startup": startup.main,
     "failover": failover.main,
+    "ts_upstream": ts_upstream.main,
 }
 
 

@@ -13,7 +13,16 @@ from .report import RESULTS, fmt, markdown_table
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ("control_plane", "fanout", "ts_fanout", "data_plane", "channels", "startup", "failover")
+ORDER = (
+    "control_plane",
+    "fanout",
+    "ts_fanout",
+    "data_plane",
+    "channels",
+    "startup",
+    "failover",
+    "ts_upstream",
+)
 
 
 def render(results: Path = RESULTS) -> str:

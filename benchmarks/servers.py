@@ -4,7 +4,7 @@ The proxy is single-threaded: on a 2-core machine a load generator in the same p
 take the proxy's CPU and its event loop. So every server runs in a child process
 (``python -m benchmarks.servers KIND --spec JSON``): it prints one JSON line with its addresses
 when it is ready, then answers one JSON line per command read from stdin (``engine``,
-``orchestrator``, ``lag``, ``quit``). End of stdin stops it.
+``orchestrator``, ``lag``, ``requests``, ``stamps <id>``, ``quit``). End of stdin stops it.
 
 Kinds:
 - ``fixtures``: the simulated engine (on several ports) and the fake orchestrator (with a delay);
@@ -38,6 +38,7 @@ from trioproxy.service import hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
+from .stamps import StampingEngine
 from .stats import spread
 
 __all__ = ["Child", "start_child"]
@@ -170,16 +171,26 @@ def _emit(payload: Any) -> None:
     sys.stdout.flush()
 
 
+def load_media(folder: str) -> list[bytes]:
+    """The segments ``seg0.ts``, ``seg1.ts``, ... of ``folder``, in order."""
+    paths = sorted(Path(folder).glob("seg*.ts"), key=lambda p: int(p.stem.removeprefix("seg")))
+    return [path.read_bytes() for path in paths]
+
+
 async def run_fixtures(spec: dict[str, Any]) -> None:
     engine = SimulatedEngine(
-        demo_media(),
+        load_media(spec["media"]) if spec.get("media") else demo_media(),
         durations=[float(spec.get("duration", 2.0))],
         list_size=int(spec.get("list_size", 6)),
         open_delay=float(spec.get("open_delay", 0.0)),
         prebuffer=float(spec.get("prebuffer", 0.0)),
         backlog=float(spec.get("backlog", 6.0)),
         segment_delay=float(spec.get("segment_delay", 0.0)),
+        seamless=bool(spec.get("seamless", False)),
+        formats=spec.get("formats", "hls"),
     )
+    # ``stamps``: requests counted by kind, and when each PES header was sent (benchmarks.stamps)
+    stamping = StampingEngine(engine) if spec.get("stamps") else None
     orchestrator = FakeOrchestrator(delay=float(spec.get("orchestrator_delay", 0.0)))
     engine_config = hypercorn_config("127.0.0.1:0")
     engine_config.bind = ["127.0.0.1:0"] * int(spec.get("engine_ports", 1))
@@ -198,6 +209,10 @@ async def run_fixtures(spec: dict[str, Any]) -> None:
                 for session in engine.sessions.values()
             ]
             return {"sessions": per_session, "stops": len(engine.stops)}
+        if name == "requests" and stamping is not None:
+            return dict(stamping.requests)
+        if name.startswith("stamps ") and stamping is not None:
+            return stamping.take(name.removeprefix("stamps "))
         if name == "orchestrator":
             events = Counter(orchestrator.kinds())
             return {"events": dict(events), "in_flight": orchestrator.in_flight}
@@ -206,7 +221,10 @@ async def run_fixtures(spec: dict[str, Any]) -> None:
     async with trio.open_nursery() as nursery:
         engines = await nursery.start(
             lambda task_status: hypercorn_serve(
-                engine, engine_config, shutdown_trigger=stop.wait, task_status=task_status
+                stamping or engine,
+                engine_config,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
             )
         )
         orchestrators = await nursery.start(

@@ -70,8 +70,15 @@ class TsReader:
     refused: int | None = None
 
 
-async def ts_play(url: str, reader: TsReader, until: float, measure_from: float) -> None:
-    """Read the TS stream at ``url`` until ``until``; decodes chunked framing, counts bytes."""
+async def ts_play(
+    url: str,
+    reader: TsReader,
+    until: float,
+    measure_from: float,
+    on_payload: Callable[[bytes], None] | None = None,
+) -> None:
+    """Read the TS stream at ``url`` until ``until``; decodes chunked framing, counts bytes
+    (and hands each piece of the body to ``on_payload``, when given, as it arrives)."""
     host, port, path = split_url(url)
     reader.began = trio.current_time()
     try:
@@ -124,6 +131,8 @@ async def ts_play(url: str, reader: TsReader, until: float, measure_from: float)
                     if reader.first_media is not None and now >= measure_from:
                         reader.longest_silence = max(reader.longest_silence, now - last)
                     last = now
+                    if on_payload is not None:
+                        on_payload(payload)
                 data = await stream.receive_some(65536)
                 if not data:
                     reader.cut = True

@@ -23,7 +23,9 @@ from benchmarks.hostile import (
 )
 from benchmarks.readme import render
 from benchmarks.report import Target, fmt
+from benchmarks.stamps import PtsScanner, key_text, match, pes_starts
 from benchmarks.stats import percentile, spread
+from benchmarks.ts_upstream import marginals, requests_summary, without_samples
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8000/seg.ts
@@ -151,3 +153,77 @@ def test_results_without_a_plot_get_no_image_link(tmp_path: Path) -> None:
     assert "### startup" in text
     assert "![startup](results/startup.png)" in text
     assert "failover.png" not in text
+
+
+def _pes_packet(pid: int, pts: int) -> bytes:
+    """One packet opening a PES with a PTS."""
+    stamp = bytes(
+        [
+            0x21 | ((pts >> 29) & 0x0E),
+            (pts >> 22) & 0xFF,
+            ((pts >> 14) & 0xFE) | 1,
+            (pts >> 7) & 0xFF,
+            ((pts << 1) & 0xFE) | 1,
+        ]
+    )
+    head = bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x10])
+    payload = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + stamp
+    return (head + payload).ljust(188, b"\xff")
+
+
+def _plain_packet(pid: int) -> bytes:
+    return bytes([0x47, pid >> 8, pid & 0xFF, 0x10]).ljust(188, b"\xff")
+
+
+def test_pes_starts_are_named_by_pid_and_pts() -> None:
+    data = _pes_packet(0x100, 900_000) + _plain_packet(0x100) + _pes_packet(0x101, 1 << 32)
+    assert pes_starts(data) == [(0x100, 900_000), (0x101, 1 << 32)]
+    assert pes_starts(_plain_packet(0x1FFF)) == []
+    assert key_text((0x100, 900_000)) == "256:900000"
+
+
+def test_the_scanner_takes_any_chunking_and_skips_garbage() -> None:
+    stream = _pes_packet(0x100, 1) + _plain_packet(0x100) + _pes_packet(0x100, 2)
+    scanner = PtsScanner()
+    found = [key for at in range(0, len(stream), 50) for key in scanner.feed(stream[at : at + 50])]
+    assert found == [(0x100, 1), (0x100, 2)]
+    scanner = PtsScanner()
+    garbage = b"\x47junk" * 3
+    assert scanner.feed(garbage + stream + _pes_packet(0x100, 3)) == [
+        (0x100, 1),
+        (0x100, 2),
+        (0x100, 3),
+    ]
+
+
+def test_arrivals_are_matched_to_sends_within_the_window() -> None:
+    sent = {"256:1": 10.0, "256:2": 11.0}
+    arrivals = [("256:1", 10.5), ("256:2", 11.25), ("256:3", 12.0), ("256:1", 20.0)]
+    assert match(arrivals, sent, 10.0, 12.0) == [0.5, 0.25]
+    assert match(arrivals, sent, 11.0, 12.0) == [0.25]
+
+
+def test_upstream_modes_are_summarised_per_round() -> None:
+    def row(mode: str, players: int, cpu: float, requests: dict[str, float]) -> dict[str, object]:
+        return {
+            "mode": mode,
+            "players": players,
+            "seconds": 30.0,
+            "cpu_seconds": cpu,
+            "requests_per_channel_minute": requests,
+        }
+
+    rounds = [
+        [row("ts", 10, 1.0, {"stream": 0.0}), row("ts", 1000, 2.0, {"stat": 2.0})],
+        [row("ts", 10, 1.0, {"stream": 0.0}), row("ts", 1000, 3.0, {"stat": 4.0})],
+    ]
+    cpu = marginals(rounds, "ts")
+    assert cpu == pytest.approx([1000 * 1.0 / (990 * 0.5), 1000 * 2.0 / (990 * 0.5)])
+    summary = requests_summary([r for rows in rounds for r in rows])
+    assert summary["stat"] == 1.0  # median of 0, 2, 0, 4
+    assert summary["all"] == 1.0
+
+
+def test_raw_samples_stay_out_of_the_results() -> None:
+    row = {"players": 10, "latencies": [0.1], "from_published": [0.2], "latency_ms": {"n": 1}}
+    assert without_samples(row) == {"players": 10, "latency_ms": {"n": 1}}
