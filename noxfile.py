@@ -105,7 +105,7 @@ BENCH_TOOLS = {"wrk": "wrk", "nginx": "nginx-light"}
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """All benchmarks (~8 min on 2 cores); ``nox -s bench -- --quick`` for a short run."""
+    """All benchmarks (~15 min on 2 cores); ``nox -s bench -- --quick`` for a short run."""
     ensure_system_tools(session, BENCH_TOOLS, required=False)
     session.install(".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
