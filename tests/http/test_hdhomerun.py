@@ -123,14 +123,16 @@ async def test_jellyfin_adds_the_tuner_and_every_channel_plays_media_first(
 async def test_the_default_ts_url_keeps_its_keepalive(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Only lineup URLs (``keepalive=0``) wait for media; other TS URLs start at once."""
+    """Only lineup URLs (``keepalive=0``) wait for media; other TS URLs answer at once, and
+    send null packets after TRIOPROXY_TS_KEEPALIVE (5 s) of silence."""
     engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=10.0)
     async with harness(config(), engine=engine) as h, trio.open_nursery() as nursery:
         player = ts_player(h, f"/ace/getstream?id={CONTENT_A}&format=ts")
         nursery.start_soon(player.run)
         await player.started.wait()
-        await trio.sleep(0.01)
-        assert player.chunks[0][1] == NULL_PACKET
+        assert trio.current_time() == 0.0
+        await trio.sleep(5.01)
+        assert player.chunks[0] == (5.0, NULL_PACKET)
         player.leave()
 
 

@@ -32,20 +32,23 @@ def media_chunks(client: TsClient) -> list[tuple[float, bytes]]:
     return [(at, data) for at, data in client.chunks if data != NULL_PACKET]
 
 
-async def test_first_bytes_at_once_then_null_packets_until_media_flows(
+async def test_silence_for_the_keepalive_then_null_packets_until_media_flows(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """TRIOPROXY_TS_KEEPALIVE (5 s): no null packet first (a media server's probe), none
+    late enough to trip an 8 s read timeout (ExoPlayer's) during a 20 s prebuffer."""
     engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=20.0)
     async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        assert h.config.ts_keepalive == 5.0
         player = ts_client(h)
         nursery.start_soon(player.run)
         await trio.sleep(20.9)
         assert player.status == 200
         assert player.headers[b"content-type"] == b"video/mp2t"
         nulls = [at for at, data in player.chunks if data == NULL_PACKET]
-        assert nulls[0] == 0.0  # the first bytes at once, while the engine prebuffers
-        assert nulls == [0.5 * n for n in range(len(nulls))]
-        assert len(nulls) == 42  # 0, 0.5, ... 20.5 s
+        assert player.chunks[0][0] == 5.0  # nothing before, while the engine prebuffers
+        assert nulls == [5.0 + 0.5 * n for n in range(len(nulls))]
+        assert len(nulls) == 32  # 5, 5.5, ... 20.5 s
         assert media_chunks(player) == []
         await trio.sleep(5.1)
         media = media_chunks(player)
@@ -54,6 +57,38 @@ async def test_first_bytes_at_once_then_null_packets_until_media_flows(
         assert max(at for at, data in player.chunks if data == NULL_PACKET) <= media[0][0]
         player.leave()
     assert len(h.sim.sessions) == 1
+
+
+async def test_keepalive_in_the_query_sets_the_silence_before_null_packets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(small_media(), durations=[2.0], prebuffer=10.0)
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        soon = ts_client(h, TS_QUERY + "&keepalive=2")
+        never = ts_client(h, TS_QUERY + "&keepalive=0")
+        nursery.start_soon(soon.run)
+        nursery.start_soon(never.run)
+        await trio.sleep(9.9)
+        nulls = [at for at, data in soon.chunks if data == NULL_PACKET]
+        assert nulls == [2.0 + 0.5 * n for n in range(16)]  # 2, 2.5, ... 9.5 s
+        assert never.status is None
+        assert never.chunks == []
+        await trio.sleep(5.0)
+        assert never.status == 200
+        assert media_chunks(never)
+        assert never.chunks[0][1] != NULL_PACKET
+        soon.leave()
+        never.leave()
+
+
+async def test_an_invalid_keepalive_is_a_json_400(autojump_clock: trio.testing.MockClock) -> None:
+    async with harness() as h:
+        for value in ("x", "-1", "nan", "1e9"):
+            player = ts_client(h, f"{TS_QUERY}&keepalive={value}")
+            await player.run()
+            assert player.status == 400
+            assert player.headers[b"content-type"] == b"application/json"
+            assert b"keepalive" in player.body
 
 
 async def test_a_new_player_gets_the_newest_segment_at_once_then_each_as_it_arrives(

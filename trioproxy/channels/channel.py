@@ -76,6 +76,8 @@ class Channel:
         self.ts = TsStream(self.feed.window, config.ts_max_lag)
         """The channel as one continuous MPEG-TS stream, and its TS players."""
         self.feed.on_append = self.ts.publish
+        self.feed.on_live = self.ts.set_live
+        self.feed.on_packets = self.ts.packets
         self.audience = Audience(self.clients, self.ts)
         self.end_reason: str | None = None
         self.failure: ProxyError | None = None
@@ -303,6 +305,7 @@ class Channel:
     async def _live(self, send: trio.MemorySendChannel[Event]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.audience.watch, self.config.proxy_grace_period, self.stop)
+            nursery.start_soon(self.ts.run)
             await self.line.run(send)
 
     def _release(self) -> None:

@@ -44,6 +44,11 @@ class Feed:
     the first segments are told it."""
     on_append: Callable[[], None] = field(default=lambda: None)
     """Called after each segment appended to the window (the channel's TS players read it)."""
+    on_live: Callable[[Segmenter | None], None] = field(default=lambda _: None)
+    """Called when a session begins reading: with the segmenter when it reads MPEG-TS (the TS
+    players then get media as it arrives), None when it reads HLS."""
+    on_packets: Callable[[bytes], None] = field(default=lambda _: None)
+    """Called with the whole packets each read brought (empty: the stream ended)."""
     target_duration: float | None = None
     """The upstream's target duration, once a playlist told it (kept across sessions)."""
     advanced_at: float = 0.0

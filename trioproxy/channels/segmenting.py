@@ -97,6 +97,7 @@ class SegmentingReader:
             self._name,
             why,
         )
+        self._feed.on_live(None)
         await hls(url)
 
     def _prepare_segmenter(self) -> None:
@@ -107,6 +108,7 @@ class SegmentingReader:
             segmenter.new_session()
         self._window.raise_target_duration(segmenter.target_duration)
         self._feed.target_duration = float(segmenter.target_duration)
+        self._feed.on_live(segmenter)
 
     async def _read(self, stream: MediaStream, session: Session) -> str:
         """Feed the stream to the segmenter until it ends; ``"its first bytes"`` when they
@@ -116,6 +118,7 @@ class SegmentingReader:
         segmenter = self._feed.segmenter if self._started else None
         if session.is_live or segmenter is None:
             raise EngineError("engine ended the MPEG-TS stream of a live session")
+        self._feed.on_packets(b"")  # what TS players were not sent yet, at once
         last = segmenter.end()
         if last is not None:
             self._append(last, trio.current_time())
@@ -143,6 +146,7 @@ class SegmentingReader:
         now = trio.current_time()
         if fed.packets:
             self._feed.advanced_at = now
+            self._feed.on_packets(fed.packets)
         for cut in fed.cuts:
             self._append(cut, now)
         limit = self._config.max_segment_bytes

@@ -138,6 +138,7 @@ class UpstreamSession:
                     if session.kind == "ts":
                         nursery.start_soon(self.reader.run, session, self.fetcher.run)
                     else:
+                        self._feed.on_live(None)
                         nursery.start_soon(self.fetcher.run, session.playback_url)
                     nursery.start_soon(
                         partial(

@@ -17,6 +17,7 @@ from .answers import channel_secrets
 from .channel import Channel
 from .public import public_status, url_secrets
 from .registry import Registry
+from .ts import TsStream
 
 __all__ = ["channel_status", "registry_status"]
 
@@ -42,7 +43,7 @@ def channel_status(channel: Channel) -> dict[str, Any]:
         "playback_session_id": current.playback_session_id if current else None,
         "clients": channel.clients.count(now),
         "waiting": channel.waiting,
-        "ts": channel.ts.snapshot(),
+        "ts": ts_status(channel.ts, now),
         "buffer": {
             "segments": len(segments),
             "bytes": window.total_bytes,
@@ -117,4 +118,26 @@ def _registry_status(
             "proxy_grace_period": config.proxy_grace_period,
             "hls_client_idle_timeout": config.hls_client_idle_timeout,
         },
+    }
+
+
+def ts_status(stream: TsStream, now: float) -> dict[str, Any]:
+    """A channel's TS players, as ``/proxy/status`` shows them."""
+    players = []
+    for player in stream.players:
+        segments, seconds = stream.lag(player)
+        players.append(
+            {
+                "client": player.label,
+                "connected_seconds": round(now - player.connected_at, 3),
+                "bytes_sent": player.sent_bytes,
+                "lag_segments": segments,
+                "lag_seconds": round(seconds, 3),
+            }
+        )
+    return {
+        "players": players,
+        "served": stream.served,
+        "cut_lagging": stream.cut,
+        "max_lag_segments": stream.max_lag,
     }

@@ -1,26 +1,29 @@
-"""A channel as one continuous MPEG-TS stream: its TS players, each a cursor into its segments.
+"""A channel as one continuous MPEG-TS stream: its TS players, each a cursor into its chunks.
 
-:class:`TsStream` keeps the channel's newest segments spliced for continuous output
-(:class:`~trioproxy.hls.mpegts.Splicer`: the very bytes of the window unless a counter or a
-discontinuity needed fixing) — one copy for every player. A :class:`TsPlayer` is a cursor into
-it; :func:`play` is the loop a player's connection runs in its own task: the newest segment at
-once (a fast start), then each new one as it arrives, null packets while there is nothing to
-send (the engine prebuffering, a stall), and the end when the channel ends.
+From an HLS upstream, :class:`TsStream` keeps the channel's newest segments spliced for
+continuous output (:class:`~trioproxy.hls.mpegts.Splicer`: the very bytes of the window unless
+a counter or a discontinuity needed fixing) — one copy for every player; the fetch loop's
+append calls :meth:`TsStream.publish`. From an engine's MPEG-TS (:meth:`TsStream.set_live`),
+its chunks are the media as read (:meth:`TsStream.packets`), gathered (:mod:`.ts_live`) and
+published by :meth:`TsStream.run`, the channel's writer, which writes each to every player
+waiting with a connection that takes it at once and wakes only the others; a joining player
+starts from the segment in progress (PAT, PMT, keyframe). :func:`.ts_play.play` is the loop a
+player's connection runs in its own task.
 
-A player whose oldest unsent segment arrived more than ``max_lag`` segment durations ago is cut
-loose (:meth:`TsPlayer.disconnect`) when the next segment arrives, whatever its connection is
+A player whose oldest unsent chunk arrived more than ``max_lag`` segment durations ago is cut
+loose (:meth:`TsPlayer.disconnect`) when the next chunk arrives, whatever its connection is
 doing, so a slow reader never slows anyone else nor holds on to more; a burst of segments
 arriving at once (an engine's backlog) cuts nobody. A segment lasts
 :attr:`~trioproxy.hls.window.SegmentWindow.pace` for these timers (the segments' own durations,
-bounded), never the upstream's declared target duration. No task of its own: the fetch loop's
-append calls :meth:`TsStream.publish`.
+bounded), never the upstream's declared target duration.
 
-The stream keeps the newest ``max_lag`` + :data:`SPARE_CHUNKS` spliced segments: what a player
-can still be served. A spliced segment is a copy wherever the splicer changed a byte (after a
-gap or an upstream restart, every one is): copies are charged to the channel's memory account,
-as the window's segments are, and given back when dropped (or with the account, when the
-channel closes). A copy that does not fit even after the window dropped what it does not serve
-goes out unspliced (its continuity counters jump there).
+The stream keeps the newest ``max_lag`` + :data:`SPARE_CHUNKS` spliced segments (live: the
+chunks of the last ``max_lag`` segment durations, and the head a joining player starts from).
+Copies (a spliced segment wherever the splicer changed a byte; every live chunk and head) are
+charged to the channel's memory account, as the window's segments are, and given back when
+dropped (or with the account, when the channel closes). A spliced copy that does not fit even
+after the window dropped what it does not serve goes out unspliced; a live one goes out
+uncharged (said once).
 """
 
 from __future__ import annotations
@@ -28,17 +31,18 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import trio
 
 from ..hls.mpegts import PACKET_SIZE, Splicer, null_packets
-from ..hls.window import OverBudget, Segment, SegmentWindow
+from ..hls.segmenter import Segmenter
+from ..hls.window import SegmentWindow
+from .ts_live import Copies, Gather
+from .ts_player import TsChunk, TsPlayer, not_mpegts
 
-__all__ = ["KEEPALIVE", "SPARE_CHUNKS", "TsChunk", "TsPlayer", "TsStream", "not_mpegts", "play"]
+__all__ = ["KEEPALIVE", "SPARE_CHUNKS", "TsChunk", "TsPlayer", "TsStream", "not_mpegts"]
 
 log = logging.getLogger(__name__)
 
@@ -51,52 +55,6 @@ SPARE_CHUNKS = 2
 and one arriving."""
 
 
-def not_mpegts(segment: Segment) -> str | None:
-    """Why ``segment`` cannot go out in an MPEG-TS stream, or None when it can."""
-    meta = segment.meta
-    if meta.init is not None or meta.extension in ("m4s", "mp4", "cmfv", "cmfa"):
-        return "its segments are fragmented MP4 (EXT-X-MAP, .m4s), not MPEG-TS"
-    if any(key.method != "NONE" for key in meta.keys):
-        return "its segments are encrypted (EXT-X-KEY)"
-    if meta.extension != "ts":
-        return f"its segments are .{meta.extension}, not MPEG-TS"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class TsChunk:
-    sequence: int
-    data: bytes
-    duration: float
-    arrived_at: float
-    unsupported: str | None = None
-    charged: int = 0
-    """Bytes of it charged to the channel's memory account: a copy's size, else 0."""
-
-
-class TsPlayer:
-    """One TS connection: where it is in the stream and what it was sent."""
-
-    __slots__ = ("_on_disconnect", "connected_at", "cursor", "cut", "label", "sent_bytes")
-
-    def __init__(self, label: str, on_disconnect: Callable[[], None]) -> None:
-        self.label = label
-        """Who it is, for logs and status (the peer's address)."""
-        self.connected_at = trio.current_time()
-        self.cursor: int | None = None
-        """The first sequence not yet sent whole; None until the first segment."""
-        self.sent_bytes = 0
-        self.cut: str | None = None
-        """Why the stream cut it loose, once it did."""
-        self._on_disconnect = on_disconnect
-
-    def disconnect(self, reason: str) -> None:
-        """Cut this player loose now: its connection is closed, whatever it is doing."""
-        if self.cut is None:
-            self.cut = reason
-            self._on_disconnect()
-
-
 class TsStream:
     """The TS players of one channel and the spliced segments they read."""
 
@@ -105,7 +63,7 @@ class TsStream:
         self._window = window
         self._chunks: deque[TsChunk] = deque()
         self._keep = max_lag + SPARE_CHUNKS
-        self._over_budget = False
+        self._copies = Copies(window)
         self._splicer = Splicer()
         self._next: int | None = None
         """The next window sequence to splice; None while no player is connected."""
@@ -121,6 +79,21 @@ class TsStream:
         self.left_at = -math.inf
         self._gone = trio.Event()
         self._gone.set()
+        # Media as it arrives (``ts_live``): on an engine's MPEG-TS, read by the segmenter.
+        self._segmenter: Segmenter | None = None
+        self._gather = Gather()
+        self._sequence = 0
+        """The sequence of the next chunk published as it arrived."""
+        self._head: TsChunk | None = None
+        """The segment in progress, where a joining player starts (until more media comes)."""
+        self._writer = trio.lowlevel.ParkingLot()
+        self._last_media = -math.inf
+        self._last_null = -math.inf
+
+    @property
+    def live(self) -> bool:
+        """Players are sent media as it arrives (not a segment at a time)."""
+        return self._segmenter is not None
 
     def __len__(self) -> int:
         return len(self.players)
@@ -129,12 +102,8 @@ class TsStream:
     def joined(self, player: TsPlayer) -> Iterator[None]:
         """``player`` is present exactly inside this block."""
         if not self.players:
-            # Splice from the newest segment on: a fresh stream for whoever is first.
-            self._splicer = Splicer()
-            self._drop_chunks(0)
-            self._next = max(0, self._window.next_sequence - 1)
             self._gone = trio.Event()
-            self._sync()
+            self._start()
         self.players[player] = None
         self.served += 1
         try:
@@ -144,15 +113,147 @@ class TsStream:
             if not self.players:
                 self._next = None
                 self._drop_chunks(0)
+                self._drop_live()
                 self.left_at = trio.current_time()
                 self._gone.set()
+
+    def _start(self) -> None:
+        """A fresh stream for whoever is first (or for everyone, when the upstream's kind
+        changes): from the newest segment on, or live from the segment in progress."""
+        self._splicer = Splicer()
+        self._drop_chunks(0)
+        self._drop_live()
+        if self.live:
+            self._next = None
+            self._last_media = trio.current_time()
+            self._writer.unpark_all()
+        else:
+            self._next = max(0, self._window.next_sequence - 1)
+            self._sync()
+
+    def set_live(self, segmenter: Segmenter | None) -> None:
+        """The upstream is an MPEG-TS read by ``segmenter``: players get media as it arrives,
+        and a joining one starts from the segment in progress. None: segments, as they are
+        appended. A change starts every player afresh (at PAT, PMT and a keyframe)."""
+        if segmenter is self._segmenter:
+            return
+        self._segmenter = segmenter
+        if segmenter is not None and not len(self._window):
+            self.target_duration = float(segmenter.target_duration)  # until segments tell
+        if not self.players:
+            return
+        self._start()
+        for player in self.players:
+            player.cursor = None
+            player.wake()
+        self._wake_all()
+
+    def packets(self, data: bytes) -> None:
+        """Whole packets the segmenter just read (empty: the upstream ended, so what is
+        gathered goes out now): published to the players once enough is gathered."""
+        if self._segmenter is None or not self.players:
+            return
+        self._drop_head()
+        now = trio.current_time()
+        had = bool(self._gather)
+        if self._gather.add(data, now) or (not data and self._gather):
+            self._publish_live(self._gather.take(), now, media=True)
+        elif not had and self._gather:
+            self._writer.unpark_all()  # the writer times it
+
+    async def run(self) -> None:
+        """The stream's writer: publishes gathered media once due, and null packets during a
+        stall, to every player of a live stream. Runs for the channel's life."""
+        while True:
+            with trio.move_on_at(self._writer_due()):
+                await self._writer.park()
+            now = trio.current_time()
+            if self._segmenter is None or not self.players:
+                continue
+            if self._gather and now >= self._gather.deadline:
+                self._publish_live(self._gather.take(), now, media=True)
+            elif now >= self._null_due():
+                self._publish_live(null_packets(KEEPALIVE_PACKETS), now, media=False)
+
+    def _writer_due(self) -> float:
+        if self._segmenter is None or not self.players:
+            return math.inf
+        return min(self._gather.deadline, self._null_due())
+
+    def _null_due(self) -> float:
+        # As from segments: a stall once media is overdue, by a segment's duration.
+        return max(self._last_media + self.target_duration, self._last_null) + KEEPALIVE
+
+    async def idle(self, player: TsPlayer) -> None:
+        """``player``'s task waits for media while the stream offers it what arrives."""
+        player.idle = True
+        try:
+            await player._lot.park()
+        finally:
+            player.idle = False
+
+    def _publish_live(self, data: bytes, now: float, *, media: bool) -> None:
+        """``data`` to every player: written at once to each that waits and can take it,
+        the others woken; who lags beyond the bound is cut loose."""
+        if media:
+            self._last_media = self.last_arrival = now
+        else:
+            self._last_null = now
+        chunk = TsChunk(self._sequence, data, 0.0, now, None, self._copies.charge(len(data)))
+        self._sequence += 1
+        self._chunks.append(chunk)
+        limit = self.max_lag * self.target_duration
+        for player in list(self.players):
+            waiting = self.waiting_since(player)
+            if waiting is not None and now - waiting >= limit:
+                self._cut(player, now - waiting)
+                continue
+            if not player.idle:
+                continue
+            if player.cursor == chunk.sequence and player.offer is not None:
+                player.cursor += 1
+                player.sent_bytes += len(data)
+                if player.offer(data):
+                    continue
+                player.owing = True
+            player.wake()
+        while len(self._chunks) > 1 and now - self._chunks[0].arrived_at >= limit:
+            self._drop_chunks(len(self._chunks) - 1)
+        self._lot.unpark_all()  # players about to start from the head
+
+    def _head_chunk(self) -> TsChunk | None:
+        """Where a joining player starts: the segment in progress, up to the newest media (the
+        player then goes on from what is published next)."""
+        if self._head is None:
+            assert self._segmenter is not None
+            data = self._segmenter.head
+            if not data:
+                return None
+            now = trio.current_time()
+            if self._gather:  # the head ends with it: published now, the player goes on after
+                self._publish_live(self._gather.take(), now, media=True)
+            sequence = self._sequence - 1
+            self._head = TsChunk(sequence, data, 0.0, now, None, self._copies.charge(len(data)))
+        return self._head
+
+    def _drop_head(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:
+            self._copies.give_back(head.charged)
+
+    def _drop_live(self) -> None:
+        self._gather.clear()
+        self._drop_head()
+        self._last_media = self._last_null = -math.inf
 
     async def wait_gone(self) -> None:
         """Return once no TS player is connected."""
         await self._gone.wait()
 
     def publish(self) -> None:
-        """A segment was appended to the window: splice it, cut loose who lags, wake the rest."""
+        """A segment was appended to the window: splice it, cut loose who lags, wake the rest
+        (a live stream's players got its media as it arrived)."""
+        self.target_duration = float(self._window.pace)
         if self._next is None:
             return
         self._sync()
@@ -161,17 +262,20 @@ class TsStream:
         for player in list(self.players):
             waiting = self.waiting_since(player)
             if waiting is not None and now - waiting >= limit:
-                self.cut += 1
-                log.info(
-                    "TS player %s: cut loose, %.1f s behind the live edge (TRIOPROXY_TS_MAX_LAG=%d"
-                    " segments of %g s)",
-                    player.label,
-                    now - waiting,
-                    self.max_lag,
-                    self.target_duration,
-                )
-                player.disconnect("lagging")
+                self._cut(player, now - waiting)
         self._wake_all()
+
+    def _cut(self, player: TsPlayer, behind: float) -> None:
+        self.cut += 1
+        log.info(
+            "TS player %s: cut loose, %.1f s behind the live edge (TRIOPROXY_TS_MAX_LAG=%d"
+            " segments of %g s)",
+            player.label,
+            behind,
+            self.max_lag,
+            self.target_duration,
+        )
+        player.disconnect("lagging")
 
     def waiting_since(self, player: TsPlayer) -> float | None:
         """When the oldest segment ``player`` has not been sent whole arrived (None: none)."""
@@ -187,6 +291,8 @@ class TsStream:
     def close(self) -> None:
         """The channel ends: every player's stream ends once it has what it was due."""
         self.closed = True
+        for player in self.players:
+            player.wake()
         self._wake_all()
 
     def _sync(self) -> None:
@@ -203,7 +309,9 @@ class TsStream:
             if reason is None:
                 data = self._splicer.splice(data, discontinuity=segment.discontinuity)
                 if data is not segment.data:
-                    data, charged = self._charge(data, segment.data)
+                    charged = self._copies.charge(len(data))
+                    if not charged and self._window.account is not None:
+                        data = segment.data  # it does not fit: sent as the upstream made it
             self._chunks.append(
                 TsChunk(segment.sequence, data, segment.duration, now, reason, charged)
             )
@@ -211,45 +319,29 @@ class TsStream:
             self.last_arrival = now
             self.target_duration = float(self._window.pace)
 
-    def _charge(self, copy: bytes, original: bytes) -> tuple[bytes, int]:
-        """``copy`` charged to the channel's account, or ``original`` when it does not fit."""
-        account = self._window.account
-        if account is None:
-            return copy, 0
-        self._window.make_room(len(copy))
-        try:
-            account.add(len(copy))
-        except OverBudget:
-            if not self._over_budget:
-                self._over_budget = True
-                log.warning(
-                    "TS stream: a spliced segment (%d bytes) does not fit in the memory budget "
-                    "(TRIOPROXY_MEMORY_BUDGET); sent as the upstream made it",
-                    len(copy),
-                )
-            return original, 0
-        self._over_budget = False
-        return copy, len(copy)
-
     def _drop_chunks(self, keep: int) -> None:
         """Keep the newest ``keep`` chunks; what a dropped copy was charged goes back."""
         while len(self._chunks) > keep:
             chunk = self._chunks.popleft()
-            if chunk.charged and self._window.account is not None:
-                self._window.account.remove(chunk.charged)
+            self._copies.give_back(chunk.charged)
 
     @property
     def held_bytes(self) -> int:
-        """Bytes the spliced segments kept hold (copies or the window's own)."""
-        return sum(len(chunk.data) for chunk in self._chunks)
+        """Bytes the chunks kept hold (copies or the window's own)."""
+        head = len(self._head.data) if self._head is not None else 0
+        return head + sum(len(chunk.data) for chunk in self._chunks)
 
     @property
     def charged_bytes(self) -> int:
         """Bytes of copies charged to the channel's memory account."""
-        return sum(chunk.charged for chunk in self._chunks)
+        head = self._head.charged if self._head is not None else 0
+        return head + sum(chunk.charged for chunk in self._chunks)
 
     def chunk_for(self, player: TsPlayer) -> TsChunk | None:
-        """What ``player`` gets next: at first the newest segment, then each in turn."""
+        """What ``player`` gets next: at first the newest segment (live: the segment in
+        progress), then each in turn."""
+        if player.cursor is None and self.live:
+            return self._head_chunk()
         if not self._chunks:
             return None
         if player.cursor is None:
@@ -303,79 +395,3 @@ class TsStream:
     def _wake_all(self) -> None:
         self._timer = None
         self._lot.unpark_all()
-
-    def snapshot(self) -> dict[str, Any]:
-        now = trio.current_time()
-        players = []
-        for player in self.players:
-            segments, seconds = self.lag(player)
-            players.append(
-                {
-                    "client": player.label,
-                    "connected_seconds": round(now - player.connected_at, 3),
-                    "bytes_sent": player.sent_bytes,
-                    "lag_segments": segments,
-                    "lag_seconds": round(seconds, 3),
-                }
-            )
-        return {
-            "players": players,
-            "served": self.served,
-            "cut_lagging": self.cut,
-            "max_lag_segments": self.max_lag,
-        }
-
-
-async def play(
-    stream: TsStream,
-    player: TsPlayer,
-    send: Callable[[bytes], Awaitable[None]],
-    *,
-    finished: Callable[[], bool] = lambda: False,
-    segment_sent: Callable[[], None] = lambda: None,
-    keepalive: bool = True,
-) -> str:
-    """Send ``stream`` to ``player`` through ``send`` until it ends; returns why it ended.
-
-    The first bytes go out at once: the newest segment, or a null packet while there is none.
-    Without ``keepalive``, nothing goes out before the first segment: a media server's probe
-    (Emby, Plex) that reads null packets first may misjudge the stream.
-    ``finished`` says the upstream ended (finished content): the player ends once sent all;
-    ``segment_sent`` is called after each segment sent whole (not after null packets).
-    """
-    with stream.joined(player):
-        last_send = -math.inf
-        while True:
-            chunk = stream.chunk_for(player)
-            if player.cut is not None:
-                return player.cut
-            if chunk is not None:
-                if chunk.unsupported is not None:
-                    log.info("TS player %s: ended: %s", player.label, chunk.unsupported)
-                    return "not MPEG-TS"
-                player.cursor = chunk.sequence  # not sent whole yet: it counts as lag
-                await send(chunk.data)
-                player.cursor = chunk.sequence + 1
-                player.sent_bytes += len(chunk.data)
-                segment_sent()
-                last_send = trio.current_time()
-                continue
-            if stream.closed or finished():
-                return "channel ended"
-            if player.cursor is None and not keepalive:
-                await stream.wait(math.inf)  # until the first segment, or the end
-                continue
-            now = trio.current_time()
-            # Null packets while no media flows: before the first segment, and once the next
-            # one is overdue (a stall) — never between segments arriving on time.
-            due = stream.due
-            deadline = max(last_send + KEEPALIVE, due)
-            if now >= deadline:
-                await send(null_packets(KEEPALIVE_PACKETS))
-                player.sent_bytes += KEEPALIVE_BYTES
-                last_send = trio.current_time()
-                continue
-            if deadline == due:
-                await stream.wait_due()  # media flows: timed once for every player
-            else:
-                await stream.wait(deadline)

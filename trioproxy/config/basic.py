@@ -116,6 +116,14 @@ class BasicSettings:
         parse.positive_int,
         "segments an MPEG-TS player may fall behind the live edge before it is disconnected",
     )
+    ts_keepalive: float = setting(
+        "TRIOPROXY_TS_KEEPALIVE",
+        5.0,
+        parse.seconds,
+        "seconds an MPEG-TS response stays silent before the first media, then null packets "
+        "every 0.5 s until media (0: nothing until media); `keepalive=` overrides it per "
+        "request; lineup URLs use `keepalive=0`",
+    )
     shutdown_timeout: float = setting(
         "TRIOPROXY_SHUTDOWN_TIMEOUT",
         10.0,

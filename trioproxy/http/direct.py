@@ -11,6 +11,9 @@ for every player, so on a connection of our own accept loop (:func:`serving`) sp
   the scheduler when the socket takes it all (the usual case, a segment fits a socket buffer);
 - when the socket takes only part of it, the rest follows as the socket drains, and a write
   that is not done within :attr:`DirectBody.send_timeout` closes the connection;
+- :meth:`DirectBody.write_now` never waits, so any task may call it (the TS stream's writer, for
+  every player that keeps up): what the socket did not take is owed, and written first by the
+  next :meth:`DirectBody.write`;
 - a closed or reset connection raises :class:`trio.BrokenResourceError` (or
   :class:`trio.ClosedResourceError`) at once.
 
@@ -72,7 +75,7 @@ def direct_body(scope: HTTPScope, send_timeout: float) -> DirectBody | None:
 class DirectBody:
     """Writes a response's body to ``stream`` itself, after its head went out through the server."""
 
-    __slots__ = ("chunked", "send_timeout", "stream")
+    __slots__ = ("_owed", "chunked", "send_timeout", "stream")
 
     def __init__(self, stream: GuardedStream, *, chunked: bool, send_timeout: float) -> None:
         self.stream = stream
@@ -80,6 +83,8 @@ class DirectBody:
         """Chunked framing (HTTP/1.1); otherwise the body is the bytes as they are (HTTP/1.0)."""
         self.send_timeout = send_timeout
         """Seconds one :meth:`write` may take when the socket does not take it all at once."""
+        self._owed: list[memoryview] = []
+        """What :meth:`write_now` could not write."""
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -87,18 +92,37 @@ class DirectBody:
         return [(b"transfer-encoding", b"chunked")] if self.chunked else []
 
     async def write(self, data: bytes) -> None:
-        """Write ``data`` as the next piece of the body; nothing at all when it is empty (an
-        empty chunk would be the chunked body's end)."""
+        """Write what is owed, then ``data`` as the next piece of the body (nothing for empty
+        ``data``: an empty chunk would be the chunked body's end)."""
+        if self._owed:
+            owed, self._owed = self._owed, []
+            await self._write_rest(owed, 0)
         if not data:
             return
-        if self.chunked:
-            size = b"%x\r\n" % len(data)
-            pieces, total = [size, data, _CRLF], len(size) + len(data) + 2
-        else:
-            pieces, total = [data], len(data)
+        pieces, total = self._framed(data)
         sent = self._writev(pieces)
         if sent < total:
             await self._write_rest(pieces, sent)
+
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` as the next piece of the body as far as the socket takes it at once,
+        never waiting; False when some of it is owed (:meth:`write` writes it first)."""
+        if self._owed or not data:
+            if data:
+                self._owed += map(memoryview, self._framed(data)[0])
+            return not self._owed
+        pieces, total = self._framed(data)
+        sent = self._writev(pieces)
+        if sent < total:
+            self._owed = _after(pieces, sent)
+            return False
+        return True
+
+    def _framed(self, data: bytes) -> tuple[list[bytes], int]:
+        if self.chunked:
+            size = b"%x\r\n" % len(data)
+            return [size, data, _CRLF], len(size) + len(data) + 2
+        return [data], len(data)
 
     async def end(self) -> None:
         """End the body (the server then closes the connection)."""
@@ -107,7 +131,7 @@ class DirectBody:
             if sent < len(_LAST_CHUNK):
                 await self._write_rest([_LAST_CHUNK], sent)
 
-    async def _write_rest(self, pieces: list[bytes], sent: int) -> None:
+    async def _write_rest(self, pieces: list[bytes] | list[memoryview], sent: int) -> None:
         """The socket took ``sent`` bytes of ``pieces``: write the rest as it drains."""
         views = _after(pieces, sent)
         with trio.move_on_after(self.send_timeout) as waited:

@@ -31,7 +31,8 @@ from ..channels.answers import check_servable
 from ..channels.channel import Channel
 from ..channels.join import Content, Source, Visitor, Want, join
 from ..channels.registry import Registry
-from ..channels.ts import TsPlayer, not_mpegts, play
+from ..channels.ts_play import play
+from ..channels.ts_player import TsPlayer, not_mpegts
 from ..config import Config
 from ..errors import BadRequest, NotFound, NotMpegTs, ProxyError
 from ..observability.metrics import BYTES_SENT, SEGMENTS_SERVED
@@ -170,9 +171,10 @@ class MediaDispatcher:
             scope, "ts:" + secrets.token_urlsafe(9), config.trusted_proxies, config.media_servers
         )
         label = believe_client(scope, config.trusted_proxies)
+        keepalive = config.ts_keepalive if request.keepalive is None else request.keepalive
         try:
             channel = self._ts_channel(request, args, head, who)
-            if channel is not None and not request.keepalive:
+            if channel is not None and not keepalive:
                 # Nothing goes out before media: the answer waits for it, or is an error. The
                 # wait is a TS player of the channel, counted by every cap as one.
                 with channel.ts.joined(TsPlayer(label, lambda: None)):
@@ -194,7 +196,7 @@ class MediaDispatcher:
         if body is not None:
             headers += body.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ended = await _play(channel, label, receive, send, body, config, request.keepalive)
+        ended = await _play(channel, label, receive, send, body, config, keepalive)
         if ended is None:
             return  # cut, or gone: the connection closes without the end of the body
         if body is None:
@@ -265,7 +267,7 @@ async def _play(
     send: ASGISendCallable,
     body: DirectBody | None,
     config: Config,
-    keepalive: bool = True,
+    keepalive: float,
 ) -> str | None:
     """Play ``channel`` to one TS player, through ``body`` if there is one, else through ASGI
     ``send``; None when its connection closed or it was cut."""
@@ -294,8 +296,21 @@ async def _play(
             await body.write(data)
             _TS_SENT.inc(len(data))
 
+        def offer(data: bytes) -> bool:
+            # The stream's writer, for a player that waits: the connection takes what it can
+            # at once, the player's task writes the rest.
+            assert body is not None
+            try:
+                done = body.write_now(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                scope.cancel()  # the client is gone
+                return True
+            _TS_SENT.inc(len(data))
+            return done
+
         if body is not None:
             cut.stream = body.stream  # a cut closes the connection, even mid-write
+            player.offer = offer
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, scope)
             try:

@@ -12,6 +12,7 @@ sources live under ``/sources/`` and the registry names them with :data:`SOURCE_
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -308,8 +309,9 @@ class TsRequest(NamedTuple):
 
     source: str | None
     """The configured source asked for; None: AceStream content (``id=`` or ``infohash=``)."""
-    keepalive: bool = True
-    """Null packets while no media flows yet (``keepalive=0``: none before the first segment)."""
+    keepalive: float | None = None
+    """Seconds of silence before null packets while no media flows yet (``keepalive=0``: none
+    before the first media); None: ``TRIOPROXY_TS_KEEPALIVE``."""
     xtream: XtreamStream | None = None
     """A channel of the list, by its Xtream stream id (then ``source`` is None)."""
 
@@ -317,14 +319,22 @@ class TsRequest(NamedTuple):
 FORMAT = "format"
 """The query parameter choosing ``hls`` or ``ts``."""
 KEEPALIVE = "keepalive"
-"""The query parameter of TS URLs: ``0`` sends nothing before the first segment."""
+"""The query parameter of TS URLs: seconds of silence before null packets (``0``: nothing
+before the first media)."""
+MAX_KEEPALIVE = 3600.0
 
 
-def _keepalive(args: Mapping[str, str]) -> bool:
-    value = args.get(KEEPALIVE, "1").strip()
-    if value not in ("0", "1"):
-        raise BadRequest("keepalive= must be 0 or 1")
-    return value == "1"
+def _keepalive(args: Mapping[str, str]) -> float | None:
+    text = args.get(KEEPALIVE)
+    if text is None:
+        return None
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_KEEPALIVE:  # NaN too
+        raise BadRequest(f"keepalive= must be seconds from 0 to {MAX_KEEPALIVE:g}")
+    return value
 
 
 def _format(args: Mapping[str, str], default: Literal["HLS", "TS"]) -> Literal["hls", "ts"]:

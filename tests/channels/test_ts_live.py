@@ -1,0 +1,127 @@
+"""TS players of an engine's MPEG-TS get media as it arrives (virtual clock, exact times).
+
+The simulated engine sends each 2 s segment's bytes in one burst (32 KiB body messages) every
+2 s, the first at 2 s; the proxy gathers whole packets and publishes them at once from 32 KiB,
+else 150 ms after the first byte gathered. The segmenter cuts segment N when segment N+1's
+keyframe arrives: segment 0 at 4 s.
+"""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from trioproxy.channels.ts_live import GATHER_SECONDS
+from trioproxy.hls.mpegts import NULL_PACKET
+from trioproxy.testing.engine import TsFaults
+from trioproxy.testing.harness import harness
+
+from ..ts_client import TsClient
+from .test_ts_upstream import pids, ts_engine, ts_player
+
+BURSTS = [2.0, 4.0, 6.0]
+
+
+def media_times(player: TsClient) -> list[float]:
+    return sorted({at for at, data in player.chunks if data != NULL_PACKET})
+
+
+def published(bursts: list[float]) -> list[float]:
+    return [at for burst in bursts for at in (burst, burst + GATHER_SECONDS)]
+
+
+async def test_media_reaches_a_ts_player_before_its_segment_is_cut(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(engine=ts_engine()) as h, trio.open_nursery() as nursery:
+        player = ts_player(h)
+        nursery.start_soon(player.run)
+        await trio.sleep(3.9)
+        assert len(h.channel().window) == 0  # no segment cut yet
+        # The burst at 2 s, at once: the head of the segment in progress (PAT first), and
+        # whatever of the burst it did not hold yet within 150 ms.
+        assert player.chunks[0][0] == 2.0
+        assert set(media_times(player)) <= {2.0, 2.0 + GATHER_SECONDS}
+        assert pids(player.chunks[0][1])[0] == 0
+        await trio.sleep(2.3)
+        # Then each burst: 32 KiB at once, the rest 150 ms on.
+        assert [at for at in media_times(player) if at >= 4.0] == published(BURSTS[1:])
+        player.leave()
+
+
+async def test_a_player_joining_mid_segment_starts_at_its_head(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(engine=ts_engine()) as h, trio.open_nursery() as nursery:
+        first = ts_player(h)
+        nursery.start_soon(first.run)
+        await trio.sleep(3.0)
+        joiner = ts_player(h)
+        nursery.start_soon(joiner.run)
+        await trio.sleep(1.5)
+        (at, head), *rest = [(at, data) for at, data in joiner.chunks]
+        assert at == 3.0  # at once, mid-segment
+        # The segment in progress from its head: the very bytes of the segment cut at 4 s
+        # (the current PAT, PMT, then media from a keyframe).
+        segment = next(iter(h.channel().window))
+        assert segment.data.startswith(head)
+        assert pids(head)[:2] == pids(segment.data)[:2]
+        assert pids(head)[0] == 0
+        # Then what arrived after it, as the first player got it.
+        assert [data for _, data in rest] == [data for t, data in first.chunks if t >= 4.0]
+        first.leave()
+        joiner.leave()
+
+
+async def test_many_players_get_one_write_per_publish(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(engine=ts_engine()) as h, trio.open_nursery() as nursery:
+        players = [ts_player(h) for _ in range(20)]
+        for player in players:
+            nursery.start_soon(player.run)
+        await trio.sleep(6.5)
+        for player in players:
+            # Once playing: one write per publish, not one per read nor one per segment.
+            assert [at for at, _ in player.chunks if at >= 4.0] == published(BURSTS[1:])
+            player.leave()
+
+
+async def test_a_lagging_player_is_cut_and_the_others_play_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness(engine=ts_engine()) as h, trio.open_nursery() as nursery:
+        steady, stuck = ts_player(h), ts_player(h)
+        nursery.start_soon(steady.run)
+        nursery.start_soon(stuck.run)
+        await trio.sleep(4.5)
+        stuck.reading = False  # its next write blocks: at 6 s
+        await trio.sleep(10.0)
+        channel = h.channel()
+        assert stuck.finished.is_set()
+        assert not stuck.ended
+        assert channel.ts.cut == 1
+        # TRIOPROXY_TS_MAX_LAG 2 segments of 2 s: cut at the first publish 4 s after 6 s.
+        assert max(at for at, _ in stuck.chunks) == 4.0 + GATHER_SECONDS
+        later = [at for at in media_times(steady) if at >= 4.0]
+        assert later == published([4.0, 6.0, 8.0, 10.0, 12.0, 14.0])
+        steady.leave()
+
+
+async def test_a_stall_brings_null_packets_within_a_second_of_overdue_media(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = ts_engine()
+    async with harness(engine=engine) as h, trio.open_nursery() as nursery:
+        player = ts_player(
+            h,
+        )
+        nursery.start_soon(player.run)
+        await trio.sleep(1.0)
+        engine.ts_faults[h.session_id()] = TsFaults(stall_after=3)  # bursts at 2, 4, 6 s
+        await trio.sleep(10.0)
+        assert [at for at in media_times(player) if at >= 4.0] == published(BURSTS[1:])
+        nulls = [at for at, data in player.chunks if data == NULL_PACKET]
+        # Media is overdue at 8.15 s (a segment after the last): nulls from 8.65 s, every 0.5 s.
+        assert nulls == [8.65 + 0.5 * n for n in range(5)]
+        player.leave()
