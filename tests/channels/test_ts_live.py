@@ -8,16 +8,19 @@ keyframe arrives: segment 0 at 4 s.
 
 from __future__ import annotations
 
+import httpx
 import trio
 import trio.testing
 
 from trioproxy.channels.ts_live import GATHER_SECONDS
-from trioproxy.hls.mpegts import NULL_PACKET
-from trioproxy.testing.engine import TsFaults
-from trioproxy.testing.harness import harness
+from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
+from trioproxy.testing.asgi_stream import StreamingASGITransport
+from trioproxy.testing.engine import TsFaults, is_stream_path
+from trioproxy.testing.faults import FaultyEngine
+from trioproxy.testing.harness import ENGINE_URL, RefusingTransport, default_config, harness
 
 from ..ts_client import TsClient
-from .test_ts_upstream import pids, ts_engine, ts_player
+from .test_ts_upstream import ENGINE_B, media_bytes, pids, ts_engine, ts_player
 
 BURSTS = [2.0, 4.0, 6.0]
 
@@ -125,3 +128,72 @@ async def test_a_stall_brings_null_packets_within_a_second_of_overdue_media(
         # Media is overdue at 8.15 s (a segment after the last): nulls from 8.65 s, every 0.5 s.
         assert nulls == [8.65 + 0.5 * n for n in range(5)]
         player.leave()
+
+
+def unmarked(data: bytes) -> bytes:
+    """``data`` with the counters and discontinuity indicators cleared: what a splice leaves."""
+    out = bytearray(data)
+    for pos in range(0, len(out), PACKET_SIZE):
+        out[pos + 3] &= 0xF0
+        if out[pos + 3] & 0x20 and out[pos + 4]:
+            out[pos + 5] &= 0x7F
+    return bytes(out)
+
+
+def counter_breaks(data: bytes) -> list[int]:
+    """Packets whose continuity counter does not follow their PID's last one, unless their
+    adaptation field says ``discontinuity_indicator``."""
+    last: dict[int, int] = {}
+    breaks = []
+    for pos in range(0, len(data), PACKET_SIZE):
+        pid, flags = ((data[pos + 1] & 0x1F) << 8) | data[pos + 2], data[pos + 3]
+        marked = flags & 0x20 and data[pos + 4] and data[pos + 5] & 0x80
+        if pid in last and not marked:
+            expected = (last[pid] + 1) & 0x0F if flags & 0x10 else last[pid]
+            if flags & 0x0F != expected:
+                breaks.append(pos // PACKET_SIZE)
+        last[pid] = flags & 0x0F
+    return breaks
+
+
+async def test_a_new_session_reaches_live_players_from_its_keyframe_marked_discontinuous(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    b = ts_engine()
+    b.ts_faults["*"] = TsFaults(join_at=40)  # its stream begins mid-segment
+    async with trio.open_nursery() as streams:
+        b_transport = RefusingTransport(
+            StreamingASGITransport(FaultyEngine(b), streams, is_stream_path)
+        )
+        config = default_config(engines=(ENGINE_URL, ENGINE_B), proxy_grace_period=3600.0)
+        mounts: dict[str, httpx.AsyncBaseTransport] = {ENGINE_B: b_transport}
+        async with harness(config, ts_engine(), mounts=mounts) as h, trio.open_nursery() as n:
+            player = ts_player(h)
+            n.start_soon(player.run)
+            await trio.sleep(7.0)
+            h.engine_transport.refusing = True  # its process dies: the stream breaks
+            channel = h.channel()
+            while len(channel.sessions) < 2:  # noqa: ASYNC110 (polls plain data)
+                await trio.sleep(0.01)
+            splice = channel.window.next_sequence
+            await trio.sleep(6.0)
+            first = channel.window.get(splice)
+            await trio.sleep(6.0)
+            player.leave()
+        assert first is not None
+        assert first.discontinuity
+        # Nothing of the new session before its first segment's head (its start, mid-segment,
+        # went nowhere); then that segment: PAT, PMT, a keyframe, as cut.
+        after = media_bytes(player, since=7.0)
+        assert pids(after)[0] == 0
+        assert unmarked(after).startswith(unmarked(first.data))
+        # The splice marked: the video PID's first packet says discontinuity_indicator, and
+        # no counter jumps unmarked across the whole stream.
+        video = pids(first.data)[2]
+        at = pids(after).index(video) * PACKET_SIZE
+        assert after[at + 3] & 0x20
+        assert after[at + 5] & 0x80
+        assert counter_breaks(media_bytes(player)) == []
+        # And it played on.
+        assert len(media_bytes(player, since=13.0)) > 2 * 50_000
+        streams.cancel_scope.cancel()

@@ -7,8 +7,9 @@ append calls :meth:`TsStream.publish`. From an engine's MPEG-TS (:meth:`TsStream
 its chunks are the media as read (:meth:`TsStream.packets`), gathered (:mod:`.ts_live`) and
 published by :meth:`TsStream.run`, the channel's writer, which writes each to every player
 waiting with a connection that takes it at once and wakes only the others; a joining player
-starts from the segment in progress (PAT, PMT, keyframe). :func:`.ts_play.play` is the loop a
-player's connection runs in its own task.
+starts from the segment in progress (PAT, PMT, keyframe). A new upstream session goes out from
+its first head on, spliced (counters continued, ``discontinuity_indicator`` set) as segments are.
+:func:`.ts_play.play` is the loop a player's connection runs in its own task.
 
 A player whose oldest unsent chunk arrived more than ``max_lag`` segment durations ago is cut
 loose (:meth:`TsPlayer.disconnect`) when the next chunk arrives, whatever its connection is
@@ -89,6 +90,7 @@ class TsStream:
         self._writer = trio.lowlevel.ParkingLot()
         self._last_media = -math.inf
         self._last_null = -math.inf
+        self._resume = self._mark = False  # a new upstream session: nothing before its head
 
     @property
     def live(self) -> bool:
@@ -136,6 +138,9 @@ class TsStream:
         and a joining one starts from the segment in progress. None: segments, as they are
         appended. A change starts every player afresh (at PAT, PMT and a keyframe)."""
         if segmenter is self._segmenter:
+            if segmenter is not None:  # a new session
+                self.packets(b"")  # what is gathered of the last one goes out now
+                self._resume = True
             return
         self._segmenter = segmenter
         if segmenter is not None and not len(self._window):
@@ -154,6 +159,11 @@ class TsStream:
         if self._segmenter is None or not self.players:
             return
         self._drop_head()
+        if self._resume:
+            data = self._segmenter.head  # from the new session's random-access point
+            if not data:
+                return
+            self._resume, self._mark = False, True
         now = trio.current_time()
         had = bool(self._gather)
         if self._gather.add(data, now) or (not data and self._gather):
@@ -197,6 +207,8 @@ class TsStream:
         the others woken; who lags beyond the bound is cut loose."""
         if media:
             self._last_media = self.last_arrival = now
+            data = self._splicer.splice(data, discontinuity=self._mark)
+            self._mark = False
         else:
             self._last_null = now
         chunk = TsChunk(self._sequence, data, 0.0, now, None, self._copies.charge(len(data)))
@@ -233,6 +245,7 @@ class TsStream:
             if self._gather:  # the head ends with it: published now, the player goes on after
                 self._publish_live(self._gather.take(), now, media=True)
             sequence = self._sequence - 1
+            data = self._splicer.aligned(data)  # what follows was spliced
             self._head = TsChunk(sequence, data, 0.0, now, None, self._copies.charge(len(data)))
         return self._head
 
@@ -304,17 +317,7 @@ class TsStream:
             self._next += 1
             if segment is None:
                 continue  # the window dropped it before it was seen: the next one is a gap
-            reason = not_mpegts(segment)
-            data, charged = segment.data, 0
-            if reason is None:
-                data = self._splicer.splice(data, discontinuity=segment.discontinuity)
-                if data is not segment.data:
-                    charged = self._copies.charge(len(data))
-                    if not charged and self._window.account is not None:
-                        data = segment.data  # it does not fit: sent as the upstream made it
-            self._chunks.append(
-                TsChunk(segment.sequence, data, segment.duration, now, reason, charged)
-            )
+            self._chunks.append(self._copies.spliced(segment, self._splicer, now))
             self._drop_chunks(self._keep)
             self.last_arrival = now
             self.target_duration = float(self._window.pace)

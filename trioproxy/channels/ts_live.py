@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import math
 
-from ..hls.window import OverBudget, SegmentWindow
+from ..hls.mpegts import Splicer
+from ..hls.window import OverBudget, Segment, SegmentWindow
+from .ts_player import TsChunk, not_mpegts
 
 __all__ = ["GATHER_BYTES", "GATHER_SECONDS", "Copies", "Gather"]
 
@@ -94,3 +96,16 @@ class Copies:
     def give_back(self, charged: int) -> None:
         if charged and self._window.account is not None:
             self._window.account.remove(charged)
+
+    def spliced(self, segment: Segment, splicer: Splicer, now: float) -> TsChunk:
+        """``segment`` as it goes out: spliced (a copy, charged, wherever the splicer changed a
+        byte; as the upstream made it when that does not fit), or unsupported as it is."""
+        reason = not_mpegts(segment)
+        data, charged = segment.data, 0
+        if reason is None:
+            data = splicer.splice(data, discontinuity=segment.discontinuity)
+            if data is not segment.data:
+                charged = self.charge(len(data))
+                if not charged and self._window.account is not None:
+                    data = segment.data
+        return TsChunk(segment.sequence, data, segment.duration, now, reason, charged)

@@ -70,15 +70,33 @@ class Splicer:
             if discontinuity and pid not in marked and flags & 0x20 and view[pos + 4]:
                 marked.add(pid)
                 mark.append(pos)
-        if not mark and not any(shift.values()):
+        return _changed(data, shift, mark)
+
+    def aligned(self, data: bytes) -> bytes:
+        """``data``, the upstream's own packets up to the last one spliced (a player's start
+        mid-stream), with the counters they were spliced with: what was spliced after it
+        follows on."""
+        if not is_transport_stream(data):
             return data
-        out = bytearray(data)
-        if any(shift.values()):
-            for pos in range(0, len(out), PACKET_SIZE):
-                pid = ((out[pos + 1] & 0x1F) << 8) | out[pos + 2]
-                offset = shift.get(pid, 0)
-                if offset:
-                    out[pos + 3] = (out[pos + 3] & 0xF0) | ((out[pos + 3] + offset) & 0x0F)
-        for pos in mark:
-            out[pos + 5] |= 0x80  # discontinuity_indicator, the adaptation field's first flag
-        return bytes(out)
+        raw = Splicer()
+        raw.splice(data)
+        last = self._last
+        shift = {pid: (last[pid] - cc) & 0x0F for pid, cc in raw._last.items() if pid in last}
+        return _changed(data, shift, [])
+
+
+def _changed(data: bytes, shift: dict[int, int], mark: list[int]) -> bytes:
+    """``data`` with each PID's counters moved on by ``shift`` and the packets at ``mark``
+    marked ``discontinuity_indicator`` (the very same ``bytes`` when neither changes a bit)."""
+    if not mark and not any(shift.values()):
+        return data
+    out = bytearray(data)
+    if any(shift.values()):
+        for pos in range(0, len(out), PACKET_SIZE):
+            pid = ((out[pos + 1] & 0x1F) << 8) | out[pos + 2]
+            offset = shift.get(pid, 0)
+            if offset:
+                out[pos + 3] = (out[pos + 3] & 0xF0) | ((out[pos + 3] + offset) & 0x0F)
+    for pos in mark:
+        out[pos + 5] |= 0x80  # discontinuity_indicator, the adaptation field's first flag
+    return bytes(out)

@@ -63,6 +63,9 @@ class TsFaults:
     moved_from: int = 0x100
     pts_jump_at: int | None = None
     """From this segment on, every clock is :data:`PTS_JUMP` ahead."""
+    join_at: int = 0
+    """Packets left out of the first segment: the stream begins mid-segment, before a
+    keyframe and the PAT (an engine joining a broadcast)."""
 
 
 def faulty_segment(data: bytes, n: int, faults: TsFaults) -> bytes:
@@ -74,6 +77,8 @@ def faulty_segment(data: bytes, n: int, faults: TsFaults) -> bytes:
     if n in faults.cut:
         at = min(len(data) // 2, 10 * PACKET_SIZE) + 50
         data = data[:at] + data[at + CUT_BYTES :]
+    if n == 0:
+        data = data[faults.join_at * PACKET_SIZE :]
     if n in faults.garbage:
         data = GARBAGE + data
     return data
