@@ -191,8 +191,8 @@ class TsStream:
         return min(self._gather.deadline, self._null_due())
 
     def _null_due(self) -> float:
-        # As from segments: a stall once media is overdue, by a segment's duration.
-        return max(self._last_media + self.target_duration, self._last_null) + KEEPALIVE
+        # Live media never leaves players silent for more than twice the keepalive: 1 s.
+        return max(self._last_media + KEEPALIVE, self._last_null) + KEEPALIVE
 
     async def idle(self, player: TsPlayer) -> None:
         """``player``'s task waits for media while the stream offers it what arrives."""
