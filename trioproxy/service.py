@@ -9,7 +9,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
        │  │                               writers closed → Hypercorn's TCPServer per connection
        │  └─ request handlers             find or start a channel and wait on it (a deadline);
        │                                  no upstream I/O of their own; a TS player is its
-       │                                  own handler reading its channel's window
+       │                                  own handler: it writes what the channel's TS writer
+       │                                  could not, and is cut when it lags
        └─ registry.run                    one nursery for every channel; shutdown() hurries and
           │                               stops each one, then cancels what outlives the deadline
           ├─ guide refresher              TRIOPROXY_EPG_SOURCES: the cached guide read first, then
@@ -21,6 +22,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
              ├─ event sender              stream_started, then stream_ended; outlives the life
              │                            scope, until delivered or the deadline teardown sets
              ├─ idle watchdog             no players (waiters count) for the grace period → stop()
+             ├─ TS writer                 media read from an engine's MPEG-TS, gathered (≤ 150 ms)
+             │                            and written to every TS player whose socket takes it
              └─ upstream session          one at a time (failover.SessionLoop): SessionEnded →
                                           the next session, or on to the channel's except*
                 ├─ open                   shielded, bounded; task_status.started(session)
