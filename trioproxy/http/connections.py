@@ -40,7 +40,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from ..channels.per_address import address_key, is_media_server
 from ..config import IPNetwork
 from .asgi import send_response
-from .guards import client_address
+from .edge import believe_client
 
 __all__ = [
     "ConnectionLimits",
@@ -375,8 +375,7 @@ class ForwardedLimit:
         if not _is_trusted(peer, self.trusted):
             await app(scope, receive, send)  # counted per connection instead
             return
-        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
-        address = client_address(peer, ", ".join(forwarded) or None, self.trusted)
+        address = believe_client(scope, self.trusted)  # read once: the routes find it kept
         if is_media_server(address, self.media_servers):
             await app(scope, receive, send)
             return
