@@ -34,7 +34,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.config import Config
 from trioproxy.http.asgi import send_response, serve_lifespan
-from trioproxy.service import hypercorn_config, serve
+from trioproxy.service import Running, hypercorn_config, serve
 from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
@@ -301,7 +301,7 @@ async def run_proxy(spec: dict[str, Any]) -> None:
         with sampler:
             await _sample_lag(lag)
 
-    async def proxy(task_status: trio.TaskStatus[list[str]]) -> None:
+    async def proxy(task_status: trio.TaskStatus[Running]) -> None:
         await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
         sampler.cancel()  # serve() returns once every channel is gone
 
@@ -311,8 +311,8 @@ async def run_proxy(spec: dict[str, Any]) -> None:
     async with trio.open_nursery() as nursery:
         if spec.get("lag"):
             nursery.start_soon(sample)
-        binds = await nursery.start(proxy)
-        _emit({"proxy": binds[0]})
+        running = await nursery.start(proxy)
+        _emit({"proxy": running.url})
         await _command_loop(handler, stop)
 
 

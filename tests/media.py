@@ -22,11 +22,10 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.asgi import send_response, serve_lifespan
 from trioproxy.http.connections import Connections
 from trioproxy.http.server import serve_http
-from trioproxy.service import http_client, hypercorn_config, serve
+from trioproxy.service import Heard, Running, hypercorn_config, serve
 
 __all__ = [
     "Decoder",
@@ -37,6 +36,7 @@ __all__ = [
     "ffmpeg_live_hls",
     "guarded_http",
     "proxy_server",
+    "running_proxy",
     "running_service",
     "serve_asgi",
     "service_before",
@@ -128,20 +128,31 @@ async def _serve(
 
 
 @asynccontextmanager
-async def running_service(config: Config, *, stop_within: float = 20.0) -> AsyncIterator[str]:
+async def running_service(
+    config: Config, *, stop_within: float = 20.0, heard: Heard | None = None
+) -> AsyncIterator[str]:
     """The real service (as ``trioproxy serve`` runs it) with ``config``; yields its first bound
     URL. On exit it is shut down as SIGTERM shuts it down, and must be done within
-    ``stop_within`` seconds."""
+    ``stop_within`` seconds. ``heard`` is told every request's path."""
+    async with running_proxy(config, stop_within=stop_within, heard=heard) as running:
+        yield running.url
+
+
+@asynccontextmanager
+async def running_proxy(
+    config: Config, *, stop_within: float = 20.0, heard: Heard | None = None
+) -> AsyncIterator[Running]:
+    """:func:`running_service`, yielding the :class:`~trioproxy.service.Running` proxy."""
     stop, stopped = trio.Event(), trio.Event()
 
-    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(config, shutdown_trigger=stop.wait, task_status=task_status)
+    async def run(*, task_status: trio.TaskStatus[Running]) -> None:
+        await serve(config, shutdown_trigger=stop.wait, heard=heard, task_status=task_status)
         stopped.set()
 
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(run)
+        running = await nursery.start(run)
         try:
-            yield binds[0]
+            yield running
         finally:
             stop.set()
             with trio.fail_after(stop_within):
@@ -191,24 +202,11 @@ class ProxyServer:
 
 @asynccontextmanager
 async def proxy_server(config: Config) -> AsyncIterator[ProxyServer]:
-    """The proxy on 127.0.0.1 port 0; records the path of every request it answers."""
+    """The service on ``config`` (bound to 127.0.0.1 port 0); records the path of every request
+    it answers."""
     requests: list[str] = []
-    async with http_client() as http:
-        registry = Registry(config, http, connect=trio.open_tcp_stream)  # as the service does
-        async with trio.open_nursery() as nursery:
-            await nursery.start(registry.run)
-            app = ProxyApp(registry, config)
-
-            async def recording(
-                scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-            ) -> None:
-                if scope["type"] == "http":
-                    requests.append(scope["path"])
-                await app(scope, receive, send)
-
-            async with serve_asgi(recording) as url:
-                yield ProxyServer(url, registry, requests)
-            registry.shutdown()
+    async with running_proxy(config.replace(bind="127.0.0.1:0"), heard=requests.append) as running:
+        yield ProxyServer(running.url, running.registry, requests)
 
 
 def ffmpeg_command(out: Path, kind: LiveKind, segment_seconds: float) -> list[str]:

@@ -9,7 +9,7 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import Config
-from .service import hypercorn_config, serve, signal_trigger
+from .service import Running, hypercorn_config, serve, signal_trigger
 from .testing.engine import DEMO_CONTENT_ID, SimulatedEngine, demo_media
 
 __all__ = ["play_url", "run_demo"]
@@ -25,8 +25,8 @@ async def run_demo(config: Config, engine_port: int = 0) -> None:
         )
         engine_url = binds[0]
         proxy_config = config.replace(engines=(engine_url,), orchestrator_url=None)
-        proxy_binds = await nursery.start(_serve_proxy, proxy_config)
-        base = proxy_binds[0]
+        running = await nursery.start(_serve_proxy, proxy_config)
+        base = running.url
         url = play_url(base, proxy_config)
         print(
             f"\ntrioproxy demo: simulated engine at {engine_url}, proxy at {base}\n\n"
@@ -47,7 +47,7 @@ def play_url(base: str, config: Config) -> str:
     return f"{url}&key={quote(keys[0], safe='')}" if keys else url
 
 
-async def _serve_proxy(config: Config, *, task_status: trio.TaskStatus[list[str]]) -> None:
+async def _serve_proxy(config: Config, *, task_status: trio.TaskStatus[Running]) -> None:
     """Serve until SIGINT/SIGTERM, stop the channels, then end the demo (and its engine)."""
     try:
         await serve(config, shutdown_trigger=signal_trigger, task_status=task_status)

@@ -64,11 +64,14 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from ._version import __version__
 from .channels.registry import Registry
@@ -84,9 +87,18 @@ from .http.connections import (
 from .http.guards import log_access
 from .http.server import serve_http
 from .observability import sample_loop_lag
+from .upstream.liveness import Connect
 from .upstream.transport import UpstreamTransport
 
-__all__ = ["connection_limits", "hypercorn_config", "serve", "signal_trigger"]
+__all__ = [
+    "Proxy",
+    "Running",
+    "connection_limits",
+    "hypercorn_config",
+    "proxy",
+    "serve",
+    "signal_trigger",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +150,15 @@ def connection_limits(config: Config, fd_limit: int) -> ConnectionLimits:
     )
 
 
+@asynccontextmanager
+async def _client(given: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    if given is not None:
+        yield given
+        return
+    async with http_client() as client:
+        yield client
+
+
 def http_client() -> httpx.AsyncClient:
     # No httpx timeouts: every call runs under a Trio deadline set by its caller. One pool serves
     # every channel's downloads and every event post, with a pool per engine (see transport.py).
@@ -151,16 +172,90 @@ def http_client() -> httpx.AsyncClient:
     )
 
 
+Heard = Callable[[str], None]
+"""Told the path of every HTTP request the proxy answers (tests and benchmarks count them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """The proxy assembled: its channels and the ASGI app players and operators reach."""
+
+    config: Config
+    registry: Registry
+    app: ASGIFramework
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A serving proxy: where it listens, and what it runs."""
+
+    urls: list[str]
+    """The bound addresses, ``http://host:port``."""
+    proxy: Proxy
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def registry(self) -> Registry:
+        return self.proxy.registry
+
+
+@asynccontextmanager
+async def proxy(
+    config: Config,
+    http: httpx.AsyncClient,
+    *,
+    connect: Connect | None = trio.open_tcp_stream,
+    heard: Heard | None = None,
+) -> AsyncIterator[Proxy]:
+    """The one way the proxy is put together, by :func:`serve` and by every test and benchmark:
+    the registry running (its channels, directory and watcher) and the app in front of it,
+    until the block ends; then every channel is stopped and waited for.
+
+    ``http`` reaches engines, sources and the orchestrator; ``connect`` opens the engine watch's
+    connections (None: no engine watch); ``heard`` is told every request's path.
+    """
+    registry = Registry(config, http, connect=connect)
+    app: ASGIFramework = ForwardedLimit(
+        ProxyApp(registry, config),
+        config.max_connections_per_address,
+        config.trusted_proxies,
+        config.media_servers,
+    )
+    if heard is not None:
+        app = _hearing(app, heard)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.run)
+        try:
+            yield Proxy(config, registry, app)
+        finally:
+            registry.shutdown()
+
+
+def _hearing(app: ASGIFramework, heard: Heard) -> ASGIFramework:
+    async def hearing(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] == "http":
+            heard(scope["path"])
+        await app(scope, receive, send)
+
+    return hearing
+
+
 async def serve(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = signal_trigger,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    http: httpx.AsyncClient | None = None,
+    heard: Heard | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown_trigger`` returns, then stop every channel and return within
     ``config.shutdown_timeout``.
 
-    ``task_status.started`` gets the bound addresses (``http://host:port``).
+    ``task_status.started`` gets the :class:`Running` proxy. ``http`` replaces the upstream
+    client (closed by its owner); ``heard`` is told every request's path (see :func:`proxy`).
     """
     log_access(config)
     limits = connection_limits(config, raise_open_file_limit())
@@ -170,33 +265,29 @@ async def serve(
         limits.per_address or "any number",
     )
     connections = Connections(limits)
-    async with http_client() as http:
-        registry = Registry(config, http, connect=trio.open_tcp_stream)
+    async with (
+        _client(http) as client,
+        proxy(config, client, heard=heard) as assembled,
+        trio.open_nursery() as nursery,
+    ):
 
-        async with trio.open_nursery() as nursery:
+        async def stop_channels_then_server() -> None:
+            # Channels stop first: players still waiting on one are answered at once, so
+            # Hypercorn's graceful shutdown has nothing left to wait for.
+            if shutdown_trigger is None:
+                await trio.sleep_forever()
+            else:
+                await shutdown_trigger()
+            assembled.registry.shutdown()
+            # Whatever is still running at the shutdown timeout is cancelled.
+            nursery.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout
 
-            async def stop_channels_then_server() -> None:
-                # Channels stop first: players still waiting on one are answered at once, so
-                # Hypercorn's graceful shutdown has nothing left to wait for.
-                if shutdown_trigger is None:
-                    await trio.sleep_forever()
-                else:
-                    await shutdown_trigger()
-                registry.shutdown()
-                # Whatever is still running at the shutdown timeout is cancelled.
-                nursery.cancel_scope.deadline = trio.current_time() + config.shutdown_timeout
+        lag_sampler: trio.CancelScope = await nursery.start(sample_loop_lag)
 
-            await nursery.start(registry.run)
-            lag_sampler: trio.CancelScope = await nursery.start(sample_loop_lag)
-            app = ForwardedLimit(
-                ProxyApp(registry, config),
-                limits.per_address,
-                config.trusted_proxies,
-                config.media_servers,
-            )
+        async def serve_then_stop(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
                 await serve_http(
-                    app,
+                    assembled.app,
                     hypercorn_config(config.bind, shutdown_timeout=config.shutdown_timeout),
                     connections,
                     shutdown_trigger=stop_channels_then_server,
@@ -204,8 +295,12 @@ async def serve(
                 )
             finally:
                 lag_sampler.cancel()
-                registry.shutdown()
+                assembled.registry.shutdown()
                 nursery.cancel_scope.deadline = min(
-                    nursery.cancel_scope.deadline, trio.current_time() + config.shutdown_timeout
+                    nursery.cancel_scope.deadline,
+                    trio.current_time() + config.shutdown_timeout,
                 )
+
+        urls = await nursery.start(serve_then_stop)
+        task_status.started(Running(urls, assembled))
     log.info("stopped")

@@ -23,7 +23,6 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from trioproxy.channels.channel import Channel
 from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine, demo_media
 from trioproxy.testing.faults import FaultyEngine, request_kind
 from trioproxy.testing.harness import (
@@ -325,7 +324,7 @@ async def test_a_ts_player_stays_connected_through_a_failover(
 ) -> None:
     async with two_engines(media=demo_media()) as t, trio.open_nursery() as nursery:
         channel = await t.h.wait_channel()
-        player = TsClient(ProxyApp(t.h.registry, t.h.config), "/ace/getstream", TS_QUERY)
+        player = TsClient(t.h.app, "/ace/getstream", TS_QUERY)
         nursery.start_soon(player.run)
         await trio.sleep(3.0)
         t.a.faulty.faults["*"] = "playlist_5xx"

@@ -13,7 +13,6 @@ from tests.origin import origin_config
 from tests.ts_client import TsClient
 from tests.upstream.test_sources import FEED, news_origin
 from trioproxy.channels.per_address import address_key
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -190,9 +189,7 @@ async def test_zero_means_no_cap(autojump_clock: trio.testing.MockClock) -> None
 
 def _ts(h: Harness, key: str, peer: str) -> TsClient:
     """An MPEG-TS player of ``key`` connecting from ``peer``."""
-    return TsClient(
-        ProxyApp(h.registry, h.config), "/ace/getstream", f"id={key}&format=ts", peer=peer
-    )
+    return TsClient(h.app, "/ace/getstream", f"id={key}&format=ts", peer=peer)
 
 
 async def test_ts_players_are_held_to_the_same_address_caps(

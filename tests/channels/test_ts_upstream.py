@@ -23,7 +23,6 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from trioproxy.channels.channel import Channel
 from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
 from trioproxy.hls.segmenter import Segmenter
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.asgi import send_response
 from trioproxy.testing.asgi_stream import StreamingASGITransport
 from trioproxy.testing.engine import SimulatedEngine, TsFaults, demo_media, is_stream_path
@@ -52,7 +51,7 @@ def ts_engine(**changes: object) -> SimulatedEngine:
 
 
 def ts_player(h: Harness) -> TsClient:
-    return TsClient(ProxyApp(h.registry, h.config), "/ace/getstream", TS_QUERY)
+    return TsClient(h.app, "/ace/getstream", TS_QUERY)
 
 
 def media_bytes(player: TsClient, since: float = 0.0) -> bytes:

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 
 from trioproxy.errors import BadRequest
 from trioproxy.hls.playlist import PlaylistError, parse_media_playlist
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.ids import parse_stream_key
+from trioproxy.testing.asgi_stream import App
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -143,7 +143,7 @@ def _run(test: Callable[[], Awaitable[None]]) -> None:
     trio.run(test, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-async def _asgi(app: ProxyApp, method: str, path: str, query: bytes) -> int:
+async def _asgi(app: App, method: str, path: str, query: bytes) -> int:
     scope: HTTPScope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -201,7 +201,7 @@ QUERIES = st.one_of(
 def test_no_request_is_answered_with_a_500(requests: list[tuple[str, str, bytes]]) -> None:
     async def main() -> None:
         async with harness() as h:
-            app = ProxyApp(h.registry, h.config)
+            app = h.app
             for method, path, query in requests:
                 status = await _asgi(app, method, path, query)
                 assert 200 <= status < 500 or status in (502, 503), (method, path, query, status)

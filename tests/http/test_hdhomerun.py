@@ -20,7 +20,6 @@ from trioproxy.config import ConfigError, load_config
 from trioproxy.config.channels import parse_channels_file
 from trioproxy.config.tuner import is_valid_device_id
 from trioproxy.hls.mpegts import NULL_PACKET
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -80,7 +79,7 @@ def stream_url(tuned: Tuned, channel: dict[str, Any], profile: str = "native") -
 
 def ts_player(h: Harness, url: str, peer: str = "127.0.0.1") -> TsClient:
     parts = urlsplit(url)
-    return TsClient(ProxyApp(h.registry, h.config), parts.path, parts.query, peer=peer)
+    return TsClient(h.app, parts.path, parts.query, peer=peer)
 
 
 async def test_jellyfin_adds_the_tuner_and_every_channel_plays_media_first(

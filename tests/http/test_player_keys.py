@@ -20,7 +20,6 @@ from trioproxy.config import ConfigError, load_config
 from trioproxy.demo import play_url
 from trioproxy.hls.mpegts import NULL_PACKET, PACKET_SIZE
 from trioproxy.http import urls
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.guards import log_access
 from trioproxy.http.keys import KEYED_PATHS, OPEN_PATHS, PlayerKeys
 from trioproxy.testing.engine import SimulatedEngine, demo_media
@@ -125,7 +124,7 @@ async def test_a_keyed_ts_player_gets_the_stream_and_an_unkeyed_one_nothing(
 ) -> None:
     engine = SimulatedEngine(demo_media(), durations=[2.0], backlog=6.0)
     async with harness(keyed(), engine) as h, trio.open_nursery() as nursery:
-        app = ProxyApp(h.registry, h.config)
+        app = h.app
         unkeyed = TsClient(app, "/ace/getstream", f"id={CONTENT_A}&format=ts")
         await unkeyed.run()
         assert unkeyed.status == 401

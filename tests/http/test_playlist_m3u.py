@@ -13,7 +13,6 @@ import trio.testing
 
 from trioproxy.config import Config
 from trioproxy.config.channels import parse_channels_file
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.harness import ORIGIN_URL, PROXY_URL, harness
 
 from ..origin import Origin, origin_config
@@ -118,7 +117,7 @@ async def test_ts_links_are_ts_streams_of_the_same_ids(
         ]
         assert h.registry.channels == []  # the list itself starts nothing
         # Every link answers one continuous MPEG-TS stream of its channel.
-        app = ProxyApp(h.registry, h.config)
+        app = h.app
         players = [TsClient(app, u.path, u.query) for u in urls]
         async with trio.open_nursery() as nursery:
             for player in players:

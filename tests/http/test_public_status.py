@@ -12,7 +12,6 @@ import trio.testing
 
 from trioproxy.channels.public import public_status, url_secrets
 from trioproxy.errors import public_url, redact
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.faults import FaultyEngine
 from trioproxy.testing.harness import (
@@ -61,9 +60,7 @@ async def test_status_without_the_key_names_hosts_only_and_no_viewer(
     }
     async with harness(config, mounts=mounts) as h, trio.open_nursery() as nursery:
         # A TS player on an engine channel, an HLS player (behind a trusted proxy) on the source.
-        ts_player = TsClient(
-            ProxyApp(h.registry, h.config), "/ace/getstream", f"id={CONTENT_A}&format=ts"
-        )
+        ts_player = TsClient(h.app, "/ace/getstream", f"id={CONTENT_A}&format=ts")
         ts_player.peer = TS_VIEWER
         nursery.start_soon(ts_player.run)
         channel = await h.wait_channel()

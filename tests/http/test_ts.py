@@ -14,7 +14,6 @@ from trioproxy.channels.ts import SPARE_CHUNKS
 from trioproxy.hls.mpegts import NULL_PACKET
 from trioproxy.hls.window import SegmentMeta
 from trioproxy.http import urls
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import EngineSession, SimulatedEngine, demo_media
 from trioproxy.testing.harness import CONTENT_A, Harness, default_config, harness, small_media
 
@@ -25,7 +24,7 @@ TS_QUERY = f"id={CONTENT_A}&format=ts"
 
 
 def ts_client(h: Harness, query: str = TS_QUERY, path: str = "/ace/getstream") -> TsClient:
-    return TsClient(ProxyApp(h.registry, h.config), path, query)
+    return TsClient(h.app, path, query)
 
 
 def media_chunks(client: TsClient) -> list[tuple[float, bytes]]:
@@ -224,7 +223,7 @@ async def test_stream_mode_and_format_choose_ts_or_hls(
 
 async def test_head_on_a_ts_url_starts_nothing(autojump_clock: trio.testing.MockClock) -> None:
     async with harness() as h:
-        probe = TsClient(ProxyApp(h.registry, h.config), "/ace/getstream", TS_QUERY, "HEAD")
+        probe = TsClient(h.app, "/ace/getstream", TS_QUERY, "HEAD")
         await probe.run()
         assert probe.status == 200
         assert probe.headers[b"content-type"] == b"video/mp2t"
@@ -263,7 +262,7 @@ async def test_a_source_has_a_ts_url(autojump_clock: trio.testing.MockClock) -> 
         unknown = ts_client(h, "", "/sources/nothing.ts")
         await unknown.run()
         assert unknown.status == 404
-        probe = TsClient(ProxyApp(h.registry, h.config), "/sources/news.ts", "", "HEAD")
+        probe = TsClient(h.app, "/sources/news.ts", "", "HEAD")
         await probe.run()
         assert probe.status == 200
         assert probe.headers[b"content-type"] == b"video/mp2t"

@@ -23,7 +23,6 @@ import trio.testing
 
 from trioproxy.channels.status import ts_status
 from trioproxy.hls.mpegts import NULL_PACKET
-from trioproxy.http.app import ProxyApp
 from trioproxy.http.connections import ConnectionLimits, Connections
 from trioproxy.http.direct import DirectBody
 from trioproxy.testing.engine import SimulatedEngine
@@ -45,7 +44,7 @@ async def served(h: Harness) -> AsyncIterator[tuple[int, Connections]]:
     """The harness's proxy served on 127.0.0.1:0 as the service serves it."""
     limits = ConnectionLimits(100, 0, header_timeout=5.0, send_timeout=h.config.send_timeout)
     connections = Connections(limits)
-    async with guarded_http(ProxyApp(h.registry, h.config), connections) as port:
+    async with guarded_http(h.app, connections) as port:
         yield port, connections
 
 

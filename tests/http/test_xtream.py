@@ -67,7 +67,7 @@ class XtreamApp:
 
 
 def ts_player(h: Harness, path: str) -> TsClient:
-    return TsClient(ProxyApp(h.registry, h.config), path)
+    return TsClient(h.app, path)
 
 
 async def test_an_app_logs_in_lists_categories_and_streams_and_plays_one(

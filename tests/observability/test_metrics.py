@@ -15,7 +15,6 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from trioproxy.hls.mpegts import NULL_PACKET
-from trioproxy.http.app import ProxyApp
 from trioproxy.observability.metrics import MAX_ENGINE_LABELS, SOURCE_LABEL, EngineLabels
 from trioproxy.testing.harness import (
     CONTENT_A,
@@ -215,7 +214,7 @@ async def test_mpegts_players_and_what_they_are_sent(
 ) -> None:
     async with harness() as h:
         before = await scrape(h)
-        player = TsClient(ProxyApp(h.registry, h.config), "/ace/getstream", TS_QUERY)
+        player = TsClient(h.app, "/ace/getstream", TS_QUERY)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(player.run)
             await trio.sleep(7.0)  # the newest segment at once, then one every 2 s

@@ -21,10 +21,10 @@ import httpx
 import trio
 import trio.testing
 
+from .. import service
 from ..channels.channel import Channel
 from ..channels.registry import Registry
 from ..config import Config
-from ..http.app import ProxyApp
 from ..upstream.liveness import Connect
 from ..upstream.session import host_port
 from .asgi_stream import App, StreamingASGITransport
@@ -205,6 +205,8 @@ class Harness:
     registry: Registry
     client: httpx.AsyncClient
     """The proxy's HTTP API, as a player or an operator reaches it."""
+    app: App
+    """The proxy's ASGI app, which ``client`` reaches."""
     origin: App | None = None
 
     @property
@@ -326,20 +328,19 @@ async def _proxy(
     if origin is not None:
         routes[ORIGIN_URL] = engine_transport
     routes.update(mounts or {})
-    async with httpx.AsyncClient(mounts=routes, timeout=None) as http:
-        registry = Registry(config, http, connect=connect)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(registry.run)
-            proxy = asgi_transport(ProxyApp(registry, config))
-            async with httpx.AsyncClient(transport=proxy, base_url=PROXY_URL) as client:
-                yield Harness(
-                    config,
-                    faulty,
-                    engine_transport,
-                    orchestrator,
-                    orchestrator_transport,
-                    registry,
-                    client,
-                    origin,
-                )
-            registry.shutdown()
+    async with (
+        httpx.AsyncClient(mounts=routes, timeout=None) as http,
+        service.proxy(config, http, connect=connect) as proxy,
+        httpx.AsyncClient(transport=asgi_transport(proxy.app), base_url=PROXY_URL) as client,
+    ):
+        yield Harness(
+            config,
+            faulty,
+            engine_transport,
+            orchestrator,
+            orchestrator_transport,
+            proxy.registry,
+            client,
+            proxy.app,
+            origin,
+        )
