@@ -20,7 +20,9 @@ __all__ = [
     "NoEngineAvailable",
     "NotFound",
     "NotMpegTs",
+    "NotOwner",
     "OverCapacity",
+    "OwnershipChanged",
     "ProxyError",
     "Unauthorized",
     "UpstreamRefused",
@@ -186,3 +188,18 @@ class UpstreamRefused(EngineError):
     """An engine pointed us at a host we do not fetch from (``TRIOPROXY_ALLOW_UPSTREAM_HOSTS``)."""
 
     code = "upstream_refused"
+
+
+class OwnershipChanged(EngineError):
+    """Another instance of the cluster owns the channel now (it took the lease over while ours
+    could not be renewed): this instance's engine session ends, and the channel relays the new
+    owner's output. Nothing against the engine: no breaker opens on it."""
+
+    code = "ownership_changed"
+
+
+class NotOwner(ProxyError):
+    """A relay asked this instance for a channel it does not own: ask the owner."""
+
+    status = 409
+    code = "not_owner"

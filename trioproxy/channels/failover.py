@@ -32,21 +32,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol
 
 import trio
 
 from ..config import Config
-from ..upstream.engine import Engine, EngineClient, Session
+from ..errors import ProxyError
+from ..upstream.engine import EngineClient, Session
 from ..upstream.orchestrator import ended_payload, started_payload
 from .events import Event, EventKind, EventSender
 from .feed import Feed
+from .ownership import Prepared, Watch
 from .session import SessionEnded, UpstreamSession, first_leaf
-from .upstreams import Upstream
+from .switches import BACKOFF_CAP, SwitchBudget
+from .upstreams import RelayUpstream, Upstream
 
 __all__ = [
     "BACKOFF_CAP",
@@ -64,8 +65,6 @@ def _now() -> float:
     return trio.current_time()
 
 
-BACKOFF_CAP = 8
-"""The pause before a switch is at most this many times ``TRIOPROXY_FAILOVER_BACKOFF``."""
 RECORDS_KEPT = 16
 """Sessions a channel remembers for its status (the newest)."""
 CONTENT_SWITCHES = 1
@@ -85,8 +84,14 @@ class EnginePool(Protocol):
         engine's breaker; moves the engine load to the new one."""
         ...
 
-    async def wait_unlisted(self, engine: Engine) -> str:
-        """Return (why) once ``engine`` left the engine list; never for a static list."""
+    async def prepare(self, name: str, upstream: Upstream, client: EngineClient) -> Prepared:
+        """The next session's upstream (the cluster's decision: ``ownership.py``), as is
+        without a cluster."""
+        ...
+
+    def watches(self, upstream: Upstream) -> list[Watch]:
+        """What runs beside a session on ``upstream`` and may end it (the engine left the
+        list, the cluster lease lost)."""
         ...
 
 
@@ -127,37 +132,6 @@ def describe_attempts(records: list[SessionRecord]) -> str:
         f"{number}) {record.engine}: {record.reason or 'running'}"
         for number, record in enumerate(records, 1)
     )
-
-
-class SwitchBudget:
-    """How many switches a channel may still make, and when the next one may start."""
-
-    def __init__(self, max_switches: int, window: float, backoff: float) -> None:
-        self.max_switches = max_switches
-        self.window = window
-        self.backoff = backoff
-        self._switches: deque[float] = deque()
-        self.total = 0
-        """Switches made over the channel's life."""
-
-    def _recent(self, now: float) -> int:
-        while self._switches and self._switches[0] <= now - self.window:
-            self._switches.popleft()
-        return len(self._switches)
-
-    def allowed(self, now: float) -> bool:
-        return self._recent(now) < self.max_switches
-
-    def delay(self, now: float) -> float:
-        """Seconds before the next switch: none for the first in the window, then doubling."""
-        recent = self._recent(now)
-        if recent == 0 or self.backoff <= 0:
-            return 0.0
-        return float(min(BACKOFF_CAP * self.backoff, self.backoff * 2 ** (recent - 1)))
-
-    def record(self, now: float) -> None:
-        self._switches.append(now)
-        self.total += 1
 
 
 class SessionLoop:
@@ -268,10 +242,9 @@ class SessionLoop:
 
     async def _session(self, send: trio.MemorySendChannel[Event]) -> None:
         """One engine session: open it, announce it, run it until it fails or is cancelled."""
+        if self._pool is not None:
+            await self._prepare(send, self._pool)
         upstream = self.upstream
-        unlisted = None
-        if self._pool is not None and upstream.engine_load is not None:
-            unlisted = partial(self._pool.wait_unlisted, upstream.engine_load)
         current = UpstreamSession(
             name=self.name,
             upstream=upstream,
@@ -279,7 +252,7 @@ class SessionLoop:
             feed=self._feed,
             config=self._config,
             hurry_deadline=self.hurry_deadline,
-            unlisted=unlisted,
+            watches=self._pool.watches(upstream) if self._pool is not None else [],
         )
         self.current = current
         record = SessionRecord(upstream.engine.base_url, upstream.engine.container_id, _now())
@@ -290,6 +263,8 @@ class SessionLoop:
                 session = await nursery.start(current.run)
                 record.opened_at = _now()
                 record.playback_session_id = session.playback_session_id
+                if isinstance(upstream, RelayUpstream):
+                    return  # the owner's stream: its events are the owner's
                 self.stream_id = f"{upstream.key}|{session.playback_session_id}"
                 self._emit(
                     send,
@@ -310,6 +285,19 @@ class SessionLoop:
                 record.ended_at = _now()
                 record.reason = record.reason or self._end_reason() or "ended"
 
+    async def _prepare(self, send: trio.MemorySendChannel[Event], pool: EnginePool) -> None:
+        """The next session's upstream, as the pool decides it; a lapsed owner's stream (a
+        takeover) ends in the orchestrator's books before ours starts."""
+        try:
+            prepared = await pool.prepare(self.name, self.upstream, self.client)
+        except ProxyError as error:
+            raise SessionEnded(error.message, error) from error
+        self.upstream, self.client = prepared.upstream, prepared.client
+        inherited = prepared.inherited
+        if inherited is not None and isinstance(inherited.get("stream_id"), str):
+            self.stream_id = inherited["stream_id"]
+            self.end_stream(send, "takeover: its instance is gone", inherited.get("container_id"))
+
     async def _switch(
         self, send: trio.MemorySendChannel[Event], failed: SessionEnded, stops: trio.Nursery
     ) -> None:
@@ -317,11 +305,7 @@ class SessionLoop:
         now = _now()
         upstream = self.upstream
         replacement = None
-        if (
-            self._pool is not None
-            and upstream.engine_load is not None
-            and self._may_switch(failed, now)
-        ):
+        if self._pool is not None and self._may_switch(failed, now):
             # A channel that never played tries other engines only: the same engine again
             # would keep its first player waiting on what already failed.
             played = self._feed.window.next_sequence > 0
@@ -368,14 +352,16 @@ class SessionLoop:
             failed.content_failed and self.content_switches.allowed(now)
         )
 
-    def end_stream(self, send: trio.MemorySendChannel[Event], reason: str) -> None:
+    def end_stream(
+        self, send: trio.MemorySendChannel[Event], reason: str, container_id: Any = None
+    ) -> None:
         """Queue ``stream_ended`` for the current engine session's stream, once."""
         if self.stream_id is not None and self.sender is not None and self.report_end:
             self._emit(
                 send,
                 "stream_ended",
                 ended_payload(
-                    container_id=self.upstream.engine.container_id,
+                    container_id=container_id or self.upstream.engine.container_id,
                     stream_id=self.stream_id,
                     content_id=self.upstream.key,
                     reason=reason,

@@ -15,25 +15,27 @@ from contextlib import contextmanager
 import httpx
 import trio
 
+from ..cluster import Leases
 from ..config import Config
 from ..errors import LoopingStream, NoEngineAvailable
 from ..hls.window import MemoryAccount
-from ..observability.metrics import FAILOVERS
-from ..upstream.engine import Engine, EngineClient, KeyType
+from ..upstream.engine import EngineClient, KeyType
 from ..upstream.liveness import Connect
 from ..upstream.orchestrator import Orchestrator
 from ..upstream.policy import UpstreamPolicy
 from ..upstream.sources import SOURCE_PREFIX, SourceUpstream, rendition_name
-from .admission import Admission, opening_counts
+from .admission import Admission
 from .answers import public_failure
 from .backoff import FailureBackoff
 from .channel import Channel
 from .directory import EngineDirectory
+from .facts import facts_of
 from .guide import GuideKeeper
 from .memory import TRIM_AFTER, MemoryAdmission, give_back
 from .per_address import AddressLimits
+from .pool import ChannelEngines
 from .stops import LaterStops
-from .upstreams import EngineUpstream, Upstream
+from .upstreams import EngineUpstream, PendingUpstream, Upstream
 from .watcher import StreamWatcher
 
 __all__ = ["Registry"]
@@ -50,7 +52,12 @@ class Registry:
     """
 
     def __init__(
-        self, config: Config, http: httpx.AsyncClient, *, connect: Connect | None = None
+        self,
+        config: Config,
+        http: httpx.AsyncClient,
+        *,
+        connect: Connect | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.config = config
         static = config.engines
@@ -68,9 +75,15 @@ class Registry:
             refresh_interval=config.engine_refresh_interval,
         )
         self.policy = UpstreamPolicy.from_config(http, config, connect)
+        self.admission = Admission(config)
+        self.engines = ChannelEngines(
+            config, self.directory, self.policy, self.admission, self._all_channels
+        )
+        """Engines for channels' sessions: picked, replaced, stopped later (``pool.py``)."""
+        self.membership = None if leases is None else self.engines.join_cluster(leases)
+        """This instance in its cluster; None alone (no ``TRIOPROXY_REDIS_URL``)."""
         self.guide = GuideKeeper(config, http)
         """The channel list's guide (XMLTV), refreshed by a task of :meth:`run`."""
-        self.admission = Admission(config)
         self.memory = MemoryAdmission(config)
         self.watcher = (
             StreamWatcher(
@@ -85,16 +98,11 @@ class Registry:
         """Caps per client address; an ``address`` given to ``get_or_start*`` counts there."""
         self.backoff = FailureBackoff(config.failure_backoff)
         self._nursery: trio.Nursery | None = None
-        self.later_stops = LaterStops(config.stop_timeout)
-        """Engine sessions closed channels left open; stopped later, given up at shutdown."""
         self._shutdown = trio.Event()
         self.started_total = 0
         self.refused: Counter[str] = Counter()
         """New channels refused here: at shutdown, in their failure backoff, looping content
         (the caps count their own refusals)."""
-        self.failovers = 0
-        """Failovers of every channel: engine sessions replaced by a new one (on another
-        engine, or the same one when no other has room)."""
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -103,7 +111,7 @@ class Registry:
     ) -> None:
         """Serve channels until :meth:`shutdown`, then stop them all; return when they are gone."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self._nursery = self.engines.nursery = nursery
             # First: the cached guide is read before anything is served.
             guide_scope: trio.CancelScope = await nursery.start(self.guide.run)
             directory_scope = trio.CancelScope()
@@ -111,19 +119,33 @@ class Registry:
             watcher_scope = trio.CancelScope()
             if self.watcher is not None:
                 nursery.start_soon(self._run_watcher, watcher_scope)
+            membership_scope = trio.CancelScope()
+            if self.membership is not None:
+                await nursery.start(self._run_membership, membership_scope)
             task_status.started(self)
             await self._shutdown.wait()
             directory_scope.cancel()
             watcher_scope.cancel()
+            membership_scope.cancel()
             guide_scope.cancel()
-            self.later_stops.give_up()
+            self.engines.later_stops.give_up()
             deadline = trio.current_time() + self.config.shutdown_timeout
             for channel in [*self._channels.values(), *self._closing]:
                 channel.hurry(deadline)
                 channel.stop("proxy shutdown")
             # A backstop: whatever a channel still runs past the deadline is cancelled.
             nursery.cancel_scope.deadline = deadline + 1.0
-        self._nursery = None
+        self._nursery = self.engines.nursery = None
+
+    async def _run_membership(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        assert self.membership is not None
+        with scope:
+            await self.membership.run(lambda: facts_of(self.channels), task_status=task_status)
+
+    def _all_channels(self) -> list[Channel]:
+        return [*self._channels.values(), *self._closing]
 
     async def _run_directory(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -191,46 +213,30 @@ class Registry:
         if channel is not None:
             return channel
         with self._reserve(key, watched=True, address=address, opens_session=True) as account:
-            opening = opening_counts([*self._channels.values(), *self._closing])
-            engine = self.directory.acquire_if(self.admission.engine_free(opening))
+            mode = self.config.upstream_mode
+            if self.membership is not None:  # owner or relay: the first session decides
+                pending = PendingUpstream(key_type, key, mode)
+                client = self.policy.for_source(key)  # replaced when the session is decided
+                return self._start(key, pending, client, account, address=address)
+            engine = self.engines.acquire()
             if engine is None:
                 raise self.admission.refuse_opening()
             try:
+                upstream = EngineUpstream(engine, key_type, key, mode)
                 client = self.policy.for_engine(engine)
-                upstream = EngineUpstream(engine, key_type, key, self.config.upstream_mode)
                 return self._start(key, upstream, client, account, address=address)
             except BaseException:
                 self.directory.release(engine)
                 raise
 
-    # ---- failover (the channels' EnginePool) ------------------------------------------------
+    @property
+    def failovers(self) -> int:
+        """Failovers of every channel: engine sessions replaced by a new one."""
+        return self.engines.failovers
 
-    def _count_failover(self) -> None:
-        self.failovers += 1
-        FAILOVERS.inc()
-
-    def replace(
-        self, failed: Upstream, *, same: bool, trip: bool
-    ) -> tuple[Upstream, EngineClient] | None:
-        """The next upstream of a channel whose session on ``failed`` failed: another engine
-        with room and a closed breaker (least loaded), else (with ``same``) the same engine
-        again, else None. ``trip``: the engine failed (not the content): open its breaker."""
-        assert isinstance(failed, EngineUpstream)
-        if trip:
-            self.directory.trip(failed.engine, self.config.failover_cooldown)
-        engine = self.directory.acquire_instead(failed.engine)
-        if engine is None:
-            if not same:
-                return None
-            self._count_failover()
-            return failed, self.policy.for_engine(failed.engine)
-        self._count_failover()
-        self.directory.release(failed.engine)
-        upstream = EngineUpstream(engine, failed.key_type, failed.key, failed.kind)
-        return upstream, self.policy.for_engine(engine)
-
-    async def wait_unlisted(self, engine: Engine) -> str:
-        return await self.directory.wait_unlisted(engine)
+    @property
+    def later_stops(self) -> LaterStops:
+        return self.engines.later_stops
 
     @contextmanager
     def _reserve(
@@ -302,7 +308,7 @@ class Registry:
             on_released=self._released,
             events_after=self._events_unsettled(upstream.key) if events else (),
             account=account,
-            pool=self if isinstance(upstream, EngineUpstream) else None,
+            pool=self.engines if isinstance(upstream, EngineUpstream | PendingUpstream) else None,
         )
         self._channels[name] = channel
         self.addresses.started(channel, address)
@@ -334,12 +340,9 @@ class Registry:
         (its event sender may still run). Sessions it could not stop are stopped later."""
         self._forget(channel)
         self.addresses.forget(channel)
-        if channel.upstream.engine_load is not None:
-            self.directory.release(channel.upstream.engine_load)
+        self.engines.released(channel)
         if self._nursery is None:
             return
-        for upstream, client, session in channel.left_open:
-            self.later_stops.start(self._nursery, channel.name, upstream, client, session)
         if channel.held_at_end >= TRIM_AFTER:
             # A task of its own: it runs once the channel has let go of its bytes.
             self._nursery.start_soon(give_back)

@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
 import trio
 
 from ..config import Config
-from ..errors import ContentUnavailable, EngineError, ProxyError, UpstreamRefused
+from ..errors import (
+    ContentUnavailable,
+    EngineError,
+    OwnershipChanged,
+    ProxyError,
+    UpstreamRefused,
+)
 from ..upstream.engine import EngineClient, Session, host_port
 from ..upstream.liveness import watch_engine
 from .feed import Feed
@@ -66,7 +72,7 @@ class SessionEnded(Exception):
         forgot the session): another engine may do better, and this one's breaker opens. Not
         the content (:attr:`content_failed`), a setting of ours (a host the policy refuses) nor
         the memory budget."""
-        ours = (UpstreamRefused, MemoryRefused, ContentUnavailable)
+        ours = (UpstreamRefused, MemoryRefused, ContentUnavailable, OwnershipChanged)
         return isinstance(self.error, EngineError) and not isinstance(self.error, ours)
 
     @property
@@ -99,10 +105,10 @@ class UpstreamSession:
         feed: Feed,
         config: Config,
         hurry_deadline: float = math.inf,
-        unlisted: Callable[[], Awaitable[str]] | None = None,
+        watches: Sequence[Callable[[Session], Awaitable[None]]] = (),
     ) -> None:
         self._name = name
-        self._unlisted = unlisted
+        self._watches = watches
         self._upstream = upstream
         self._client = client
         self._feed = feed
@@ -150,8 +156,8 @@ class UpstreamSession:
                             stall_limit=self._stall_limit,
                         )
                     )
-                    if self._unlisted is not None:
-                        nursery.start_soon(self._watch_listed, self._unlisted)
+                    for watch in self._watches:  # the engine listed, the cluster lease kept
+                        nursery.start_soon(watch, session)
                     self._watch_engine(nursery, session)
             except* EngineError as group:
                 self.failed = True
@@ -188,10 +194,6 @@ class UpstreamSession:
                 name=engine.base_url,
             )
         )
-
-    async def _watch_listed(self, unlisted: Callable[[], Awaitable[str]]) -> None:
-        why = await unlisted()
-        raise EngineError(f"engine {self._upstream.engine.base_url} {why}")
 
     async def _open(self) -> Session:
         timeout = self._config.session_timeout
