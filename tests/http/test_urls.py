@@ -22,6 +22,7 @@ INC = "0123abcd" * 4
 
 SAMPLES = {
     "channel": CONTENT_A,
+    "key_type": "infohash",
     "stream": CONTENT_A + ".r1",
     "source": "news",
     "source_rendition": "news.r0",

@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..errors import Forbidden, NotOwner
 from ..upstream.engine import KeyType
 from .answers import check_not_failed
+from .upstreams import RelayUpstream
 
 if TYPE_CHECKING:
     from .channel import Channel
     from .registry import Registry
 
-__all__ = ["Content", "Rendition", "Source", "Visitor", "Want", "join"]
+__all__ = ["Content", "Relayed", "Rendition", "Source", "Visitor", "Want", "join", "relay_visitor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,16 @@ class Rendition:
     index: int
 
 
-Want = Content | Source | Rendition
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """AceStream content this instance owns in its cluster, asked for by another instance's
+    relay: served only while this instance's channel of it is not a relay itself (``409``)."""
+
+    key_type: KeyType
+    key: str
+
+
+Want = Content | Source | Rendition | Relayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +112,17 @@ def _start(registry: Registry, want: Want, address: str | None) -> Channel | Non
             return registry.get_or_start_source(name, url, address=address)
         case Rendition(parent=parent, index=index):
             return registry.get_or_start_rendition(parent, index, address=address)
+        case Relayed(key=key):
+            channel = registry.get(key)
+            if channel is None or isinstance(channel.upstream, RelayUpstream):
+                raise NotOwner(f"this instance does not own channel {key}: ask its owner")
+            return channel
+
+
+def relay_visitor(registry: Registry, credential: str, visitor: Visitor) -> Visitor:
+    """``visitor`` as a relay of an instance of the cluster: no per-address cap counts it.
+    A credential no instance alive has is refused (``403``)."""
+    membership = registry.membership
+    if membership is None or not membership.is_instance(credential):
+        raise Forbidden("only instances of the cluster may relay a channel")
+    return Visitor(visitor.address, visitor.token, capped=False)

@@ -24,10 +24,11 @@ from urllib.parse import urlencode
 from ..cluster import Instance
 from ..upstream.engine import Engine, EngineClient, KeyType, Session, StreamKind
 
-__all__ = ["RELAY_PATH", "EngineUpstream", "PendingUpstream", "RelayUpstream", "Upstream"]
+__all__ = ["RELAY_RULE", "EngineUpstream", "PendingUpstream", "RelayUpstream", "Upstream"]
 
-RELAY_PATH = "/cluster/relay/{key_type}/{key}.ts"
-"""Where an owner serves a channel's MPEG-TS to the other instances (``http/urls.py RELAY``)."""
+RELAY_RULE = "/cluster/relay/<key_type:key_type>/<channel:key>.ts"
+"""Where an owner serves a channel's MPEG-TS to the other instances: the rule of
+``http/urls.py`` ``RELAY``, declared here, where relays build it."""
 
 
 class Upstream(Protocol):
@@ -104,7 +105,8 @@ class RelayUpstream:
         query = {"relay": self.credential}
         if self.player_key:
             query["key"] = self.player_key
-        path = RELAY_PATH.format(key_type=self.key_type, key=self.key)
+        path = RELAY_RULE.replace("<key_type:key_type>", self.key_type)
+        path = path.replace("<channel:key>", self.key)
         return f"{self.owner.url.rstrip('/')}{path}?{urlencode(query)}"
 
     async def open(self, client: EngineClient) -> Session:

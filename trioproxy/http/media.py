@@ -29,7 +29,7 @@ from hypercorn.typing import (
 
 from ..channels.answers import check_servable
 from ..channels.channel import Channel
-from ..channels.join import Content, Source, Visitor, Want, join
+from ..channels.join import Content, Relayed, Source, Visitor, Want, join, relay_visitor
 from ..channels.registry import Registry
 from ..channels.ts_play import play
 from ..channels.ts_player import TsPlayer, not_mpegts
@@ -210,7 +210,10 @@ class MediaDispatcher:
     ) -> Channel | None:
         """The channel a TS request plays (started if need be); None for a HEAD."""
         want: Want
-        if request.xtream is not None:
+        if request.relay is not None:
+            want = Relayed(*request.relay)
+            who = relay_visitor(self.registry, args.get("relay", ""), who)
+        elif request.xtream is not None:
             user, password, stream_id = request.xtream
             want = xtream_want(self.lineup, self.logins, self.config, user, password, stream_id)
         elif request.source is None:

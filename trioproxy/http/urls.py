@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 from urllib.parse import urlencode
 
+from ..channels.upstreams import RELAY_RULE
 from ..errors import BadRequest
+from ..upstream.engine import KeyType
 from ..upstream.resources import CONTENT_TYPES
 from ..upstream.sources import SOURCE_PREFIX
 from .ids import parse_format
@@ -82,6 +84,7 @@ _RESOURCE_EXTENSIONS = ("mp4", "key")
 PARTS: dict[str, str] = {
     # A channel: its content id or infohash, lower-case.
     "channel": r"[0-9a-f]{40}",
+    "key_type": r"content_id|infohash",
     # A channel or one of its audio or subtitle renditions (``<channel>.r<n>``).
     "stream": rf"[0-9a-f]{{40}}(?:{_RENDITION})?",
     # A configured source, a rendition of one, either.
@@ -201,6 +204,9 @@ _LIVE = "/live/<xtream_user:user>/<xtream_password:password>/<number:stream_id>"
 XTREAM_TS = Path(f"{_LIVE}.ts", *_READ)
 XTREAM_HLS = Path(f"{_LIVE}.m3u8", *_READ)
 
+# ---- the cluster: an owner's MPEG-TS output of a channel, for the other instances' relays
+RELAY = Path(RELAY_RULE, *_READ)
+
 PATHS: tuple[Path, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, Path))
 """Every path of the API."""
 
@@ -314,6 +320,8 @@ class TsRequest(NamedTuple):
     before the first media); None: ``TRIOPROXY_TS_KEEPALIVE``."""
     xtream: XtreamStream | None = None
     """A channel of the list, by its Xtream stream id (then ``source`` is None)."""
+    relay: tuple[KeyType, str] | None = None
+    """A relay of another instance asks for AceStream content (key type, key) it owns."""
 
 
 FORMAT = "format"
@@ -364,6 +372,10 @@ def match_ts(
     if found is not None:
         xtream = XtreamStream(found["user"], found["password"], int(found["stream_id"]))
         return TsRequest(None, _keepalive(args), xtream)
+    found = RELAY.match(path)
+    if found is not None:
+        key_type: KeyType = "infohash" if found["key_type"] == "infohash" else "content_id"
+        return TsRequest(None, 0.0, relay=(key_type, found["key"]))
     return None
 
 

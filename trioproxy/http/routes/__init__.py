@@ -86,4 +86,6 @@ def route_table(context: Context, *, short_epg: ShortEpg | None = None) -> tuple
         Route(urls.XTREAM_XMLTV, xtream.xmltv, "xtream"),
         Route(urls.XTREAM_TS, xtream.live_ts, "xtream", TS),
         Route(urls.XTREAM_HLS, xtream.live_hls, "xtream"),
+        # ---- the cluster: an owner's output, for the other instances' relays -------------
+        Route(urls.RELAY, streams.relay, "cluster", TS),
     )

@@ -109,6 +109,10 @@ class StreamRoutes:
             return Response("", content_type="video/mp2t", headers=CORS)
         raise NotFound("MPEG-TS streams are served by the proxy's ASGI entry point (ProxyApp)")
 
+    async def relay(self, **_: str) -> Response:
+        # ProxyApp streams every relay before requests get here.
+        raise NotFound("relays are served by the proxy's ASGI entry point (ProxyApp)")
+
     async def source_rendition_playlist(self, name: str) -> Response:
         return await self.rendition_playlist(urls.SOURCES.prefix + name)
 
