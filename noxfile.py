@@ -14,6 +14,8 @@ nox.options.reuse_existing_virtualenvs = True
 # What each system tool the tests use is packaged as on Debian/Ubuntu (space-separated when it
 # needs more than one package: cvlc plays nothing without VLC's base plugins).
 SYSTEM_TOOLS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "cvlc": "vlc-bin vlc-plugin-base"}
+# The cluster's shared store and the load balancer recipe (deploy/), run for real in tests/deploy.
+CLUSTER_TOOLS = {"redis-server": "redis-server", "haproxy": "haproxy", "nginx": "nginx-light"}
 BROWSER_TOOLS = {"chromium": "chromium", "node": "nodejs", "npm": "npm"}
 
 
@@ -60,8 +62,9 @@ STRICT = {"TRIOPROXY_BROWSER_TESTS": "1", "TRIOPROXY_TEST_REQUIRE_TOOLS": "1"}
 
 
 def prepare_tests(session: nox.Session) -> None:
-    """ffmpeg, Chromium, Node and hls.js (npm) for the end-to-end and browser tests."""
-    ensure_system_tools(session, {**SYSTEM_TOOLS, **BROWSER_TOOLS})
+    """ffmpeg, Redis, HAProxy, nginx, Chromium, Node and hls.js (npm) for the end-to-end,
+    cluster and browser tests."""
+    ensure_system_tools(session, {**SYSTEM_TOOLS, **CLUSTER_TOOLS, **BROWSER_TOOLS})
     with session.chdir("tests/e2e/browser"):
         session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
     session.install(".[test]")
