@@ -1,5 +1,6 @@
-"""A real ``redis-server`` for tests and benchmarks: started on a free port of 127.0.0.1, in a
-temporary directory, without persistence, and stopped on the way out, even when the test fails.
+"""A real ``redis-server`` for tests and benchmarks: started on a free port of 127.0.0.1 (and a
+unix socket), in a temporary directory, without persistence, and stopped on the way out, even
+when the test fails.
 
 ::
 
@@ -52,6 +53,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def unix_url(self) -> str:
+        """The same server through its unix socket."""
+        return f"unix://{self.directory / 'redis.sock'}"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
@@ -66,6 +72,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.directory),
+            "--unixsocket", str(self.directory / "redis.sock"),
             "--logfile", str(self.directory / "redis.log"),
             *self.args,
         ]  # fmt: skip
