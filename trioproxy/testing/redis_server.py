@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["RedisServer", "redis_server"]
+__all__ = ["RedisSentinel", "RedisServer", "redis_sentinel", "redis_server"]
 
 _READY_TIMEOUT = 10.0
 
@@ -61,11 +61,8 @@ class RedisServer:
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
-    async def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
-        if self.running:
-            return
-        command = [
+    def _command(self) -> list[str]:
+        return [
             self.executable,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -76,6 +73,12 @@ class RedisServer:
             "--logfile", str(self.directory / "redis.log"),
             *self.args,
         ]  # fmt: skip
+
+    async def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        if self.running:
+            return
+        command = self._command()
         self._process = await trio.lowlevel.open_process(command, stdin=subprocess.DEVNULL)
         with trio.fail_after(_READY_TIMEOUT):
             while not await self._answers():
@@ -126,3 +129,40 @@ async def redis_server(
             yield server
         finally:
             await server.stop()
+
+
+class RedisSentinel(RedisServer):
+    """A Sentinel (``redis-server --sentinel``) watching ``primary`` as ``service``."""
+
+    def __init__(self, primary: RedisServer, service: str = "trioproxy") -> None:
+        super().__init__(primary.directory, executable=primary.executable)
+        self.primary = primary
+        self.service = service
+
+    @property
+    def url(self) -> str:
+        """The ``redis+sentinel://`` URL of the primary through this Sentinel."""
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
+
+    def _command(self) -> list[str]:
+        config = self.directory / f"sentinel-{self.port}.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"logfile {self.directory / 'redis.log'}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+        )
+        return [self.executable, str(config), "--sentinel"]
+
+
+@asynccontextmanager
+async def redis_sentinel(
+    primary: RedisServer, service: str = "trioproxy"
+) -> AsyncIterator[RedisSentinel]:
+    """A started :class:`RedisSentinel` for ``primary`` (in its directory), stopped on the way
+    out; its :attr:`~RedisSentinel.url` reaches the primary."""
+    sentinel = RedisSentinel(primary, service)
+    try:
+        await sentinel.start()
+        yield sentinel
+    finally:
+        await sentinel.stop()
