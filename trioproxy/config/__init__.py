@@ -2,6 +2,7 @@
 
 - :mod:`.basic` and :mod:`.settings`: the settings, each declared once as a field of
   :class:`Config` (the basic ones first).
+- :mod:`.cluster`: the cluster settings (the shared Redis) and the Redis URL forms.
 - :mod:`.parsers`: the parsers that turn a variable's text into its typed value.
 - :mod:`.sources`: parsing of the named-source lists.
 - :mod:`.loading`: :func:`load_config` and :func:`add_arguments`, which read the declaration.

@@ -3,7 +3,7 @@
 A field declared with :func:`setting` carries its environment variable, parser and help; its name
 gives the attribute and the ``--flag``, its default the default. The loader, the ``--help`` text
 and the README's table all read :data:`SETTINGS`, which is derived from these fields (those of
-:mod:`.basic` first, in declaration order).
+:mod:`.basic` first, then :mod:`.cluster`'s, in declaration order).
 
 To add a setting, add one field::
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import parsers as parse
-from .basic import BasicSettings
 from .channels import ChannelEntry
+from .cluster import ClusterSettings
 from .declare import ConfigError, Setting, setting, settings_of
 from .parsers import IPNetwork
 from .tuner import device_id
@@ -29,10 +29,11 @@ __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "setting", "settings_
 
 
 @dataclass(frozen=True)
-class Config(BasicSettings):
+class Config(ClusterSettings):
     """Every setting of trioproxy; :func:`~trioproxy.config.load_config` builds one.
 
-    The basic settings (:class:`~trioproxy.config.basic.BasicSettings`) come first; here the
+    The basic settings (:class:`~trioproxy.config.basic.BasicSettings`) come first, then the
+    cluster's (:class:`~trioproxy.config.cluster.ClusterSettings`); here the
     limits, failover, variants, sources and the bounds on what is read from upstream.
     """
 
@@ -329,6 +330,7 @@ class Config(BasicSettings):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.hls_window_size > self.hls_max_segments:
             raise ConfigError(
                 f"HLS_WINDOW_SIZE ({self.hls_window_size}) must not exceed "
