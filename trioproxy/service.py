@@ -75,6 +75,7 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 
 from ._version import __version__
 from .channels.registry import Registry
+from .cluster import Leases
 from .config import Config
 from .http.app import ProxyApp
 from .http.connections import (
@@ -209,6 +210,7 @@ async def proxy(
     *,
     connect: Connect | None = trio.open_tcp_stream,
     heard: Heard | None = None,
+    leases: Leases | None = None,
 ) -> AsyncIterator[Proxy]:
     """The one way the proxy is put together, by :func:`serve` and by every test and benchmark:
     the registry running (its channels, directory and watcher) and the app in front of it,
@@ -217,19 +219,42 @@ async def proxy(
     ``http`` reaches engines, sources and the orchestrator; ``connect`` opens the engine watch's
     connections (None: no engine watch); ``heard`` is told every request's path.
     """
-    registry = Registry(config, http, connect=connect)
+    async with _store(config, leases) as store:
+        registry = Registry(config, http, connect=connect, leases=store)
+        async with _running(registry, _app(registry, config, heard)) as assembled:
+            yield assembled
+
+
+@asynccontextmanager
+async def _store(config: Config, given: Leases | None) -> AsyncIterator[Leases | None]:
+    """The cluster's store: ``given``, else Redis at ``TRIOPROXY_REDIS_URL``, else none."""
+    if given is not None or config.redis_url is None:
+        yield given
+        return
+    from .cluster import redis  # coredis is imported by clusters only
+
+    async with redis.connect(
+        config.redis_url, prefix=config.redis_prefix, call_timeout=config.redis_timeout
+    ) as store:
+        yield store
+
+
+def _app(registry: Registry, config: Config, heard: Heard | None) -> ASGIFramework:
     app: ASGIFramework = ForwardedLimit(
         ProxyApp(registry, config),
         config.max_connections_per_address,
         config.trusted_proxies,
         config.media_servers,
     )
-    if heard is not None:
-        app = _hearing(app, heard)
+    return app if heard is None else _hearing(app, heard)
+
+
+@asynccontextmanager
+async def _running(registry: Registry, app: ASGIFramework) -> AsyncIterator[Proxy]:
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
         try:
-            yield Proxy(config, registry, app)
+            yield Proxy(registry.config, registry, app)
         finally:
             registry.shutdown()
 

@@ -24,6 +24,7 @@ import trio.testing
 from .. import service
 from ..channels.channel import Channel
 from ..channels.registry import Registry
+from ..cluster import Leases
 from ..config import Config
 from ..upstream.liveness import Connect
 from ..upstream.session import host_port
@@ -283,6 +284,7 @@ async def harness(
     origin: App | None = None,
     mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     connect: Connect | None = None,
+    leases: Leases | None = None,
 ) -> AsyncIterator[Harness]:
     """Run the proxy in memory until the block ends, then shut it down and wait for it.
 
@@ -291,6 +293,7 @@ async def harness(
     HLS server that also answers the engine's session API — serves :data:`ENGINE_URL` and
     :data:`ORIGIN_URL` instead. ``mounts`` add hosts (``{"all://evil.test": transport}``).
     ``connect`` (:func:`engine_sockets`) turns the engine watch on; without it, none runs.
+    ``leases`` makes it an instance of a cluster with that store (``testing/cluster.py``).
     """
     config = config or default_config()
     faulty = FaultyEngine(engine or SimulatedEngine(small_media(), durations=[2.0], backlog=6.0))
@@ -301,7 +304,7 @@ async def harness(
             StreamingASGITransport(origin or faulty, streams, is_stream_path)
         )
         async with _proxy(
-            config, faulty, engine_transport, orchestrator, origin, mounts, connect
+            config, faulty, engine_transport, orchestrator, origin, mounts, connect, leases
         ) as h:
             yield h
         streams.cancel_scope.cancel()
@@ -316,6 +319,7 @@ async def _proxy(
     origin: App | None,
     mounts: dict[str, httpx.AsyncBaseTransport] | None,
     connect: Connect | None,
+    leases: Leases | None,
 ) -> AsyncIterator[Harness]:
     orchestrator_transport = RefusingTransport(asgi_transport(orchestrator))
     nowhere = RefusingTransport(httpx.MockTransport(lambda request: httpx.Response(599)))
@@ -330,7 +334,7 @@ async def _proxy(
     routes.update(mounts or {})
     async with (
         httpx.AsyncClient(mounts=routes, timeout=None) as http,
-        service.proxy(config, http, connect=connect) as proxy,
+        service.proxy(config, http, connect=connect, leases=leases) as proxy,
         httpx.AsyncClient(transport=asgi_transport(proxy.app), base_url=PROXY_URL) as client,
     ):
         yield Harness(
