@@ -52,8 +52,10 @@ class Holder:
     """The lease of one channel, as the store holds it."""
 
     instance: Instance
+    """Who holds it; without ``facts`` (those are in its heartbeat: :meth:`Leases.instances`)."""
     token: int
-    """The fencing token: grows with every new owner of the channel."""
+    """The fencing token: grows with every new owner of the channel, even across a store restart
+    that lost every key (Redis starts a channel's counter from its clock in ms)."""
     session: dict[str, Any] | None = None
     """What the owner noted of its current engine session (:meth:`Leases.note_session`):
     ``command_url`` and ``started`` (the ``stream_started`` event body), or None."""
@@ -76,11 +78,14 @@ class Leases(Protocol):
 
     async def claim(self, channel: str, me: Instance, ttl: float) -> Claim:
         """Take the lease of ``channel`` for ``ttl`` seconds when nobody holds it (a new, higher
-        token); else say who holds it. A lease ``me`` already holds is not taken again."""
+        token); else say who holds it. A lease ``me`` (same ``id``) already holds is not taken
+        again: it is renewed for ``ttl`` and answered as ours with its token unchanged."""
         ...
 
     async def renew(self, channel: str, token: int, ttl: float) -> bool:
-        """Extend our lease by ``ttl`` seconds: False when ``token`` no longer holds it."""
+        """Extend our lease by ``ttl`` seconds: False when ``token`` no longer holds it (another
+        instance took it over, it lapsed, or the store restarted and lost it: :meth:`holder` tells
+        which, and :meth:`claim` may take it again with a new token)."""
         ...
 
     async def release(self, channel: str, token: int) -> None:
@@ -101,7 +106,9 @@ class Leases(Protocol):
     ) -> bool:
         """Count ``channel`` on ``engine`` for ``ttl`` seconds if fewer than ``limit`` channels
         of the cluster are counted there now (``limit`` 0: no limit); True when counted (a channel
-        counted already is renewed). ``token`` must hold the channel's lease."""
+        counted already is renewed). ``token`` must hold the channel's lease (False otherwise);
+        on Redis the lease is checked just before the count, not atomically with it (they live
+        in different Redis Cluster slots)."""
         ...
 
     async def release_engine_slot(self, engine: str, channel: str) -> None:
