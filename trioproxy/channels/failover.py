@@ -296,6 +296,8 @@ class SessionLoop:
         inherited = prepared.inherited
         if inherited is not None and isinstance(inherited.get("stream_id"), str):
             self.stream_id = inherited["stream_id"]
+            if self.sender is not None:  # the orchestrator accepted it from the last owner
+                self.sender.established.add(self.stream_id)
             self.end_stream(send, "takeover: its instance is gone", inherited.get("container_id"))
 
     async def _switch(
@@ -333,7 +335,7 @@ class SessionLoop:
             self.name,
             upstream.engine.base_url,
             failed.reason,
-            "the engine's breaker opens" if failed.engine_failed else "the content: no breaker",
+            _blamed(failed, upstream),
             self.switches.total,
             self.upstream.engine.base_url,
             delay,
@@ -383,3 +385,9 @@ class SessionLoop:
             self.sender.dropped += 1
             return
         self.sender.pending += 1
+
+
+def _blamed(failed: SessionEnded, upstream: Upstream) -> str:
+    if upstream.engine_load is None:
+        return "not an engine of ours: no breaker"
+    return "the engine's breaker opens" if failed.engine_failed else "the content: no breaker"

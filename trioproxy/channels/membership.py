@@ -14,6 +14,7 @@ read); an owner serves its relay path only to a credential it finds among the in
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ __all__ = ["Membership"]
 
 log = logging.getLogger(__name__)
 
+ASKED_KEPT = 1024
+"""Unknown credentials remembered (each reads the instances at most once a second)."""
 RELAY_TOKEN = "relay_token"
 """The fact of an instance's heartbeat that holds its relay token (never shown)."""
 
@@ -50,7 +53,8 @@ class Membership:
         """The store answered the last heartbeat."""
         self.failures = 0
         """Calls to the store that failed (it did not answer, or refused)."""
-        self._beat = trio.Event()
+        self._asked: dict[str, float] = {}
+        """When each unknown credential last made us read the instances."""
 
     @property
     def period(self) -> float:
@@ -73,6 +77,20 @@ class Membership:
                 known = instance.facts.get(RELAY_TOKEN)
                 return isinstance(known, str) and secrets.compare_digest(known, token)
         return False
+
+    async def recognise(self, credential: str) -> None:
+        """Read the instances alive again when ``credential`` is not among them: an instance
+        that started since our last heartbeat relays at once. At most once a second."""
+        now = trio.current_time()
+        if self.is_instance(credential) or now < self._asked.get(credential, -math.inf) + 1.0:
+            return
+        if len(self._asked) >= ASKED_KEPT:
+            self._asked.clear()
+        self._asked[credential] = now
+        try:
+            self.instances = await self.leases.instances()
+        except StoreUnavailable as error:
+            self.store_failed("instances", error)
 
     def instance(self, instance_id: str) -> Instance | None:
         return next((i for i in self.instances if i.id == instance_id), None)

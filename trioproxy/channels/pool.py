@@ -122,15 +122,12 @@ class ChannelEngines:
         with room and a closed breaker (least loaded), else (with ``same``) the same engine
         again, else None. ``trip``: the engine failed (not the content): open its breaker.
         In a cluster, a relay's, or a session whose lease went elsewhere, is decided again."""
-        if self.ownership is not None and (
-            isinstance(failed, RelayUpstream | PendingUpstream)
-            or failed.key not in self.ownership.tokens
-        ):
-            if isinstance(failed, EngineUpstream):
-                self.directory.release(failed.engine)
-            return PendingUpstream(failed.key_type, failed.key, self.config.upstream_mode), (
-                self.policy.for_source(failed.engine.base_url)
-            )
+        if isinstance(failed, RelayUpstream | PendingUpstream):
+            return failed, self.policy.for_source(failed.engine.base_url)  # decided again
+        if self.ownership is not None and failed.key not in self.ownership.tokens:
+            self.directory.release(failed.engine)  # the lease went elsewhere: relay it
+            pending = PendingUpstream(failed.key_type, failed.key, self.config.upstream_mode)
+            return pending, self.policy.for_source(failed.engine.base_url)
         if not isinstance(failed, EngineUpstream):
             return None
         if trip:

@@ -5,8 +5,10 @@ is that of its **hash tag**, the text between its first ``{`` and the ``}`` afte
 a script uses together share a tag:
 
 - ``<prefix>{c:<channel>}:lease`` (a hash: holder, token, session; expires with the lease) and
-  ``<prefix>{c:<channel>}:fence`` (the channel's token counter; never expires): one slot per
-  channel, so channels spread over the cluster's nodes;
+  ``<prefix>{c:<channel>}:fence`` (the channel's token counter; never expires) and
+  ``<prefix>{c:<channel>}:last`` (the last owner's noted session, kept for an hour past its
+  lease, for a successor to end it): one slot per channel, so channels spread over the
+  cluster's nodes;
 - ``<prefix>{engines}:engine:<engine>`` (a sorted set: channel → expiry in ms) and
   ``<prefix>{engines}:index`` (the set of engines counted): one slot for all engines, so one
   script prunes, counts and adds, and another lists every engine's load;
@@ -38,6 +40,10 @@ class KeyLayout:
 
     def lease(self, channel: str) -> str:
         return f"{self.prefix}{{c:{channel}{_LEASE_SUFFIX}"
+
+    def last(self, channel: str) -> str:
+        """The last owner's record (its instance, token and session), kept past its lease."""
+        return f"{self.prefix}{{c:{channel}}}:last"
 
     def fence(self, channel: str) -> str:
         return f"{self.prefix}{{c:{channel}}}:fence"

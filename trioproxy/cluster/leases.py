@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "LAST_KEPT",
     "Claim",
     "Holder",
     "Instance",
     "Leases",
     "StoreUnavailable",
 ]
+
+
+LAST_KEPT = 3600.0
+"""Seconds a noted session is kept past its lease, for a successor to end it."""
 
 
 class StoreUnavailable(Exception):
@@ -63,7 +68,12 @@ class Holder:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The answer to :meth:`Leases.claim`: ours (``token`` set), or held by ``holder``."""
+    """The answer to :meth:`Leases.claim`: ours (``token`` set), or held by ``holder``.
+
+    A new lease of ours names in ``holder`` the channel's last owner when another instance
+    noted a session (:meth:`Leases.note_session`) and neither released its lease nor noted
+    the session stopped: a takeover. Its session is ours to end; a later claim no longer
+    names it."""
 
     token: int | None
     holder: Holder | None = None

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import records
-from .leases import Claim, Holder, Instance, StoreUnavailable
+from .leases import LAST_KEPT, Claim, Holder, Instance, StoreUnavailable
 
 __all__ = ["MemoryLeases"]
 
@@ -43,12 +43,15 @@ class MemoryLeases:
         """Calls answered so far (those refused while down included)."""
         self._tokens = itertools.count(1)
         self._leases: dict[str, _Lease] = {}
+        self._last: dict[str, _Lease] = {}
+        """Each channel's last owner, kept past its lease for a successor (``LAST_KEPT``)."""
         self._slots: dict[str, dict[str, float]] = {}
         self._beats: dict[str, tuple[str, float]] = {}
 
     def forget(self) -> None:
         """Lose everything, as a Redis restarted without persistence does."""
         self._leases.clear()
+        self._last.clear()
         self._slots.clear()
         self._beats.clear()
 
@@ -80,7 +83,12 @@ class MemoryLeases:
             return Claim(None, records.holder(lease.instance, lease.token, lease.session))
         token = next(self._tokens)
         self._leases[channel] = _Lease(records.encode_instance(me, facts=False), token, now + ttl)
-        return Claim(token)
+        last = self._last.pop(channel, None)
+        if last is None or last.expires <= now or not last.session:
+            return Claim(token)
+        if records.decode_instance(last.instance).id == me.id:
+            return Claim(token)
+        return Claim(token, records.holder(last.instance, last.token, last.session))
 
     async def renew(self, channel: str, token: int, ttl: float) -> bool:
         now = await self._enter()
@@ -94,6 +102,7 @@ class MemoryLeases:
         now = await self._enter()
         if self._held(channel, token, now) is not None:
             del self._leases[channel]
+            self._last.pop(channel, None)
 
     async def holder(self, channel: str) -> Holder | None:
         now = await self._enter()
@@ -108,6 +117,10 @@ class MemoryLeases:
         if lease is None:
             return False
         lease.session = records.encode_session(session)
+        if lease.session:
+            self._last[channel] = _Lease(lease.instance, token, now + LAST_KEPT, lease.session)
+        else:
+            self._last.pop(channel, None)
         return True
 
     def _engine(self, engine: str, now: float) -> dict[str, float]:

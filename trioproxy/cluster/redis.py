@@ -28,7 +28,7 @@ from coredis.exceptions import RedisError
 from ..config.cluster import sentinel_url
 from . import records, scripts
 from .keys import KeyLayout
-from .leases import Claim, Holder, Instance, StoreUnavailable
+from .leases import LAST_KEPT, Claim, Holder, Instance, StoreUnavailable
 
 __all__ = ["RedisLeases", "connect"]
 
@@ -88,12 +88,16 @@ class RedisLeases:
         return await self._call(what, script.execute(keys=list(keys), args=list(args)))
 
     async def claim(self, channel: str, me: Instance, ttl: float) -> Claim:
-        keys = (self.keys.lease(channel), self.keys.fence(channel))
+        keys = (self.keys.lease(channel), self.keys.fence(channel), self.keys.last(channel))
         record = records.encode_instance(me, facts=False)
-        ours, token, instance, session = await self._run(
+        ours, token, instance, session, *last = await self._run(
             "claim", scripts.CLAIM, keys, (me.id, record, _ms(ttl), channel)
         )
         if int(ours):
+            if last:
+                last_token, last_instance, last_session = last
+                previous = records.holder(str(last_instance), last_token, _text(last_session))
+                return Claim(int(token), previous)
             return Claim(int(token))
         return Claim(None, records.holder(str(instance), token, _text(session)))
 
@@ -102,7 +106,8 @@ class RedisLeases:
         return bool(await self._run("renew", scripts.RENEW, keys, (str(token), _ms(ttl))))
 
     async def release(self, channel: str, token: int) -> None:
-        await self._run("release", scripts.RELEASE, (self.keys.lease(channel),), (str(token),))
+        keys = (self.keys.lease(channel), self.keys.last(channel))
+        await self._run("release", scripts.RELEASE, keys, (str(token),))
 
     async def holder(self, channel: str) -> Holder | None:
         fields = ("token", "instance", "session")
@@ -114,8 +119,8 @@ class RedisLeases:
         return records.holder(instance, token, session)
 
     async def note_session(self, channel: str, token: int, session: dict[str, Any] | None) -> bool:
-        keys = (self.keys.lease(channel),)
-        args = (str(token), records.encode_session(session))
+        keys = (self.keys.lease(channel), self.keys.last(channel))
+        args = (str(token), records.encode_session(session), _ms(LAST_KEPT))
         return bool(await self._run("note_session", scripts.NOTE_SESSION, keys, args))
 
     async def take_engine_slot(

@@ -26,8 +26,9 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 CLAIM = (
     _NOW
     + """
--- KEYS: lease, fence. ARGV: instance id, instance record, ttl ms, channel.
--- Returns {ours (1/0), token, instance record, session}.
+-- KEYS: lease, fence, last. ARGV: instance id, instance record, ttl ms, channel.
+-- Returns {ours (1/0), token, instance record, session}; a new lease of ours adds the last
+-- owner's {token, instance record, session} when another instance noted a session (a takeover).
 local held = redis.call('HMGET', KEYS[1], 'id', 'token', 'instance', 'session')
 if held[1] then
   if held[1] == ARGV[1] then
@@ -49,6 +50,11 @@ token = string.format('%d', token)
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'token', token, 'instance', ARGV[2],
   'channel', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local last = redis.call('HMGET', KEYS[3], 'id', 'token', 'instance', 'session')
+redis.call('DEL', KEYS[3])
+if last[1] and last[1] ~= ARGV[1] and last[4] then
+  return {1, token, ARGV[2], false, last[2], last[3], last[4]}
+end
 return {1, token, ARGV[2], false}
 """
 )
@@ -71,8 +77,8 @@ return 1
 RELEASE = (
     _IF_HELD
     + """
--- KEYS: lease. ARGV: token.
-redis.call('DEL', KEYS[1])
+-- KEYS: lease, last. ARGV: token.
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
 )
@@ -80,11 +86,18 @@ return 1
 NOTE_SESSION = (
     _IF_HELD
     + """
--- KEYS: lease. ARGV: token, session record ('' for none).
+-- KEYS: lease, last. ARGV: token, session record ('' for none), ms the last is kept.
+-- The session is kept twice: in the lease, and in the last owner's record, which outlives the
+-- lease so that a successor can end it (CLAIM).
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], 'session')
+  redis.call('DEL', KEYS[2])
 else
   redis.call('HSET', KEYS[1], 'session', ARGV[2])
+  local holder = redis.call('HMGET', KEYS[1], 'id', 'instance')
+  redis.call('HSET', KEYS[2], 'id', holder[1], 'token', ARGV[1], 'instance', holder[2],
+    'session', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return 1
 """

@@ -173,6 +173,8 @@ class MediaDispatcher:
         label = believe_client(scope, config.trusted_proxies)
         keepalive = config.ts_keepalive if request.keepalive is None else request.keepalive
         try:
+            if request.relay is not None and self.registry.membership is not None:
+                await self.registry.membership.recognise(args.get("relay", ""))
             channel = self._ts_channel(request, args, head, who)
             if channel is not None and not keepalive:
                 # Nothing goes out before media: the answer waits for it, or is an error. The

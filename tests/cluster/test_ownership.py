@@ -1,0 +1,89 @@
+"""Several instances as one cluster, in memory on the virtual clock: one engine session per
+channel in the whole cluster, relays everywhere else, a dead owner taken over.
+
+The engine serves MPEG-TS (a 2 s segment's bytes every 2 s); leases last 10 s and are renewed
+every 10/3 s (``TRIOPROXY_LEASE_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from trioproxy.channels.upstreams import EngineUpstream, RelayUpstream
+from trioproxy.config import Config
+from trioproxy.testing.cluster import cluster, instance_url
+from trioproxy.testing.engine import SimulatedEngine, demo_media
+from trioproxy.testing.harness import CONTENT_A, default_config
+from trioproxy.testing.orchestrator import FakeOrchestrator
+
+from ..channels.test_ts_upstream import media_bytes, ts_player
+
+
+def ts_engine() -> SimulatedEngine:
+    return SimulatedEngine(demo_media(), durations=[2.0], formats="ts")
+
+
+def config() -> Config:
+    return default_config(upstream_mode="ts")
+
+
+async def test_a_channel_asked_of_every_instance_opens_one_engine_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine, orchestrator = ts_engine(), FakeOrchestrator()
+    async with cluster(3, config(), engine, orchestrator) as c, trio.open_nursery() as nursery:
+        players = [ts_player(h) for h in c.instances]
+        nursery.start_soon(players[0].run)
+        await trio.sleep(1.0)
+        for player in players[1:]:
+            nursery.start_soon(player.run)
+        await trio.sleep(9.0)
+        assert c.owners(CONTENT_A) == [0]
+        assert c.relays(CONTENT_A) == [1, 2]
+        relay = c.instances[1].channel().upstream
+        assert isinstance(relay, RelayUpstream)
+        assert relay.owner.url == instance_url(0)
+        assert len(engine.sessions) == 1
+        assert orchestrator.kinds() == ["stream_started"]
+        for player in players:
+            assert len(media_bytes(player)) > 100_000, "every player plays"
+        # The owner counts each relay as one player of its channel.
+        assert len(c.instances[0].channel().ts) == 3
+        for player in players:
+            player.leave()
+
+
+async def test_players_of_a_dead_owner_s_channel_play_on_from_a_takeover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine, orchestrator = ts_engine(), FakeOrchestrator()
+    async with cluster(3, config(), engine, orchestrator) as c, trio.open_nursery() as nursery:
+        owner = ts_player(c.instances[0])
+        nursery.start_soon(owner.run)
+        await trio.sleep(1.0)
+        watchers = [ts_player(h) for h in c.instances[1:]]
+        for player in watchers:
+            nursery.start_soon(player.run)
+        await trio.sleep(9.0)
+        (first,) = engine.sessions
+        killed_at = trio.current_time()
+        c.kill(0)
+        await trio.sleep(30.0)
+        (owner_now,) = c.owners(CONTENT_A)
+        assert owner_now in (1, 2)
+        assert c.relays(CONTENT_A) == [3 - owner_now]
+        channel = c.instances[owner_now].channel()
+        assert isinstance(channel.upstream, EngineUpstream)
+        # The dead owner's session was stopped; one engine session runs.
+        assert engine.sessions[first].stopped
+        assert len(engine.open_sessions) == 1
+        # The orchestrator heard the dead owner's stream end before the new one started.
+        assert orchestrator.kinds() == ["stream_started", "stream_ended", "stream_started"]
+        # Players of the other instances kept playing: media within lease + open + a segment.
+        for player in watchers:
+            later = [at for at, data in player.chunks if at > killed_at and len(data) > 188]
+            assert later, "no media after the owner died"
+            assert later[0] - killed_at <= 10.0 + 2.0 + 4.0
+        for player in watchers:
+            player.leave()
