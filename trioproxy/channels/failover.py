@@ -350,8 +350,10 @@ class SessionLoop:
         content failure once within the window as well."""
         if not self.switches.allowed(now):
             return False
-        return failed.engine_failed or (
-            failed.content_failed and self.content_switches.allowed(now)
+        return (
+            failed.engine_failed
+            or failed.moved
+            or (failed.content_failed and self.content_switches.allowed(now))
         )
 
     def end_stream(

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 Watch = Callable[[Session], Awaitable[None]]
 """Runs beside an open session until cancelled; raises ``EngineError`` to end the session."""
 
+UNSETTLED_LEASES = 3
+"""Leases a session opened without the store waits for it before its ``stream_started`` is
+sent all the same."""
 LAPSE_POLL = 0.5
 """Seconds between reads of a lease whose owner we could not relay from."""
 
@@ -102,6 +105,7 @@ class Ownership:
         """The channels whose engine session runs here, by key: the fencing token of our
         lease (None while the store is unreachable: not claimed yet)."""
         self.takeovers = 0
+        self._gates: dict[str, trio.Event] = {}
 
     @property
     def leases(self) -> Leases:
@@ -117,6 +121,8 @@ class Ownership:
         give_up = trio.current_time() + self.membership.lease_seconds + LAPSE_POLL
         while True:
             claim = await self._claim(upstream.key)
+            if claim is not None:
+                self._settle(upstream.key)
             if claim is None or claim.ours:
                 token = None if claim is None else claim.token
                 return self._own(name, upstream, kind, token, claim)
@@ -212,11 +218,20 @@ class Ownership:
         }
         membership = self.membership
         noted = False
+        unsettled_until = trio.current_time() + UNSETTLED_LEASES * membership.lease_seconds
         while True:
+            if trio.current_time() >= unsettled_until and not self.gate(key).is_set():
+                log.warning(
+                    "channel %s: the cluster store is still unreachable: its stream_started "
+                    "is sent without a lease",
+                    key,
+                )
+                self._settle(key)
             try:
                 token = self.tokens.get(key)
                 if token is None or not await self.leases.renew(key, token, membership.period * 3):
                     token = await self._reclaim(key)
+                    self._settle(key)
                     noted = False
                 if not noted:
                     noted = await self.leases.note_session(key, token, note)
@@ -239,8 +254,21 @@ class Ownership:
         self.tokens[key] = claim.token
         return claim.token
 
+    def gate(self, key: str, *, new: bool = False) -> trio.Event:
+        """Set once the channel of ``key`` knows whether it owns its content (``new``: for a
+        channel starting now): its ``stream_started`` waits for it, so that a session opened
+        while the store was unreachable and then given up to another owner never reaches the
+        orchestrator (its start and end are both dropped)."""
+        if new or key not in self._gates:
+            self._gates[key] = trio.Event()
+        return self._gates[key]
+
+    def _settle(self, key: str) -> None:
+        self.gate(key).set()
+
     def release(self, key: str, engine: Engine | None) -> None:
         """The channel of ``key`` ended here: give its lease and engine slot back."""
+        self._gates.pop(key, None)
         token = self.tokens.pop(key, None)
         if token is not None:
             self._engines.spawn(self._release_lease, key, token)

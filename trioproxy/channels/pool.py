@@ -75,6 +75,13 @@ class ChannelEngines:
 
     # ---- a new channel, and its next session ------------------------------------------------
 
+    def gates(self, upstream: Upstream) -> list[trio.Event]:
+        """What a new channel's first ``stream_started`` waits for: in a cluster, to know
+        whether it owns its content (``Ownership.gate``)."""
+        if self.ownership is None or not isinstance(upstream, PendingUpstream):
+            return []
+        return [self.ownership.gate(upstream.key, new=True)]
+
     def acquire(self, avoid: set[str] = frozenset()) -> Engine | None:  # type: ignore[assignment]
         """An engine with room (not in ``avoid``) and a free opening slot, counted as loaded;
         None when engines have room but none a free opening slot; raises when none has room."""

@@ -306,7 +306,9 @@ class Registry:
             orchestrator=self.orchestrator if events else None,
             on_stop=self._forget,
             on_released=self._released,
-            events_after=self._events_unsettled(upstream.key) if events else (),
+            events_after=[*self._events_unsettled(upstream.key), *self.engines.gates(upstream)]
+            if events
+            else (),
             account=account,
             pool=self.engines if isinstance(upstream, EngineUpstream | PendingUpstream) else None,
         )

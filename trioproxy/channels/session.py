@@ -76,6 +76,11 @@ class SessionEnded(Exception):
         return isinstance(self.error, EngineError) and not isinstance(self.error, ours)
 
     @property
+    def moved(self) -> bool:
+        """Another instance of the cluster owns the channel now: relay it (no breaker)."""
+        return isinstance(self.error, OwnershipChanged)
+
+    @property
     def content_failed(self) -> bool:
         """The engine answered and has nothing for the content (it refused the open, or the
         session stalled while the engine kept answering): nothing against the engine."""
