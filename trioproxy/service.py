@@ -18,6 +18,8 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
           ├─ engine directory             TRIOPROXY_ENGINES, or the orchestrator's /engines
           ├─ stream watcher               stops channels whose stream the orchestrator ended
           ├─ later engine stop            a session a closed channel left open: retried, logged
+          ├─ cluster membership           with TRIOPROXY_REDIS_URL: a heartbeat every third of
+          │                               a lease; reads the instances alive, engines' loads
           └─ channel <id>                 channel.run; stop() cancels its life scope
              ├─ event sender              stream_started, then stream_ended; outlives the life
              │                            scope, until delivered or the deadline teardown sets
@@ -30,8 +32,12 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
                 ├─ reader                 engine MPEG-TS: one connection → segmenter → window
                 │                         (TRIOPROXY_UPSTREAM_MODE=ts); else, or for a playlist,
                 │                         the fetch loop: poller → downloads → commit
+                │                         In a cluster, a channel another instance owns reads
+                │                         that owner's MPEG-TS instead (a relay), the same way
                 ├─ health check           stat_url and stall detection: raises, never calls back
-                └─ engine watch           an idle connection to the engine: closed, refused → raises
+                ├─ engine watch           an idle connection to the engine: closed, refused → raises
+                └─ lease keeper           cluster owner: renews the channel's lease, notes the
+                                          session beside it; another owner → raises (relay it)
 
 Who cancels what, and the stop order:
 
