@@ -14,10 +14,11 @@ from trioproxy.channels.upstreams import EngineUpstream, RelayUpstream
 from trioproxy.config import Config
 from trioproxy.testing.cluster import cluster, instance_url
 from trioproxy.testing.engine import SimulatedEngine, demo_media
-from trioproxy.testing.harness import CONTENT_A, default_config
+from trioproxy.testing.harness import CONTENT_A, CONTENT_B, default_config
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
 from ..channels.test_ts_upstream import media_bytes, ts_player
+from ..ts_client import TsClient
 
 
 def ts_engine() -> SimulatedEngine:
@@ -87,3 +88,30 @@ async def test_players_of_a_dead_owner_s_channel_play_on_from_a_takeover(
             assert later[0] - killed_at <= 10.0 + 2.0 + 4.0
         for player in watchers:
             player.leave()
+
+
+async def test_an_engine_s_limit_counts_the_channels_of_the_whole_cluster(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = ts_engine()
+    one_each = config().replace(max_streams_per_engine=1)
+    async with cluster(2, one_each, engine) as c, trio.open_nursery() as nursery:
+        first = ts_player(c.instances[0])
+        nursery.start_soon(first.run)
+        await trio.sleep(5.0)
+        # Instance 1 carries nothing itself, but the engine carries the cluster's one channel.
+        refused = await c.instances[1].open_playlist(CONTENT_B)
+        assert refused.status_code == 503
+        assert "no engine has room" in refused.json()["message"]
+        assert len(engine.sessions) == 1
+        assert await c.leases.holder(CONTENT_B) is None  # the lease it could not use is free
+        # The channel it could not open is not in its failure backoff for good: once the first
+        # channel stops, it opens.
+        first.leave()
+        await trio.sleep(30.0)
+        assert c.owners(CONTENT_A) == []
+        second = TsClient(c.instances[1].app, "/ace/getstream", f"id={CONTENT_B}&format=ts")
+        nursery.start_soon(second.run)
+        await trio.sleep(40.0)
+        assert c.owners(CONTENT_B) == [1]
+        second.leave()

@@ -125,7 +125,7 @@ class Ownership:
                 self._settle(upstream.key)
             if claim is None or claim.ours:
                 token = None if claim is None else claim.token
-                return self._own(name, upstream, kind, token, claim)
+                return await self._own(name, upstream, kind, token, claim)
             holder = claim.holder
             assert holder is not None
             if holder.instance.id != failed_owner or trio.current_time() >= give_up:
@@ -150,15 +150,20 @@ class Ownership:
         )
         return Prepared(relay, self._engines.client_for_instance(holder.instance.url))
 
-    def _own(
+    async def _own(
         self, name: str, upstream: Upstream, kind: Any, token: int | None, claim: Claim | None
     ) -> Prepared:
-        engine = self._engines.acquire(self._full_engines())
-        if engine is None:
+        try:
+            engine = await self._engine(upstream.key, token)
+            if engine is None:
+                raise NoEngineAvailable(
+                    "no engine has room for a new session in the whole cluster", retry_after=10
+                )
+        except BaseException:
             if token is not None:
                 # Nobody waits on a lease we cannot use: the next claimer takes it at once.
                 self._engines.spawn(self._release_lease, upstream.key, token)
-            raise NoEngineAvailable("every engine of the cluster carries its limit already")
+            raise
         self.tokens[upstream.key] = token
         ours = EngineUpstream(engine, upstream.key_type, upstream.key, kind)
         inherited = None
@@ -167,6 +172,26 @@ class Ownership:
             inherited = previous.session
             self._stop_inherited(name, previous)
         return Prepared(ours, self._engines.client_for(engine), inherited)
+
+    async def _engine(self, key: str, token: int | None) -> Engine | None:
+        """An engine with room here and in the whole cluster (its slot taken in the store);
+        None when none has. Without the store, the last loads read decide."""
+        avoid = self._full_engines()
+        while (engine := self._engines.acquire(avoid)) is not None:
+            if token is None:
+                return engine
+            try:
+                taken = await self.leases.take_engine_slot(
+                    engine.base_url, key, token, self._limit, self.membership.lease_seconds
+                )
+            except StoreUnavailable as error:
+                self.membership.store_failed(f"engine slot of {key}", error)
+                return engine
+            if taken:
+                return engine
+            self._engines.release(engine)
+            avoid.add(engine.base_url)
+        return None
 
     def _full_engines(self) -> set[str]:
         if not self._limit:
