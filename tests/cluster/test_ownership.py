@@ -115,3 +115,29 @@ async def test_an_engine_s_limit_counts_the_channels_of_the_whole_cluster(
         await trio.sleep(40.0)
         assert c.owners(CONTENT_B) == [1]
         second.leave()
+
+
+async def test_an_engine_s_opening_slots_count_the_opens_of_the_whole_cluster(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = SimulatedEngine(demo_media(), durations=[2.0], formats="ts", open_delay=5.0)
+    one_open = config().replace(max_opening_per_engine=1, max_streams_per_engine=5)
+    async with cluster(2, one_open, engine) as c, trio.open_nursery() as nursery:
+        first = ts_player(c.instances[0])
+        nursery.start_soon(first.run)
+        await trio.sleep(1.0)
+        # The engine is opening the cluster's one session: instance 1 may not open another.
+        refused = await c.instances[1].open_playlist(CONTENT_B)
+        assert refused.status_code == 503
+        assert len(engine.sessions) == 0
+        # The first session is open (at 5 s): its opening slot is free again; instance 1's
+        # refused channel is in its failure backoff (TRIOPROXY_FAILURE_BACKOFF, 10 s) till 11 s.
+        await trio.sleep(11.0)
+        assert len(engine.sessions) == 1
+        second = TsClient(c.instances[1].app, "/ace/getstream", f"id={CONTENT_B}&format=ts")
+        nursery.start_soon(second.run)
+        await trio.sleep(10.0)
+        assert c.owners(CONTENT_B) == [1]
+        assert len(engine.sessions) == 2
+        first.leave()
+        second.leave()

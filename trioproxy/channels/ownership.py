@@ -6,7 +6,7 @@ an instance with a cluster store asks :meth:`Ownership.prepare`:
 
 - it claims the channel's lease. Ours: the session is an engine session
   (:class:`~.upstreams.EngineUpstream`) on an engine with room in the whole cluster (its slot
-  taken in the store); the lease is kept (renewed, the session noted beside it) by
+  taken in the store, and one of its opening slots until the session is open); the lease is kept (renewed, the session noted beside it) by
   :meth:`Ownership.keeper`, a watch of that session, which ends it with
   :class:`~trioproxy.errors.OwnershipChanged` when another instance holds the lease after all;
 - held by another instance: the session relays that owner's output
@@ -49,6 +49,8 @@ Watch = Callable[[Session], Awaitable[None]]
 UNSETTLED_LEASES = 3
 """Leases a session opened without the store waits for it before its ``stream_started`` is
 sent all the same."""
+OPENING = "#opening"
+"""An engine's opening slots are counted in the store as the slots of ``<engine URL>#opening``."""
 LAPSE_POLL = 0.5
 """Seconds between reads of a lease whose owner we could not relay from."""
 
@@ -95,11 +97,15 @@ class Ownership:
         engines: Engines,
         *,
         max_streams_per_engine: int,
+        max_opening_per_engine: int,
+        open_timeout: float,
         player_key: str | None,
     ) -> None:
         self.membership = membership
         self._engines = engines
         self._limit = max_streams_per_engine
+        self._max_opening = max_opening_per_engine
+        self._open_timeout = open_timeout
         self._player_key = player_key
         self.tokens: dict[str, int | None] = {}
         """The channels whose engine session runs here, by key: the fencing token of our
@@ -187,17 +193,42 @@ class Ownership:
             except StoreUnavailable as error:
                 self.membership.store_failed(f"engine slot of {key}", error)
                 return engine
-            if taken:
+            if taken and await self._take_opening(engine, key, token):
                 return engine
             self._engines.release(engine)
             avoid.add(engine.base_url)
         return None
 
+    async def _take_opening(self, engine: Engine, key: str, token: int) -> bool:
+        """One of the engine's opening slots of the whole cluster, until the session is open
+        (the keeper gives it back) or ``TRIOPROXY_SESSION_TIMEOUT`` passed; False: every one is
+        taken (the engine's channel slot is given back then)."""
+        if not self._max_opening:
+            return True
+        opening = engine.base_url + OPENING
+        try:
+            if await self.leases.take_engine_slot(
+                opening, key, token, self._max_opening, self._open_timeout
+            ):
+                return True
+            await self.leases.release_engine_slot(engine.base_url, key)
+        except StoreUnavailable as error:
+            self.membership.store_failed(f"opening slot of {key}", error)
+            return True
+        return False
+
     def _full_engines(self) -> set[str]:
         if not self._limit:
             return set()
         loads = self.membership.engine_loads
-        return {url for url, load in loads.items() if load >= self._limit}
+        full = {url for url, load in loads.items() if load >= self._limit and OPENING not in url}
+        if self._max_opening:
+            full |= {
+                url.removesuffix(OPENING)
+                for url, load in loads.items()
+                if url.endswith(OPENING) and load >= self._max_opening
+            }
+        return full
 
     def _stop_inherited(self, name: str, previous: Holder) -> None:
         session = previous.session or {}
@@ -260,6 +291,8 @@ class Ownership:
                     noted = False
                 if not noted:
                     noted = await self.leases.note_session(key, token, note)
+                    # Open: the engine's opening slot is free for the cluster's next open.
+                    await self.leases.release_engine_slot(upstream.engine.base_url + OPENING, key)
                 await self.leases.take_engine_slot(
                     upstream.engine.base_url, key, token, self._limit, membership.period * 3
                 )

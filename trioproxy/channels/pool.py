@@ -69,6 +69,8 @@ class ChannelEngines:
             membership,
             self,
             max_streams_per_engine=config.max_streams_per_engine,
+            max_opening_per_engine=config.max_opening_per_engine,
+            open_timeout=config.session_timeout,
             player_key=next(iter((*config.player_keys, *config.player_keys_file)), None),
         )
         return membership
