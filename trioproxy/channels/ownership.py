@@ -6,8 +6,9 @@ an instance with a cluster store asks :meth:`Ownership.prepare`:
 
 - it claims the channel's lease. Ours: the session is an engine session
   (:class:`~.upstreams.EngineUpstream`) on an engine with room in the whole cluster (its slot
-  taken in the store, and one of its opening slots until the session is open); the lease is kept (renewed, the session noted beside it) by
-  :meth:`Ownership.keeper`, a watch of that session, which ends it with
+  taken in the store, and one of its opening slots until the session is open); the lease is
+  kept (renewed, the session noted beside it) by :meth:`Ownership.keeper`, a watch of that
+  session, which ends it with
   :class:`~trioproxy.errors.OwnershipChanged` when another instance holds the lease after all;
 - held by another instance: the session relays that owner's output
   (:class:`~.upstreams.RelayUpstream`). A relay that failed on an owner that still holds the
