@@ -80,11 +80,11 @@ from .http.app import ProxyApp
 from .http.connections import (
     ConnectionLimits,
     Connections,
-    ForwardedLimit,
     default_connection_cap,
     raise_open_file_limit,
 )
 from .http.guards import log_access
+from .http.inflight import ForwardedLimit
 from .http.server import serve_http
 from .observability import sample_loop_lag
 from .upstream.liveness import Connect
