@@ -85,6 +85,7 @@ from .http.connections import (
 )
 from .http.guards import log_access
 from .http.inflight import ForwardedLimit
+from .http.lean.hot import LeanPath
 from .http.server import serve_http
 from .observability import sample_loop_lag
 from .upstream.liveness import Connect
@@ -183,6 +184,9 @@ class Proxy:
     config: Config
     registry: Registry
     app: ASGIFramework
+    lean: LeanPath
+    """The hot requests (playlists, media) answered on HTTP/1.1 connections of our own, before
+    the app (:mod:`.http.lean`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +222,20 @@ async def proxy(
     connections (None: no engine watch); ``heard`` is told every request's path.
     """
     registry = Registry(config, http, connect=connect)
-    app: ASGIFramework = ForwardedLimit(
+    forwarded = ForwardedLimit(
         ProxyApp(registry, config),
         config.max_connections_per_address,
         config.trusted_proxies,
         config.media_servers,
     )
+    app: ASGIFramework = forwarded
     if heard is not None:
         app = _hearing(app, heard)
+    lean = LeanPath(registry, config, forwarded, heard)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
         try:
-            yield Proxy(config, registry, app)
+            yield Proxy(config, registry, app, lean)
         finally:
             registry.shutdown()
 
@@ -291,6 +297,7 @@ async def serve(
                     hypercorn_config(config.bind, shutdown_timeout=config.shutdown_timeout),
                     connections,
                     shutdown_trigger=stop_channels_then_server,
+                    lean=assembled.lean,
                     task_status=task_status,
                 )
             finally:

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import resource
 from collections import Counter
@@ -229,6 +230,24 @@ class GuardedStream(trio.abc.HalfCloseableStream):
                     await self.raw.send_all(view[start : start + chunk])
                 if scope.cancelled_caught:
                     raise self.stalled(timeout)
+
+    async def send_pieces(self, pieces: list[bytes]) -> None:
+        """Write ``pieces`` in order (a whole answer): one gather write when the socket takes
+        them all, the usual case; the rest as :meth:`send_all` writes, as the socket drains."""
+        self._responded = True
+        fd = self.socket.fileno()  # -1 once closed (the number may be another socket's by then)
+        if fd < 0:
+            raise trio.ClosedResourceError("the connection is closed")
+        try:
+            sent = os.writev(fd, pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset, broken pipe: the client is gone
+            self.close_now()
+            raise trio.BrokenResourceError(f"the client is gone: {exc}") from exc
+        rest = b"".join(pieces)[sent:] if sent < sum(map(len, pieces)) else b""
+        if rest:
+            await self.send_all(rest)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.raw.wait_send_all_might_not_block()
