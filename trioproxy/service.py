@@ -6,7 +6,10 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
     └─ HTTP client                        httpx.AsyncClient: opened first, closed last
        ├─ loop-lag sampler                wakes every second, records how late (/metrics)
        ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
-       │  │                               writers closed → Hypercorn's TCPServer per connection
+       │  │                               writers closed → per connection, the lean path
+       │  │                               (http/lean: playlists and media from memory), which
+       │  │                               hands it to Hypercorn's TCPServer at the first
+       │  │                               request it does not answer
        │  └─ request handlers             find or start a channel and wait on it (a deadline);
        │                                  no upstream I/O of their own; a TS player is its
        │                                  own handler: it writes what the channel's TS writer

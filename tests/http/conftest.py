@@ -1,7 +1,7 @@
 """Every test of this suite that runs the in-memory proxy (:func:`~trioproxy.testing.harness.
 harness`) runs twice: through the app (``asgi``) and through the connection handler the accept
 loop runs (``lean``: HTTP/1.1 bytes, the lean path first, Hypercorn and the app for the rest).
-Both must answer alike."""
+Both must answer alike. A module that names its own ``HTTP_PATHS`` runs on those."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
     if uses_harness:
         metafunc.fixturenames.append("http_path")
-        metafunc.parametrize("http_path", PATHS)
+        metafunc.parametrize("http_path", getattr(metafunc.module, "HTTP_PATHS", PATHS))
 
 
 @pytest.fixture

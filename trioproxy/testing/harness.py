@@ -221,6 +221,8 @@ class Harness:
     app: App
     """The proxy's ASGI app, which ``client`` reaches."""
     origin: App | None = None
+    wire: WireTransport | None = None
+    """What ``client`` goes through on the ``lean`` path (raw connections: ``open_raw``)."""
 
     @property
     def sim(self) -> SimulatedEngine:
@@ -355,7 +357,7 @@ async def _proxy(
     async with (
         httpx.AsyncClient(mounts=routes, timeout=None) as http,
         service.proxy(config, http, connect=connect) as proxy,
-        _client(proxy, path) as client,
+        _client(proxy, path) as (client, wire),
     ):
         yield Harness(
             config,
@@ -367,16 +369,19 @@ async def _proxy(
             client,
             proxy.app,
             origin,
+            wire,
         )
 
 
 @asynccontextmanager
-async def _client(proxy: service.Proxy, path: HttpPath) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    proxy: service.Proxy, path: HttpPath
+) -> AsyncIterator[tuple[httpx.AsyncClient, WireTransport | None]]:
     if path == "asgi":
         async with httpx.AsyncClient(
             transport=asgi_transport(proxy.app), base_url=PROXY_URL
         ) as client:
-            yield client
+            yield client, None
         return
     hconfig = service.hypercorn_config("127.0.0.1:0")
     asgi = wrap_app(proxy.app, hconfig.wsgi_max_body_size, None)
@@ -384,5 +389,5 @@ async def _client(proxy: service.Proxy, path: HttpPath) -> AsyncIterator[httpx.A
     async with trio.open_nursery() as connections:
         transport = WireTransport(handler, connections)
         async with httpx.AsyncClient(transport=transport, base_url=PROXY_URL) as client:
-            yield client
+            yield client, transport
         connections.cancel_scope.cancel()

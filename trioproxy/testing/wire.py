@@ -86,9 +86,16 @@ class _ServerEnd(trio.abc.HalfCloseableStream):
     def __init__(self, incoming: _Pipe, outgoing: _Pipe, peer: tuple[str, int]) -> None:
         self.incoming, self.outgoing = incoming, outgoing
         self.socket = _Socket(peer)
+        self.scope = trio.CancelScope()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self.incoming.get(max_bytes)
+        data = await self.incoming.get(max_bytes)
+        if not data:
+            # The client left: close, as the accept loop's guarded stream does (Hypercorn
+            # would keep the connection until its keep-alive timeout).
+            self.outgoing.close()
+            self.scope.cancel()
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.outgoing.put(data)
@@ -138,6 +145,7 @@ class _Backend(httpcore.AsyncNetworkBackend):
         self.handler = handler
         self.nursery = nursery
         self.connections = 0
+        self.serving = 0
 
     async def connect_tcp(
         self,
@@ -155,9 +163,12 @@ class _Backend(httpcore.AsyncNetworkBackend):
         return _ClientEnd(to_client, to_server)
 
     async def _serve(self, server: _ServerEnd) -> None:
+        self.serving += 1
         try:
-            await self.handler(server)
+            with server.scope:
+                await self.handler(server)
         finally:
+            self.serving -= 1
             await trio.aclose_forcefully(server)
 
     async def sleep(self, seconds: float) -> None:
@@ -195,10 +206,19 @@ class WireTransport(httpx.AsyncBaseTransport):
         self.backend = _Backend(handler, nursery)
         self.pool = httpcore.AsyncConnectionPool(network_backend=self.backend, max_connections=64)
 
+    async def open_raw(self) -> httpcore.AsyncNetworkStream:
+        """A new connection for raw bytes (``write``, ``read``: b"" once the server closed)."""
+        return await self.backend.connect_tcp("proxy.test", 80)
+
     @property
     def connections(self) -> int:
         """Connections opened so far."""
         return self.backend.connections
+
+    @property
+    def serving(self) -> int:
+        """Connections whose server side still runs."""
+        return self.backend.serving
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)

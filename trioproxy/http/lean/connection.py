@@ -16,8 +16,9 @@ asks for the playlist and segments on the same connection: it stays lean for its
 
 While a playlist waits for a channel's first segments, the connection is read too: a client
 that leaves ends the wait (as a disconnect cancels a request in the app), and bytes of
-requests pipelined behind it are kept for later. Between requests, a connection is idle: it
-closes after Hypercorn's ``keep_alive_timeout``, or at once at shutdown
+requests pipelined behind it are kept for later. While a request head is awaited (between
+requests too), a connection is idle: it closes after Hypercorn's ``keep_alive_timeout`` (the
+accept loop's guard closes one whose head is late sooner), or at once at shutdown
 (:meth:`Idle.close_all`).
 """
 
@@ -145,7 +146,7 @@ async def serve_connection(lean: LeanPath, idle: Idle, hand_off: HandOff, stream
         if end is None:
             if len(buffer) > MAX_HEAD or idle.closing:
                 break
-            data = await _receive(stream, idle if not buffer else None)
+            data = await _receive(stream, idle)
             if not data:
                 return  # the client closed (or idled out, or shutdown)
             buffer += data
@@ -171,12 +172,10 @@ async def serve_connection(lean: LeanPath, idle: Idle, hand_off: HandOff, stream
     await hand_off(Handed(stream, bytes(buffer)))
 
 
-async def _receive(stream: Client, idle: Idle | None) -> bytes | bytearray:
-    """The next bytes from the client; b"" when it closed, or when ``idle`` (between requests)
-    times out or closes."""
+async def _receive(stream: Client, idle: Idle) -> bytes | bytearray:
+    """The next bytes of a request head; b"" when the client closed, or when ``idle`` times out
+    (the accept loop's guard times heads sooner) or closes."""
     try:
-        if idle is None:
-            return await stream.receive_some(MAX_RECV)
         with idle.waiting():
             return await stream.receive_some(MAX_RECV)
     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
