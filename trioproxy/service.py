@@ -6,7 +6,10 @@ The whole task tree of the proxy, and who cancels what (``README.md`` shows the 
     └─ HTTP client                        httpx.AsyncClient: opened first, closed last
        ├─ loop-lag sampler                wakes every second, records how late (/metrics)
        ├─ HTTP server (http/server.py)    accept loop: connections capped, heads timed, stalled
-       │  │                               writers closed → Hypercorn's TCPServer per connection
+       │  │                               writers closed → per connection, the lean path
+       │  │                               (http/lean: playlists and media from memory), which
+       │  │                               hands it to Hypercorn's TCPServer at the first
+       │  │                               request it does not answer
        │  └─ request handlers             find or start a channel and wait on it (a deadline);
        │                                  no upstream I/O of their own; a TS player is its
        │                                  own handler: it writes what the channel's TS writer
@@ -87,11 +90,12 @@ from .http.app import ProxyApp
 from .http.connections import (
     ConnectionLimits,
     Connections,
-    ForwardedLimit,
     default_connection_cap,
     raise_open_file_limit,
 )
 from .http.guards import log_access
+from .http.inflight import ForwardedLimit
+from .http.lean.hot import LeanPath
 from .http.server import serve_http
 from .observability import sample_loop_lag
 from .upstream.liveness import Connect
@@ -190,6 +194,9 @@ class Proxy:
     config: Config
     registry: Registry
     app: ASGIFramework
+    lean: LeanPath
+    """The hot requests (playlists, media) answered on HTTP/1.1 connections of our own, before
+    the app (:mod:`.http.lean`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +234,7 @@ async def proxy(
     """
     async with _store(config, leases) as store:
         registry = Registry(config, http, connect=connect, leases=store)
-        async with _running(registry, _app(registry, config, heard)) as assembled:
+        async with _running(registry, config, heard) as assembled:
             yield assembled
 
 
@@ -245,22 +252,22 @@ async def _store(config: Config, given: Leases | None) -> AsyncIterator[Leases |
         yield store
 
 
-def _app(registry: Registry, config: Config, heard: Heard | None) -> ASGIFramework:
-    app: ASGIFramework = ForwardedLimit(
+@asynccontextmanager
+async def _running(registry: Registry, config: Config, heard: Heard | None) -> AsyncIterator[Proxy]:
+    forwarded = ForwardedLimit(
         ProxyApp(registry, config),
         config.max_connections_per_address,
         config.trusted_proxies,
         config.media_servers,
     )
-    return app if heard is None else _hearing(app, heard)
-
-
-@asynccontextmanager
-async def _running(registry: Registry, app: ASGIFramework) -> AsyncIterator[Proxy]:
+    app: ASGIFramework = forwarded
+    if heard is not None:
+        app = _hearing(app, heard)
+    lean = LeanPath(registry, config, forwarded, heard)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
         try:
-            yield Proxy(registry.config, registry, app)
+            yield Proxy(config, registry, app, lean)
         finally:
             registry.shutdown()
 
@@ -322,6 +329,7 @@ async def serve(
                     hypercorn_config(config.bind, shutdown_timeout=config.shutdown_timeout),
                     connections,
                     shutdown_trigger=stop_channels_then_server,
+                    lean=assembled.lean,
                     task_status=task_status,
                 )
             finally:

@@ -18,10 +18,10 @@ from trioproxy.config.parsers import network_list
 from trioproxy.http.connections import (
     ConnectionLimits,
     Connections,
-    ForwardedLimit,
     GuardedStream,
     default_connection_cap,
 )
+from trioproxy.http.inflight import ForwardedLimit
 
 LIMITS = ConnectionLimits(max_connections=3, per_address=0, header_timeout=5.0, send_timeout=20.0)
 

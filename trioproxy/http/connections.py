@@ -11,9 +11,6 @@ they stop reading, and all closed at shutdown.
   reads, so a player receiving a long response while sending nothing is never cut. A write that
   makes no progress for ``send_timeout`` closes the socket, which also ends a write Hypercorn
   shields from cancellation.
-- :class:`ForwardedLimit` applies the per-address cap to requests a trusted proxy forwards:
-  its connections carry many clients, so there the cap counts requests in flight per forwarded
-  address (:func:`~trioproxy.http.guards.client_address`).
 - :class:`WriteCut` lets a long response (an MPEG-TS player) close its own connection at once,
   even in the middle of a write, and time its stalled writes itself.
 - :func:`raise_open_file_limit` lifts the soft open-file limit to the hard one.
@@ -27,6 +24,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import resource
 from collections import Counter
@@ -37,18 +35,16 @@ from dataclasses import dataclass
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from ..channels.per_address import address_key, is_media_server
+from ..channels.per_address import address_key
 from ..config import IPNetwork
-from .asgi import send_response
-from .edge import believe_client
 
 __all__ = [
     "ConnectionLimits",
     "Connections",
-    "ForwardedLimit",
     "GuardedStream",
     "WriteCut",
     "default_connection_cap",
+    "is_trusted",
     "raise_open_file_limit",
 ]
 
@@ -113,7 +109,7 @@ class ConnectionLimits:
 Nets = tuple[IPNetwork, ...]
 
 
-def _is_trusted(host: str, trusted: Nets) -> bool:
+def is_trusted(host: str, trusted: Nets) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -235,6 +231,24 @@ class GuardedStream(trio.abc.HalfCloseableStream):
                 if scope.cancelled_caught:
                     raise self.stalled(timeout)
 
+    async def send_pieces(self, pieces: list[bytes]) -> None:
+        """Write ``pieces`` in order (a whole answer): one gather write when the socket takes
+        them all, the usual case; the rest as :meth:`send_all` writes, as the socket drains."""
+        self._responded = True
+        fd = self.socket.fileno()  # -1 once closed (the number may be another socket's by then)
+        if fd < 0:
+            raise trio.ClosedResourceError("the connection is closed")
+        try:
+            sent = os.writev(fd, pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:  # reset, broken pipe: the client is gone
+            self.close_now()
+            raise trio.BrokenResourceError(f"the client is gone: {exc}") from exc
+        rest = b"".join(pieces)[sent:] if sent < sum(map(len, pieces)) else b""
+        if rest:
+            await self.send_all(rest)
+
     async def wait_send_all_might_not_block(self) -> None:
         await self.raw.wait_send_all_might_not_block()
 
@@ -288,7 +302,7 @@ class Connections:
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)  # a unix socket: a path
         counted: str | None = None
         exempt = (*self.limits.trusted_proxies, *self.limits.media_servers)
-        if self.limits.per_address and not _is_trusted(host, exempt):
+        if self.limits.per_address and not is_trusted(host, exempt):
             counted = address_key(host)
             if self._per_address[counted] >= self.limits.per_address:
                 return None
@@ -352,48 +366,3 @@ class Connections:
             self._per_address[stream.address] -= 1
             if self._per_address[stream.address] <= 0:
                 del self._per_address[stream.address]
-
-
-class ForwardedLimit:
-    """ASGI middleware: at most ``limit`` requests in flight per client a trusted proxy forwards."""
-
-    def __init__(self, app: ASGIApp, limit: int, trusted: Nets, media_servers: Nets = ()) -> None:
-        self.app = app
-        self.limit = limit
-        self.trusted = trusted
-        self.media_servers = media_servers
-        self._in_flight: Counter[str] = Counter()
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        app = self.app
-        if scope["type"] != "http" or not self.limit or not self.trusted:
-            await app(scope, receive, send)
-            return
-        peer = (scope.get("client") or ("", 0))[0]
-        if not _is_trusted(peer, self.trusted):
-            await app(scope, receive, send)  # counted per connection instead
-            return
-        address = believe_client(scope, self.trusted)  # read once: the routes find it kept
-        if is_media_server(address, self.media_servers):
-            await app(scope, receive, send)
-            return
-        if self._in_flight[address] >= self.limit:
-            body = json.dumps(
-                {"error": "too_many_connections", "message": "too many requests in flight"}
-            ).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"retry-after", b"1"),
-                (b"access-control-allow-origin", b"*"),
-            ]
-            await send_response(send, 503, headers, body, head=scope["method"] == "HEAD")
-            return
-        self._in_flight[address] += 1
-        try:
-            await app(scope, receive, send)
-        finally:
-            self._in_flight[address] -= 1
-            if self._in_flight[address] <= 0:
-                del self._in_flight[address]

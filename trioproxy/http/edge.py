@@ -15,7 +15,7 @@ from ..channels.per_address import address_key, is_media_server
 from ..config import IPNetwork
 from .guards import client_address
 
-__all__ = ["CLIENT_KEY", "believe_client", "visitor"]
+__all__ = ["CLIENT_KEY", "believe_client", "visitor", "visitor_of"]
 
 CLIENT_KEY = "trioproxy.client"
 """The scope entry that holds the client's address."""
@@ -42,5 +42,9 @@ def visitor(
 ) -> Visitor:
     """The request's client as a channel's caps count it (not at all: a media server),
     playing as ``token``."""
-    client = believe_client(scope, trusted)
+    return visitor_of(believe_client(scope, trusted), token, media_servers)
+
+
+def visitor_of(client: str, token: str, media_servers: tuple[IPNetwork, ...] = ()) -> Visitor:
+    """The client believed to be ``client`` as a channel's caps count it, playing as ``token``."""
     return Visitor(address_key(client), token, not is_media_server(client, media_servers))

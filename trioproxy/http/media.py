@@ -47,11 +47,20 @@ from .lineup import Lineup, xtream_want
 from .logins import XtreamLogins
 from .urls import MediaRequest, TsRequest, match_media, match_ts
 
-__all__ = ["CORS", "IMMUTABLE", "MediaDispatcher", "media_data", "no_such_media"]
+__all__ = [
+    "CORS",
+    "IMMUTABLE",
+    "PREFLIGHT",
+    "MediaDispatcher",
+    "media_data",
+    "media_reply",
+    "media_sent",
+    "no_such_media",
+]
 
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Length"}
 _CORS_RAW = [(k.lower().encode(), v.encode()) for k, v in CORS.items()]
-_PREFLIGHT = [
+PREFLIGHT = [
     *_CORS_RAW,
     (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
     (b"access-control-allow-headers", b"*"),
@@ -90,6 +99,27 @@ def no_such_media(path: str) -> NotFound:
     return NotFound(f"no such media {quote(path)}")
 
 
+def media_reply(
+    registry: Registry, path: str, media: MediaRequest
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The status, headers and body that answer ``media`` (asked for at ``path``), for every
+    path that serves media: this dispatcher and the lean HTTP/1.1 path."""
+    data = media_data(registry, media)
+    if data is None:
+        body = json.dumps(no_such_media(path).body()).encode()
+        return 404, [(b"content-type", _JSON), (b"cache-control", _NO_STORE), *_CORS_RAW], body
+    kind = _CONTENT_TYPES[media.extension]
+    return 200, [(b"content-type", kind), (b"cache-control", _IMMUTABLE), *_CORS_RAW], data
+
+
+def media_sent(media: MediaRequest, status: int, body: bytes) -> None:
+    """Count a media answer's body as sent (the metrics of :mod:`~..observability`)."""
+    if status == 200:
+        _SENT.inc(len(body))
+        if not media.resource:
+            _SERVED.inc()
+
+
 class MediaDispatcher:
     """Serve media from ``registry``; hand every other request to ``app``."""
 
@@ -113,7 +143,7 @@ class MediaDispatcher:
                 return
             # A CORS preflight, for the player-facing paths (not the control API).
             if scope["method"] == "OPTIONS" and not scope["path"].startswith("/proxy/"):
-                await send_response(send, 204, _PREFLIGHT, b"")
+                await send_response(send, 204, PREFLIGHT, b"")
                 return
             if scope["method"] in ("GET", "HEAD"):
                 media = match_media(scope["path"])
@@ -139,21 +169,10 @@ class MediaDispatcher:
     async def _media(
         self, path: str, head: bool, send: ASGISendCallable, media: MediaRequest
     ) -> None:
-        data = media_data(self.registry, media)
-        if data is None:
-            body = json.dumps(no_such_media(path).body()).encode()
-            headers = [(b"content-type", _JSON), (b"cache-control", _NO_STORE)]
-            await send_response(send, 404, [*headers, *_CORS_RAW], body, head=head)
-            return
-        headers = [
-            (b"content-type", _CONTENT_TYPES[media.extension]),
-            (b"cache-control", _IMMUTABLE),
-        ]
-        await send_response(send, 200, [*headers, *_CORS_RAW], data, head=head)
+        status, headers, body = media_reply(self.registry, path, media)
+        await send_response(send, status, headers, body, head=head)
         if not head:
-            _SENT.inc(len(data))
-            if not media.resource:
-                _SERVED.inc()
+            media_sent(media, status, body)
 
     async def _ts(
         self,

@@ -5,8 +5,10 @@ leaves no place to cap connections, time request heads or close stalled writers,
 failed accept with a traceback. :func:`serve_http` runs the same pieces (lifespan, worker context,
 ``TCPServer`` per connection) over sockets Hypercorn binds, with each accepted connection admitted
 by :class:`~trioproxy.http.connections.Connections` and wrapped in a guarded stream; its
-handler runs inside :func:`~trioproxy.http.direct.serving` (so a TS response may write its body
-to the socket itself). At shutdown the listeners close, idle connections close, requests get
+handler — the lean path (:mod:`.lean`), which answers the hot HLS requests itself and hands a
+connection to ``TCPServer`` at the first request it does not — runs inside
+:func:`~trioproxy.http.direct.serving` (so a TS response may write its body to the socket
+itself). At shutdown the listeners close, idle connections close, requests get
 Hypercorn's ``graceful_timeout``, and then every socket still open is closed, so the server
 returns in bounded time whatever clients do.
 """
@@ -29,8 +31,10 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from .connections import CAPACITY_ERRNOS, Connections, GuardedStream
 from .direct import serving
+from .lean.connection import Idle, serve_connection
+from .lean.hot import LeanPath
 
-__all__ = ["serve_http"]
+__all__ = ["connection_handler", "serve_http"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,11 @@ async def serve_http(
     connections: Connections,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    lean: LeanPath | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``hconfig.bind`` until ``shutdown_trigger`` returns.
+    """Serve ``app`` on ``hconfig.bind`` until ``shutdown_trigger`` returns; with ``lean``,
+    each connection starts on the lean path (see :func:`connection_handler`).
 
     ``task_status.started`` gets the bound addresses (``http://host:port``).
     """
@@ -67,7 +73,7 @@ async def serve_http(
         sock.listen(max(hconfig.backlog, LISTEN_BACKLOG))
         listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
         binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
-    handler = partial(TCPServer, asgi, hconfig, context, ConnectionState(lifespan_state.copy()))
+    handler, idle = connection_handler(asgi, hconfig, context, lifespan_state, lean)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -86,11 +92,32 @@ async def serve_http(
             # Idle keep-alive connections close now; requests get the graceful timeout; then
             # every socket is closed, which also ends writes Hypercorn shields from cancellation.
             await context.terminated.set()
+            if idle is not None:
+                idle.close_all()
             deadline = trio.current_time() + hconfig.graceful_timeout
             server_nursery.cancel_scope.deadline = deadline
             lifespan_nursery.start_soon(_close_all_at, connections, deadline)
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+def connection_handler(
+    asgi: Any,
+    hconfig: HypercornConfig,
+    context: WorkerContext,
+    lifespan_state: LifespanState,
+    lean: LeanPath | None,
+) -> tuple[Callable[[Any], Awaitable[None]], Idle | None]:
+    """What serves each connection: Hypercorn's ``TCPServer`` over the app (``asgi``, wrapped
+    by Hypercorn), or with ``lean``, the lean path first (:mod:`.lean.connection`), which hands
+    a connection to Hypercorn at the first request it does not answer. The lean path's idle
+    connections come with it (closed at shutdown). A server mounted under a ``root_path`` has
+    no lean path: its URLs are the app's to route."""
+    hypercorn = partial(TCPServer, asgi, hconfig, context, ConnectionState(lifespan_state.copy()))
+    if lean is None or hconfig.root_path:
+        return hypercorn, None
+    idle = Idle(hconfig.keep_alive_timeout)
+    return partial(serve_connection, lean, idle, hypercorn), idle
 
 
 async def _close_all_at(connections: Connections, deadline: float) -> None:

@@ -14,18 +14,21 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
 import trio
 import trio.testing
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.utils import wrap_app
 
 from .. import service
 from ..channels.channel import Channel
 from ..channels.registry import Registry
 from ..cluster import Leases
 from ..config import Config
+from ..http.server import connection_handler
 from ..upstream.liveness import Connect
 from ..upstream.session import host_port
 from .asgi_stream import App, StreamingASGITransport
@@ -33,16 +36,19 @@ from .engine import SimulatedEngine, is_stream_path
 from .faults import FaultyEngine
 from .orchestrator import FakeOrchestrator
 from .players import HttpxGetter, Player, PlayerLog
+from .wire import WireTransport
 
 __all__ = [
     "CONTENT_A",
     "CONTENT_B",
+    "DEFAULT_PATH",
     "ENGINE_URL",
     "ORCHESTRATOR_URL",
     "ORIGIN_URL",
     "PROXY_URL",
     "App",
     "Harness",
+    "HttpPath",
     "RefusingTransport",
     "asgi_transport",
     "channel_tasks",
@@ -58,6 +64,13 @@ ENGINE_URL = "http://engine.test:6878"
 ORCHESTRATOR_URL = "http://orchestrator.test"
 ORIGIN_URL = "http://origin.test"
 PROXY_URL = "http://proxy.test"
+
+HttpPath = Literal["asgi", "lean"]
+DEFAULT_PATH: HttpPath = "asgi"
+"""What :func:`harness` reaches the proxy through unless told: ``asgi``, the app through
+``httpx.ASGITransport``; ``lean``, HTTP/1.1 bytes into the connection handler the accept loop
+runs (the lean path, then Hypercorn and the app), over in-memory connections
+(:class:`~.wire.WireTransport`). A test suite may switch it for all its tests."""
 
 CONTENT_A = "a" * 40
 CONTENT_B = "b" * 40
@@ -209,6 +222,8 @@ class Harness:
     app: App
     """The proxy's ASGI app, which ``client`` reaches."""
     origin: App | None = None
+    wire: WireTransport | None = None
+    """What ``client`` goes through on the ``lean`` path (raw connections: ``open_raw``)."""
 
     @property
     def sim(self) -> SimulatedEngine:
@@ -285,8 +300,11 @@ async def harness(
     mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     connect: Connect | None = None,
     leases: Leases | None = None,
+    path: HttpPath | None = None,
 ) -> AsyncIterator[Harness]:
     """Run the proxy in memory until the block ends, then shut it down and wait for it.
+
+    ``path`` (default :data:`DEFAULT_PATH`) says how ``h.client`` reaches it.
 
     ``engine`` (default: :func:`small_media`, 2 s segments, 6 s on air) runs inside a
     :class:`~trioproxy.testing.faults.FaultyEngine` at :data:`ENGINE_URL`. An ``origin`` — an
@@ -304,7 +322,15 @@ async def harness(
             StreamingASGITransport(origin or faulty, streams, is_stream_path)
         )
         async with _proxy(
-            config, faulty, engine_transport, orchestrator, origin, mounts, connect, leases
+            config,
+            faulty,
+            engine_transport,
+            orchestrator,
+            origin,
+            mounts,
+            connect,
+            leases,
+            path or DEFAULT_PATH,
         ) as h:
             yield h
         streams.cancel_scope.cancel()
@@ -320,6 +346,7 @@ async def _proxy(
     mounts: dict[str, httpx.AsyncBaseTransport] | None,
     connect: Connect | None,
     leases: Leases | None,
+    path: HttpPath,
 ) -> AsyncIterator[Harness]:
     orchestrator_transport = RefusingTransport(asgi_transport(orchestrator))
     nowhere = RefusingTransport(httpx.MockTransport(lambda request: httpx.Response(599)))
@@ -335,7 +362,7 @@ async def _proxy(
     async with (
         httpx.AsyncClient(mounts=routes, timeout=None) as http,
         service.proxy(config, http, connect=connect, leases=leases) as proxy,
-        httpx.AsyncClient(transport=asgi_transport(proxy.app), base_url=PROXY_URL) as client,
+        _client(proxy, path) as (client, wire),
     ):
         yield Harness(
             config,
@@ -347,4 +374,25 @@ async def _proxy(
             client,
             proxy.app,
             origin,
+            wire,
         )
+
+
+@asynccontextmanager
+async def _client(
+    proxy: service.Proxy, path: HttpPath
+) -> AsyncIterator[tuple[httpx.AsyncClient, WireTransport | None]]:
+    if path == "asgi":
+        async with httpx.AsyncClient(
+            transport=asgi_transport(proxy.app), base_url=PROXY_URL
+        ) as client:
+            yield client, None
+        return
+    hconfig = service.hypercorn_config("127.0.0.1:0")
+    asgi = wrap_app(proxy.app, hconfig.wsgi_max_body_size, None)
+    handler, _ = connection_handler(asgi, hconfig, WorkerContext(None), {}, proxy.lean)
+    async with trio.open_nursery() as connections:
+        transport = WireTransport(handler, connections)
+        async with httpx.AsyncClient(transport=transport, base_url=PROXY_URL) as client:
+            yield client, transport
+        connections.cancel_scope.cancel()

@@ -1,12 +1,22 @@
 """Who serves each URL: the one table of the HTTP surface.
 
 Each row names a path of :mod:`..urls` (which declares every path once), the handler that
-answers it in the Quart app, and, where there is one, the lean path that answers it first
-(:class:`~..media.MediaDispatcher`, in front of the app, without Quart's per-request cost):
+answers it in the Quart app, and, where there is one, the lean path that answers it first,
+without Quart's per-request cost:
 
-- ``MEDIA``: always — segments, init sections and keys, from memory (:func:`..urls.match_media`);
+- ``MEDIA``: always — segments, init sections and keys, from memory (:func:`..urls.match_media`):
+  on HTTP/1.1 connections of our accept loop by :mod:`..lean` (no ASGI scope at all), else by
+  :class:`~..media.MediaDispatcher` in front of the app;
+- ``HLS``: a ``GET``/``HEAD`` asking for HLS, on HTTP/1.1 connections of our accept loop, by
+  :mod:`..lean` with the app's own decisions (:mod:`..playlists`): the redirect to a channel's
+  playlist and the playlists; the app answers them elsewhere (HTTP/2, the app on its own);
 - ``TS``: when the request asks for MPEG-TS (``format=ts``, a ``.ts`` path, ``STREAM_MODE=TS``
-  for ``/ace/getstream``): one long response per player (:func:`..urls.match_ts`).
+  for ``/ace/getstream``): one long response per player (:func:`..urls.match_ts`), by
+  :class:`~..media.MediaDispatcher`.
+
+A connection on the lean path stays there while its requests are ``MEDIA`` or ``HLS`` ones
+(and CORS preflights); at the first other request it moves to Hypercorn for good
+(:mod:`..lean.connection`).
 
 The handlers live in one module per group: :mod:`.operator` (health, status, metrics, the
 control API), :mod:`.streams` (channels, playlists, media, the channel list), :mod:`.guide`
@@ -27,11 +37,14 @@ from .operator import OperatorRoutes
 from .streams import StreamRoutes
 from .xtream import ShortEpg, XtreamRoutes
 
-__all__ = ["MEDIA", "TS", "Lean", "Route", "ShortEpg", "route_table"]
+__all__ = ["HLS", "HLS_OR_TS", "MEDIA", "TS", "Lean", "Route", "ShortEpg", "route_table"]
 
-Lean = Literal["media", "ts"]
+Lean = Literal["media", "hls", "ts", "hls|ts"]
 MEDIA: Lean = "media"
+HLS: Lean = "hls"
 TS: Lean = "ts"
+HLS_OR_TS: Lean = "hls|ts"
+"""``HLS`` when HLS is asked for, ``TS`` when MPEG-TS is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +53,8 @@ class Route:
     handler: Handler
     group: str
     lean: Lean | None = None
-    """The lean path that answers this path before the app: always (``MEDIA``), or when MPEG-TS
-    is asked for (``TS``)."""
+    """The lean path that answers this path before the app: always (``MEDIA``), for HLS
+    (``HLS``), when MPEG-TS is asked for (``TS``), or either (``HLS_OR_TS``)."""
 
 
 def route_table(context: Context, *, short_epg: ShortEpg | None = None) -> tuple[Route, ...]:
@@ -60,14 +73,14 @@ def route_table(context: Context, *, short_epg: ShortEpg | None = None) -> tuple
         Route(urls.METRICS, operator.metrics, "operator"),
         Route(urls.CHANNEL, operator.delete_channel, "operator"),
         # ---- streams: players and IPTV apps ----------------------------------------------
-        Route(urls.GETSTREAM, streams.getstream, "streams", TS),
-        Route(urls.MANIFEST, streams.getstream, "streams", TS),
-        Route(urls.PLAYLIST, streams.playlist, "streams"),
+        Route(urls.GETSTREAM, streams.getstream, "streams", HLS_OR_TS),
+        Route(urls.MANIFEST, streams.getstream, "streams", HLS_OR_TS),
+        Route(urls.PLAYLIST, streams.playlist, "streams", HLS),
         Route(urls.SEGMENT, streams.media, "streams", MEDIA),
         Route(urls.RESOURCE, streams.media, "streams", MEDIA),
-        Route(urls.SOURCE, streams.source_playlist, "streams", TS),
+        Route(urls.SOURCE, streams.source_playlist, "streams", HLS_OR_TS),
         Route(urls.SOURCE_TS, streams.source_ts, "streams", TS),
-        Route(urls.SOURCE_RENDITION, streams.source_rendition_playlist, "streams"),
+        Route(urls.SOURCE_RENDITION, streams.source_rendition_playlist, "streams", HLS),
         Route(urls.SOURCE_SEGMENT, streams.media, "streams", MEDIA),
         Route(urls.SOURCE_RESOURCE, streams.media, "streams", MEDIA),
         Route(urls.M3U, streams.playlist_m3u, "streams"),

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Response, request
+from werkzeug.datastructures import Headers
 
 from ...channels.join import Visitor
 from ...channels.registry import Registry
@@ -17,10 +18,11 @@ from ..edge import believe_client, visitor
 from ..forwarded import FORWARDED_HEADERS, public_base
 from ..guards import Access
 from ..ids import client_identity
-from ..keys import KEY_PARAM, PlayerKeys, key_query
+from ..keys import KEY_PARAM, PlayerKeys
 from ..lineup import Lineup
 from ..logins import XtreamLogins
 from ..media import CORS
+from ..playlists import PLAYLIST_TYPE, Asked, Reply, key_param
 
 __all__ = [
     "PLAYLIST_TYPE",
@@ -29,9 +31,9 @@ __all__ = [
     "Handler",
     "error_response",
     "json_response",
+    "reply_response",
 ]
 
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 RELAY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 """Headers a reverse proxy adds to what it relays."""
 
@@ -47,6 +49,12 @@ def error_response(error: ProxyError) -> Response:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     response.headers.update(CORS)
     return response
+
+
+def reply_response(reply: Reply) -> Response:
+    """A :class:`~..playlists.Reply` as Quart's response."""
+    headers = Headers([(name.decode(), value.decode("latin-1")) for name, value in reply.headers])
+    return Response(reply.body, status=reply.status, headers=headers)
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -77,10 +85,20 @@ class Context:
 
     def key_param(self, key: str | None) -> str:
         """``&key=<key>`` while player keys are required, else ``""``."""
-        if not self.keys.required:
-            return ""
-        query = key_query(key)
-        return f"&{query}" if query else ""
+        return key_param(self.keys, key)
+
+    def asked(self) -> Asked:
+        """The current request as :mod:`..playlists` reads it."""
+        return Asked(
+            request.method,
+            request.path,
+            request.query_string,
+            request.args,
+            self.client(),
+            request.headers.get("X-Playback-Session-Id"),
+            request.headers.get("User-Agent", ""),
+            request.root_path,
+        )
 
     def client(self) -> str:
         """The client's address, as ``TRIOPROXY_TRUSTED_PROXIES`` lets us believe it."""
