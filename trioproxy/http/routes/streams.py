@@ -24,6 +24,7 @@ from .. import urls
 from ..ids import client_identity, parse_format, parse_stream_key
 from ..m3u import M3U_TYPE, render_m3u
 from ..media import CORS, IMMUTABLE, media_data, no_such_media
+from ..playlists import media_playlist
 from .context import PLAYLIST_TYPE, Context, error_response
 from .guide import guide_url
 
@@ -151,7 +152,7 @@ class StreamRoutes:
         check_servable(channel)
         channel.touch(who.token, who.counted)
         root = request.root_path
-        name, incarnation = channel.name, channel.incarnation
+        name = channel.name
         variant = channel.variant
         if variant is not None and variant.separate_renditions and not request.args.get("media"):
             query = request.query_string.decode("latin-1")
@@ -166,14 +167,7 @@ class StreamRoutes:
             return Response(
                 master, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
             )
-        body = channel.render_playlist(
-            lambda segment: urls.segment_url(
-                root, name, incarnation, segment.sequence, segment.meta.extension
-            ),
-            lambda number: urls.resource_url(
-                root, name, incarnation, channel.resources.filename(number)
-            ),
-        )
+        body = media_playlist(channel, root)
         return Response(
             body, content_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache", **CORS}
         )
