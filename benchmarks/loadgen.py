@@ -201,8 +201,9 @@ async def sample_lag(samples: list[float], until: float, interval: float = 0.01)
 
 async def play(base_url: str, content_id: str, until: float, log: PlayerLog) -> None:
     """One :class:`~trioproxy.testing.players.Player` on its own keep-alive connection: opens
-    the channel, reloads once per target duration and fetches each new segment once (starting
-    at the newest), until ``until`` (``trio.current_time()``)."""
+    the channel, reloads the playlist by hls.js's rule (once per target duration, half of it
+    after a reload that brought no new segment: ``hlsjs_reload_interval``) and fetches each new
+    segment once (starting at the newest), until ``until`` (``trio.current_time()``)."""
     host, port, _ = split_url(base_url)
     connection = Connection(host, port)
 
@@ -210,6 +211,6 @@ async def play(base_url: str, content_id: str, until: float, log: PlayerLog) -> 
         return await connection.request("GET", url)
 
     try:
-        await Player(get, log).watch(content_id, until)
+        await Player(get, log, hlsjs_reload=True).watch(content_id, until)
     finally:
         await connection.aclose()

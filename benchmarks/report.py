@@ -7,6 +7,7 @@ import datetime
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -175,7 +176,11 @@ def write_result(
     md_path = out / f"{name}.md"
     md_path.write_text("\n".join(parts))
     if plot is not None:
-        plot(out / f"{name}.png")
+        try:
+            plot(out / f"{name}.png")
+        except ImportError as exc:  # matplotlib is an extra (``.[bench]``): the figures stand
+            (out / f"{name}.png").unlink(missing_ok=True)  # a plot of another run would not
+            print(f"{name}: no plot ({exc})", file=sys.stderr)
     return md_path
 
 

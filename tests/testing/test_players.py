@@ -11,6 +11,8 @@ from trioproxy.testing.players import (
     Player,
     PlayerLog,
     Reply,
+    hlsjs_next_reload,
+    hlsjs_reload_interval,
     parse_playlist,
     segment_sequence,
 )
@@ -62,6 +64,29 @@ async def test_each_new_segment_once_and_the_gaps(autojump_clock: trio.testing.M
     assert log.counts == {"playlist 200": 4, "segment 200": 5}
     assert log.errors == []
     assert trio.current_time() == 8.0  # the wait after the last load is a whole one
+
+
+def test_hlsjs_reload_rule() -> None:
+    # A reload that brought a new segment: one target duration, or the last segment's if shorter.
+    assert hlsjs_reload_interval(2.0, 2.0, updated=True) == 2.0
+    assert hlsjs_reload_interval(4.0, 3.2, updated=True) == 3.2
+    assert hlsjs_reload_interval(2.0, None, updated=True) == 2.0
+    # One that brought none: half the target duration.
+    assert hlsjs_reload_interval(4.0, 3.2, updated=False) == 2.0
+    # The schedule keeps its phase, unless it fell behind.
+    assert hlsjs_next_reload(10.0, 2.0, now=10.3) == 12.0
+    assert hlsjs_next_reload(10.0, 2.0, now=12.5) == 12.5
+
+
+async def test_hlsjs_reloads_at_half_the_target_after_a_miss(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    get = Scripted([_playlist(1, 3), _playlist(1, 3), _playlist(2, 4), _playlist(3, 5)])
+    log = PlayerLog()
+    await Player(get, log, hlsjs_reload=True).play("/live/index.m3u8", until=5.5)
+    # 0: new → 2 s; 2: no new segment → 1 s; 3: new → 2 s; 5.
+    assert [t for t, u in get.asked if u.endswith(".m3u8")] == [0.0, 2.0, 3.0, 5.0]
+    assert log.sequences == [3, 4, 5]
 
 
 async def test_retry_after_and_leaving(autojump_clock: trio.testing.MockClock) -> None:

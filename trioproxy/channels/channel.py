@@ -13,7 +13,7 @@ import enum
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import trio
 
@@ -367,6 +367,11 @@ class Channel:
         :meth:`check_servable`.
         """
         await self.audience.wait(self.ready)
+
+    def playlist(self, variant: Hashable, render: Callable[[], str]) -> bytes:
+        """Our playlist for URL ``variant``: ``render()`` (:meth:`render_playlist`) once per
+        change of the window, the same ``bytes`` for every request in between."""
+        return self.feed.rendered.get(self.feed.playlist_state, variant, render)
 
     def render_playlist(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ..hls.rendered import RenderedPlaylists
 from ..hls.segmenter import Segmenter
 from ..hls.variants import Variant
 from ..hls.window import SegmentWindow
@@ -57,6 +58,18 @@ class Feed:
     segmenter: Segmenter | None = None
     """What cuts an MPEG-TS upstream into segments, once one was read (kept across sessions:
     a new session is spliced in after a discontinuity)."""
+    rendered: RenderedPlaylists = field(default_factory=RenderedPlaylists)
+    """Our media playlist, rendered once per :attr:`playlist_state` and URL variant."""
+
+    @property
+    def playlist_state(self) -> tuple[int, bool, bool, bool]:
+        """Changes whenever our media playlist may: the window's version and how it is served."""
+        return (
+            self.window.version,
+            self.ended.is_set(),
+            self.serve_whole,
+            self.independent_segments,
+        )
 
     def limit(self, targets: float, seconds: float) -> float:
         """A failure threshold: ``targets`` target durations once one is known, at most

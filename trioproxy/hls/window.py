@@ -122,6 +122,9 @@ class SegmentWindow:
         self._longest = 1
         self.total_bytes = 0
         self.gaps = 0
+        self.version = 0
+        """Counts every change of what a playlist of this window lists (a segment in or out,
+        the target duration raised): equal versions, equal playlists."""
 
     def __len__(self) -> int:
         return len(self._segments)
@@ -152,7 +155,9 @@ class SegmentWindow:
         return self._next_sequence
 
     def raise_target_duration(self, seconds: float) -> None:
-        self._target_duration = max(self._target_duration, math.ceil(seconds))
+        if math.ceil(seconds) > self._target_duration:
+            self._target_duration = math.ceil(seconds)
+            self.version += 1
 
     def mark_gap(self) -> None:
         """Something between the last segment and the next one is missing."""
@@ -199,6 +204,7 @@ class SegmentWindow:
         rounded = rounded_duration(duration)
         self._target_duration = max(self._target_duration, rounded)
         self._longest = min(MAX_PACE, max(self._longest, rounded))
+        self.version += 1
         return segment
 
     def make_room(self, size: int) -> None:
@@ -229,6 +235,7 @@ class SegmentWindow:
     def _drop_oldest(self) -> None:
         self._stamps.popleft()
         size = len(self._segments.popleft().data)
+        self.version += 1
         self.total_bytes -= size
         if self.account is not None:
             self.account.remove(size, segment=True)
@@ -240,6 +247,7 @@ class SegmentWindow:
             self.account.close(len(self._segments), self.total_bytes)
         self._segments.clear()
         self.total_bytes = 0
+        self.version += 1
 
     def grow(self, max_segments: int) -> None:
         """Keep up to ``max_segments`` from now on (finished content is served whole)."""

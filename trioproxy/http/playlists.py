@@ -43,6 +43,8 @@ __all__ = [
     "Wait",
     "error_reply",
     "key_param",
+    "media_playlist",
+    "render",
 ]
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -206,7 +208,7 @@ class Playlists:
         check_servable(channel)
         channel.touch(who.token, who.counted)
         root = asked.root_path
-        name, incarnation = channel.name, channel.incarnation
+        name = channel.name
         variant = channel.variant
         if variant is not None and variant.separate_renditions and not asked.args.get("media"):
             query = asked.query.decode("latin-1")
@@ -220,12 +222,25 @@ class Playlists:
             media = f"{path}?{query}&media=1" if query else f"{path}?media=1"
             master = render_master_playlist(variant, media, rendition_uri)
             return Reply(200, _FRESH_PLAYLIST, master.encode())
-        body = channel.render_playlist(
-            lambda segment: urls.segment_url(
-                root, name, incarnation, segment.sequence, segment.meta.extension
-            ),
-            lambda number: urls.resource_url(
-                root, name, incarnation, channel.resources.filename(number)
-            ),
-        )
-        return Reply(200, _FRESH_PLAYLIST, body.encode())
+        return Reply(200, _FRESH_PLAYLIST, media_playlist(channel, root))
+
+
+def media_playlist(channel: Channel, root_path: str) -> bytes:
+    """The media playlist of ``channel`` with its media URLs under ``root_path``: rendered once
+    per change of the channel's window, the same bytes for every request in between. Media
+    URLs carry no player key and no client token (:mod:`.keys`), so the prefix alone tells two
+    requests' playlists apart."""
+    return channel.playlist(root_path, lambda: render(channel, root_path))
+
+
+def render(channel: Channel, root_path: str) -> str:
+    """The playlist rendered afresh (what :func:`media_playlist` keeps)."""
+    name, incarnation = channel.name, channel.incarnation
+    return channel.render_playlist(
+        lambda segment: urls.segment_url(
+            root_path, name, incarnation, segment.sequence, segment.meta.extension
+        ),
+        lambda number: urls.resource_url(
+            root_path, name, incarnation, channel.resources.filename(number)
+        ),
+    )

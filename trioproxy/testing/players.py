@@ -1,10 +1,10 @@
 """An HLS player simulator: what hls.js does on a live playlist, and the books of what it saw.
 
 A :class:`Player` opens a channel (``/ace/getstream``), reloads the playlist at its pace (the
-target duration, or a fixed period), and fetches each segment it has not seen listed before,
-once, in order — on its first load only the newest ``start_with``. Every answer goes into a
-:class:`PlayerLog` (shared by many players, or one's own): statuses by kind, timings, the
-sequence numbers fetched and the gaps between them, errors.
+target duration, a fixed period, or hls.js's rule: :func:`hlsjs_reload_interval`), and fetches
+each segment it has not seen listed before, once, in order — on its first load only the newest
+``start_with``. Every answer goes into a :class:`PlayerLog` (shared by many players, or one's
+own): statuses by kind, timings, the sequence numbers fetched and the gaps between them, errors.
 
 A player talks through a :class:`Getter`: :class:`HttpxGetter` for an ``httpx.AsyncClient``
 (in memory over ``httpx.ASGITransport`` or on a socket); anything answering ``status``,
@@ -34,6 +34,8 @@ __all__ = [
     "Player",
     "PlayerLog",
     "Reply",
+    "hlsjs_next_reload",
+    "hlsjs_reload_interval",
     "parse_playlist",
     "random_content_id",
     "segment_sequence",
@@ -105,6 +107,42 @@ def parse_playlist(text: str) -> tuple[float, list[str]]:
     return target, uris
 
 
+def last_duration(text: str) -> float | None:
+    """The ``#EXTINF`` duration of the last segment a media playlist lists, if any."""
+    index = text.rfind("#EXTINF:")
+    if index < 0:
+        return None
+    try:
+        return float(text[index + len("#EXTINF:") :].split(",", 1)[0].split("\n", 1)[0])
+    except ValueError:
+        return None
+
+
+def hlsjs_reload_interval(target: float, last: float | None, updated: bool) -> float:
+    """Seconds hls.js waits before reloading a live media playlist it just loaded.
+
+    hls.js 1.7 ``computeReloadInterval`` (``src/utils/level-helper.ts``): one target duration;
+    when the reload brought a new last segment (``updated``: ``LevelDetails.reloaded`` in
+    ``src/loader/level-details.ts`` compares ``endSN``) and the player is within four target
+    durations of the live edge, the last segment's duration if that is shorter; when it brought
+    none, half the target duration ("if the client reloads a Playlist file and finds that it has
+    not changed then it MUST wait for a period of one-half the target duration", RFC 8216
+    §6.3.4). A player that starts at the newest segment is always that near the edge.
+    """
+    if not updated:
+        return target / 2
+    if last is not None and 0 < last < target:
+        return last
+    return target
+
+
+def hlsjs_next_reload(scheduled: float, interval: float, now: float) -> float:
+    """When hls.js reloads next: ``interval`` after the previous reload's schedule, or ``now``
+    when that is already past (``playlistLoaded`` in ``src/controller/base-playlist-controller.ts``:
+    ``requestScheduled += reloadInterval``, or ``= now`` when it fell behind)."""
+    return max(scheduled + interval, now)
+
+
 def segment_sequence(uri: str) -> int | None:
     """The sequence number a segment URI ends with (``.../17.ts`` → 17), if it has one."""
     match = _SEQUENCE.search(uri.split("?", 1)[0])
@@ -167,6 +205,8 @@ class PlayerLog:
 @dataclass
 class Player:
     """One player. ``pace``: seconds between playlist loads (None: the target duration).
+    ``hlsjs_reload``: reload as hls.js does instead (:func:`hlsjs_reload_interval`; ``pace`` is
+    then ignored).
 
     ``segments=False`` makes a player that only reloads the playlist. ``retry_after``: after a
     502/503, wait what its ``Retry-After`` says. ``leave_on_error``: leave on any other answer
@@ -180,6 +220,7 @@ class Player:
     start_with: int = 1
     retry_after: bool = False
     leave_on_error: bool = False
+    hlsjs_reload: bool = False
 
     async def watch(self, content_id: str, until: float = math.inf) -> None:
         """Open the channel of ``content_id`` and play it until ``until``."""
@@ -206,19 +247,28 @@ class Player:
         listed: set[str] = set()
         last: int | None = None
         first = True
+        newest: str | None = None
+        scheduled = trio.current_time()
         try:
             while trio.current_time() < until:
                 began = trio.current_time()
                 reply = await self.get(url)
                 self.log.answered("playlist", began, reply.status)
                 target = 2.0
+                interval = None
                 if reply.status == 200:
-                    target, uris = parse_playlist(reply.body.decode("utf-8", "replace"))
+                    text = reply.body.decode("utf-8", "replace")
+                    target, uris = parse_playlist(text)
                     fresh = [u for u in uris if u not in listed]
                     if first:
                         fresh = fresh[-self.start_with :] if self.start_with > 0 else []
                     listed = set(uris)
                     first = False
+                    updated = newest is None or (uris[-1] if uris else None) != newest
+                    newest = uris[-1] if uris else None
+                    if "#EXT-X-ENDLIST" in text:
+                        updated = True  # hls.js: a playlist that is not live counts as updated
+                    interval = hlsjs_reload_interval(target, last_duration(text), updated)
                     if self.segments:
                         for uri in fresh:
                             last = await self._fetch(urljoin(url, uri), last)
@@ -228,6 +278,14 @@ class Player:
                     continue
                 elif self.leave_on_error:
                     return
+                if self.hlsjs_reload:
+                    # hls.js keeps its schedule; after an error it retries on its own timer
+                    # (not modelled): the target duration.
+                    scheduled = hlsjs_next_reload(
+                        scheduled, target if interval is None else interval, trio.current_time()
+                    )
+                    await trio.sleep_until(scheduled)
+                    continue
                 pace = self.pace if self.pace is not None else target
                 await trio.sleep_until(began + pace)
         except CONNECTION_ERRORS as exc:
