@@ -178,9 +178,7 @@ def test_the_cluster_shows_counts_and_roles_only() -> None:
                     "role": "relay",
                     "owner": {"id": "a1b2c3d4e5f6", "url": instance},
                     "since_data_seconds": 0.5,
-                    "relays": [
-                        {"instance": "f6e5d4c3b2a1", "lag_segments": 1, "lag_seconds": 2.0}
-                    ],
+                    "relays": [{"instance": "f6e5d4c3b2a1", "lag_segments": 1, "lag_seconds": 2.0}],
                 },
             }
         ],
