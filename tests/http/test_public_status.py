@@ -143,3 +143,75 @@ def test_a_password_of_any_characters_takes_its_url_with_it() -> None:
     for password in ("p(ss", "p'ss", 'p"ss', "p<ss>", "p)ss:"):
         text = f"engine http://bob:{password}@h.test/live/u1/p1/x.ts?password=q1: HTTP 404"
         assert redact(text) == "engine h.test: HTTP 404", password
+
+
+def test_the_cluster_shows_counts_and_roles_only() -> None:
+    instance = "http://10.1.2.3:8000"
+    status = {
+        "cluster": {
+            "instance": {
+                "id": "a1b2c3d4e5f6",
+                "url": instance,
+                "started_at": 1700000000.0,
+                "store_reachable": True,
+                "store_failures": 2,
+                "takeovers": 1,
+                "lease_seconds": 10.0,
+            },
+            "instances": [
+                {
+                    "id": "a1b2c3d4e5f6",
+                    "url": instance,
+                    "started_at": 1700000000.0,
+                    "me": True,
+                    "facts": {"channels": 1, "owned": 0, "relays": 1, "players": 2, "x": "tok"},
+                }
+            ],
+            "channels": {"owner": 0, "relay": 1, "pending": 0},
+        },
+        "channels": [
+            {
+                "channel": CONTENT_A,
+                "engine": {"url": instance, "container_id": None},
+                "end_reason": f"relay {instance}/cluster/relay/content_id/x.ts?relay=id.tok: reset",
+                "cluster": {
+                    "role": "relay",
+                    "owner": {"id": "a1b2c3d4e5f6", "url": instance},
+                    "since_data_seconds": 0.5,
+                    "relays": [{"instance": "f6e5d4c3b2a1", "lag_segments": 1, "lag_seconds": 2.0}],
+                },
+            }
+        ],
+    }
+    hidden = (instance, "10.1.2.3:8000", "10.1.2.3", "tok")
+    assert public_status(status, hidden) == {
+        "redacted": True,
+        "cluster": {
+            "instance": {
+                "store_reachable": True,
+                "store_failures": 2,
+                "takeovers": 1,
+                "lease_seconds": 10.0,
+            },
+            "instances": [
+                {
+                    "me": True,
+                    "started_at": 1700000000.0,
+                    "facts": {"channels": 1, "owned": 0, "relays": 1, "players": 2},
+                }
+            ],
+            "channels": {"owner": 0, "relay": 1, "pending": 0},
+        },
+        "channels": [
+            {
+                "channel": CONTENT_A,
+                "engine": {"url": "<redacted>", "container_id": None},
+                "end_reason": "relay <redacted>: reset",
+                "cluster": {
+                    "role": "relay",
+                    "since_data_seconds": 0.5,
+                    "relays": [{"lag_segments": 1, "lag_seconds": 2.0}],
+                },
+            }
+        ],
+    }

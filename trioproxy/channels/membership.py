@@ -49,6 +49,8 @@ class Membership:
         self.instances: list[Instance] = []
         """The instances alive at the last heartbeat (this one included)."""
         self.engine_loads: dict[str, int] = {}
+        self.urls_seen: set[str] = {url}
+        """Every instance URL seen alive since we started (the keyless status hides them all)."""
         self.reachable = True
         """The store answered the last heartbeat."""
         self.failures = 0
@@ -91,6 +93,7 @@ class Membership:
             self.instances = await self.leases.instances()
         except StoreUnavailable as error:
             self.store_failed("instances", error)
+        self.urls_seen.update(i.url for i in self.instances)
 
     def instance(self, instance_id: str) -> Instance | None:
         return next((i for i in self.instances if i.id == instance_id), None)
@@ -128,6 +131,7 @@ class Membership:
         except StoreUnavailable as error:
             self.store_failed("heartbeat", error)
             return
+        self.urls_seen.update(i.url for i in self.instances)
         if not self.reachable:
             log.warning("cluster store reachable again")
         self.reachable = True

@@ -148,6 +148,7 @@ class Ownership:
             return None
 
     def _relay(self, upstream: Upstream, holder: Holder) -> Prepared:
+        self.membership.urls_seen.add(holder.instance.url)
         relay = RelayUpstream(
             holder.instance,
             upstream.key_type,

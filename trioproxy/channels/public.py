@@ -7,16 +7,18 @@ named here. The rules:
 - ``as_is``: our own names, states and counts;
 - ``counts``: a table of numbers (nested tables too); anything else in it is left out;
 - ``host_only``: an upstream's URL as ``scheme://host[:port]``
-  (:func:`~trioproxy.errors.public_url`). A source's URL is an IPTV account (``user:pass@``,
-  ``/live/USER/PASS/``, ``?password=``); an engine's playback, stat and command URLs carry its
-  session;
+  (:func:`~trioproxy.errors.public_url`), unless that is hidden (a cluster instance's address:
+  ``<redacted>``). A source's URL is an IPTV account (``user:pass@``, ``/live/USER/PASS/``,
+  ``?password=``); an engine's playback, stat and command URLs carry its session;
 - ``redacted``: a reason or an error, its URLs cut to their host and the channel's secrets left
   out (:func:`~trioproxy.errors.redact`);
 - ``content_key``: a content id as it is, a source's URL as ``host_only``;
 - ``fields(...)``: a table, of which only the fields named; ``each(rule)``: a list.
 
 Never shown: engine session and stream ids, viewers' addresses (a TS player's label), a
-variant's URI, the incarnation while player keys are set (the app drops it).
+variant's URI, the incarnation while player keys are set (the app drops it); of the cluster,
+instances' ids and addresses (a relay's owner among them) and their heartbeats' relay tokens:
+counts and roles only (:mod:`.cluster_status`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
-from ..errors import public_url, redact
+from ..errors import REDACTED, public_url, redact
 
 __all__ = ["public_status", "url_secrets"]
 
@@ -56,7 +58,10 @@ def counts(value: Any, hidden: Hidden) -> Any:
 
 
 def host_only(value: Any, hidden: Hidden) -> Any:
-    return None if value is None else public_url(str(value))
+    if value is None:
+        return None
+    shown = public_url(str(value))
+    return REDACTED if shown and shown in hidden else shown
 
 
 def redacted(value: Any, hidden: Hidden) -> Any:
@@ -104,6 +109,14 @@ SESSION = fields(
     reason=redacted,
 )
 TS_PLAYER = fields(connected_seconds=as_is, bytes_sent=as_is, lag_segments=as_is, lag_seconds=as_is)
+CHANNEL_CLUSTER = fields(role=as_is, since_data_seconds=as_is, relays=each(TS_PLAYER))
+CLUSTER = fields(
+    instance=fields(
+        store_reachable=as_is, store_failures=as_is, takeovers=as_is, lease_seconds=as_is
+    ),
+    instances=each(fields(me=as_is, started_at=as_is, facts=counts)),
+    channels=counts,
+)
 ENGINE_STATS = fields(
     status=redacted,
     peers=as_is,
@@ -132,8 +145,10 @@ CHANNEL = fields(
     sessions=each(SESSION),
     failovers=as_is,
     upstream=fields(variant=fields(bandwidth=as_is), resources=as_is, ended=as_is),
+    cluster=CHANNEL_CLUSTER,
 )
 REGISTRY = fields(
+    cluster=CLUSTER,
     channels=each(CHANNEL),
     closing=each(CHANNEL),
     engines=each(

@@ -15,6 +15,8 @@ import trio
 from .admission import opening_counts
 from .answers import channel_secrets
 from .channel import Channel
+from .cluster_status import channel_cluster, cluster_status, instance_secrets
+from .membership import Membership
 from .public import public_status, url_secrets
 from .registry import Registry
 from .ts import TsStream
@@ -22,8 +24,9 @@ from .ts import TsStream
 __all__ = ["channel_status", "registry_status"]
 
 
-def channel_status(channel: Channel) -> dict[str, Any]:
-    """``channel`` for the status page, whole (see :mod:`.public` for what is public of it)."""
+def channel_status(channel: Channel, membership: Membership | None = None) -> dict[str, Any]:
+    """``channel`` for the status page, whole (see :mod:`.public` for what is public of it);
+    with ``membership``, its role in the cluster (:mod:`.cluster_status`)."""
     now = trio.current_time()
     window = channel.window
     segments = list(window)
@@ -65,19 +68,21 @@ def channel_status(channel: Channel) -> dict[str, Any]:
             "resources": len(channel.resources),
             "ended": channel.endlist,
         },
+        "cluster": None if membership is None else channel_cluster(channel, membership, now),
     }
 
 
 def registry_status(registry: Registry, *, detail: bool = True) -> dict[str, Any]:
     """The status page. Without ``detail`` (a caller without the key), only what
     :mod:`.public` allows: no URL but ``scheme://host[:port]``, no engine session ids nor what
-    carries them, no viewer's address."""
+    carries them, no viewer's address, no cluster instance's address."""
     channels, closing = registry.channels, registry.closing
     status = _registry_status(registry, channels, closing)
     if detail:
         return status
     secrets = [secret for channel in (*channels, *closing) for secret in channel_secrets(channel)]
     secrets += [secret for url in registry.config.epg_sources for secret in url_secrets(url)]
+    secrets += instance_secrets(registry)
     return public_status(status, secrets)
 
 
@@ -86,10 +91,12 @@ def _registry_status(
 ) -> dict[str, Any]:
     config = registry.config
     orchestrator = registry.orchestrator
+    membership = registry.membership
     return {
         "redacted": False,
-        "channels": [channel_status(c) for c in channels],
-        "closing": [channel_status(c) for c in closing],
+        "cluster": cluster_status(registry),
+        "channels": [channel_status(c, membership) for c in channels],
+        "closing": [channel_status(c, membership) for c in closing],
         "engines": registry.directory.snapshot(),
         "engine_list_error": registry.directory.last_refresh_error,
         "events": None
@@ -129,6 +136,7 @@ def ts_status(stream: TsStream, now: float) -> dict[str, Any]:
         players.append(
             {
                 "client": player.label,
+                "relay": player.relay,
                 "connected_seconds": round(now - player.connected_at, 3),
                 "bytes_sent": player.sent_bytes,
                 "lag_segments": segments,

@@ -53,12 +53,17 @@ class TsPlayer:
         "label",
         "offer",
         "owing",
+        "relay",
         "sent_bytes",
     )
 
-    def __init__(self, label: str, on_disconnect: Callable[[], None]) -> None:
+    def __init__(
+        self, label: str, on_disconnect: Callable[[], None], *, relay: str | None = None
+    ) -> None:
         self.label = label
         """Who it is, for logs and status (the peer's address)."""
+        self.relay = relay
+        """The id of the cluster instance whose relay this player is (None: a viewer)."""
         self.connected_at = trio.current_time()
         self.cursor: int | None = None
         """The first sequence not yet sent whole; None until the first segment."""

@@ -217,7 +217,8 @@ class MediaDispatcher:
         if body is not None:
             headers += body.headers
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ended = await _play(channel, label, receive, send, body, config, keepalive)
+        relay = args.get("relay", "").partition(".")[0] if request.relay is not None else None
+        ended = await _play(channel, label, receive, send, body, config, keepalive, relay)
         if ended is None:
             return  # cut, or gone: the connection closes without the end of the body
         if body is None:
@@ -292,9 +293,11 @@ async def _play(
     body: DirectBody | None,
     config: Config,
     keepalive: float,
+    relay: str | None,
 ) -> str | None:
     """Play ``channel`` to one TS player, through ``body`` if there is one, else through ASGI
-    ``send``; None when its connection closed or it was cut."""
+    ``send``; None when its connection closed or it was cut. ``relay``: the id of the instance
+    whose relay the player is."""
     ended: str | None = None
     with WriteCut() as cut, trio.CancelScope() as scope:
 
@@ -302,7 +305,7 @@ async def _play(
             cut.close()
             scope.cancel()
 
-        player = TsPlayer(label, disconnect)
+        player = TsPlayer(label, disconnect, relay=relay)
         stream = channel.ts
 
         def send_timeout() -> float:

@@ -1,4 +1,5 @@
-"""``/metrics``: the Prometheus text format of what is counted and what the registry holds."""
+"""``/metrics``: the Prometheus text format of what is counted, what the registry holds, and
+(many instances) the cluster."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.registry import Collector
 
+from ..channels.cluster_metrics import ClusterCollector
 from ..channels.metrics import RegistryCollector
 from ..channels.registry import Registry
 from ..observability.metrics import METRICS
@@ -31,6 +33,7 @@ class MetricsPage:
         self._collectors = CollectorRegistry(auto_describe=False)
         self._collectors.register(_Counted())
         self._collectors.register(RegistryCollector(registry))
+        self._collectors.register(ClusterCollector(registry))
 
     def render(self) -> bytes:
         return generate_latest(self._collectors)
