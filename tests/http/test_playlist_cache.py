@@ -27,7 +27,7 @@ async def test_one_rendering_until_a_segment_arrives(
         assert again.content == cached
         assert channel.feed.rendered.renders == renders  # served from the cache
         version = channel.window.version
-        await trio.sleep(4.0)  # a new 2 s segment is in
+        await trio.sleep(3.0)  # a new 2 s segment is in (and the next one 1 s away)
         assert channel.window.version != version
         fresh = media_playlist(channel, "")
         assert fresh is not cached
