@@ -45,10 +45,9 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
+from trioproxy import service
 from trioproxy.channels.channel import Channel
-from trioproxy.channels.registry import Registry
 from trioproxy.config import Config
-from trioproxy.http.app import ProxyApp
 from trioproxy.testing.engine import SimulatedEngine
 from trioproxy.testing.engine_server import EngineServer, engine_servers
 from trioproxy.testing.harness import asgi_transport
@@ -161,11 +160,12 @@ async def run(kills: int) -> dict[str, Any]:
             limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
             async with httpx.AsyncClient(timeout=None, limits=limits) as http:
                 opens = [await measure_open(http, servers[0].url) for _ in range(5)]
-                registry = Registry(config, http, connect=trio.open_tcp_stream)
-                async with trio.open_nursery() as inner:
-                    await inner.start(registry.run)
-                    results = await _kills(inner, registry, config, servers, kills, records)
-                    registry.shutdown()
+                async with (
+                    service.proxy(config, http, connect=trio.open_tcp_stream) as assembled,
+                    trio.open_nursery() as inner,
+                ):
+                    results = await _kills(inner, assembled, servers, kills, records)
+                    inner.cancel_scope.cancel()
     finally:
         proxy_log.removeHandler(records)
     data: dict[str, Any] = {"opens": opens}
@@ -181,13 +181,12 @@ async def run(kills: int) -> dict[str, Any]:
 
 async def _kills(
     nursery: trio.Nursery,
-    registry: Registry,
-    config: Config,
+    assembled: service.Proxy,
     servers: list[EngineServer],
     kills: int,
     records: Records,
 ) -> list[Kill]:
-    app = ProxyApp(registry, config)
+    registry, app = assembled.registry, assembled.app
     served = trio.Event()
     watch = registry.policy.connect
 
