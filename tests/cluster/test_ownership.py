@@ -18,6 +18,7 @@ from trioproxy.testing.harness import CONTENT_A, default_config
 from trioproxy.testing.orchestrator import FakeOrchestrator
 
 from ..channels.test_ts_upstream import media_bytes, ts_player
+from ..ts_client import TsClient
 
 
 def ts_engine() -> SimulatedEngine:
@@ -86,4 +87,28 @@ async def test_players_of_a_dead_owner_s_channel_play_on_from_a_takeover(
             assert later, "no media after the owner died"
             assert later[0] - killed_at <= 10.0 + 2.0 + 4.0
         for player in watchers:
+            player.leave()
+
+
+async def test_a_burst_of_channels_waits_for_the_engine_s_opening_slots(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One session opened at a time, each taking 1 s: three channels asked at once take turns.
+    engine = SimulatedEngine(demo_media(), durations=[2.0], formats="ts", open_delay=1.0)
+    orchestrator = FakeOrchestrator()
+    settings = default_config(upstream_mode="ts", max_opening_per_engine=1)
+    keys = [CONTENT_A, "b" * 40, "c" * 40]
+    async with cluster(2, settings, engine, orchestrator) as c, trio.open_nursery() as nursery:
+        players = [
+            TsClient(c.instances[0].app, "/ace/getstream", f"id={k}&format=ts") for k in keys
+        ]
+        for player in players:
+            nursery.start_soon(player.run)
+        await trio.sleep(12.0)
+        for key in keys:
+            assert c.owners(key) == [0], key
+        assert len(engine.open_sessions) == 3
+        assert orchestrator.kinds() == ["stream_started"] * 3
+        for player in players:
+            assert len(media_bytes(player)) > 100_000, "every channel plays"
             player.leave()

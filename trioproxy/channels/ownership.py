@@ -16,6 +16,8 @@ an instance with a cluster store asks :meth:`Ownership.prepare`:
   the lease) is stopped in the background and its ``stream_ended`` is queued before our own
   ``stream_started`` (:attr:`Prepared.inherited`), so the orchestrator never books two streams
   for one content;
+- engines busy opening sessions (``TRIOPROXY_MAX_OPENING_PER_ENGINE``): the owner waits for
+  a slot (at most ``OPENING_WAIT``), keeping its lease, rather than ending the channel;
 - the store unreachable: the session is an engine session all the same (the channel plays);
   the keeper claims the lease once the store answers, and gives the session up to the holder
   if another instance took it meanwhile (a duplicate lasts at most one renewal period after the
@@ -48,6 +50,11 @@ Watch = Callable[[Session], Awaitable[None]]
 
 LAPSE_POLL = 0.5
 """Seconds between reads of a lease whose owner we could not relay from."""
+OPENING_POLL = 0.25
+"""Seconds between tries for an engine whose opening slots are all taken."""
+OPENING_WAIT = 15.0
+"""Seconds an owner waits for an opening slot (``TRIOPROXY_MAX_OPENING_PER_ENGINE``) before
+its channel ends: the sessions being opened free theirs once open."""
 
 
 class Engines(Protocol):
@@ -115,11 +122,18 @@ class Ownership:
         failed_owner = upstream.owner.id if isinstance(upstream, RelayUpstream) else None
         kind = upstream.kind if isinstance(upstream, PendingUpstream | EngineUpstream) else "ts"
         give_up = trio.current_time() + self.membership.lease_seconds + LAPSE_POLL
+        no_slot_until = trio.current_time() + OPENING_WAIT
         while True:
             claim = await self._claim(upstream.key)
             if claim is None or claim.ours:
                 token = None if claim is None else claim.token
-                return self._own(name, upstream, kind, token, claim)
+                engine = self._engines.acquire(self._full_engines())
+                if engine is None and trio.current_time() < no_slot_until:
+                    # Engines busy opening sessions (a burst of new channels): wait for a slot;
+                    # claiming again keeps the lease meanwhile.
+                    await trio.sleep(OPENING_POLL)
+                    continue
+                return self._own(name, upstream, kind, token, claim, engine)
             holder = claim.holder
             assert holder is not None
             if holder.instance.id != failed_owner or trio.current_time() >= give_up:
@@ -145,9 +159,14 @@ class Ownership:
         return Prepared(relay, self._engines.client_for_instance(holder.instance.url))
 
     def _own(
-        self, name: str, upstream: Upstream, kind: Any, token: int | None, claim: Claim | None
+        self,
+        name: str,
+        upstream: Upstream,
+        kind: Any,
+        token: int | None,
+        claim: Claim | None,
+        engine: Engine | None,
     ) -> Prepared:
-        engine = self._engines.acquire(self._full_engines())
         if engine is None:
             if token is not None:
                 # Nobody waits on a lease we cannot use: the next claimer takes it at once.
