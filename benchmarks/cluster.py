@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]
     notes = [
-        f"HAProxy adds {proxied['median'] - direct['median']:.3f} ms to the median segment GET "
+        f"HAProxy adds {proxied['median'] - direct['median']:.3f} ms to the median segment GET"
         f" ({ratio(proxied['median'], direct['median']):.2f}× direct).",
         "nginx: proxy CPU with the cache / without = "
         f"{ratio(hot['nginx']['proxy_cpu_percent'], hot['direct']['proxy_cpu_percent']):.2f}.",
