@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import (
     channels,
+    cluster,
     control_plane,
     data_plane,
     failover,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "startup": startup.main,
     "failover": failover.main,
     "ts_upstream": ts_upstream.main,
+    "cluster": cluster.main,
 }
 
 

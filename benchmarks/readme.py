@@ -22,6 +22,7 @@ ORDER = (
     "startup",
     "failover",
     "ts_upstream",
+    "cluster",
 )
 
 

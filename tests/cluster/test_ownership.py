@@ -126,18 +126,39 @@ async def test_an_engine_s_opening_slots_count_the_opens_of_the_whole_cluster(
         first = ts_player(c.instances[0])
         nursery.start_soon(first.run)
         await trio.sleep(1.0)
-        # The engine is opening the cluster's one session: instance 1 may not open another.
-        refused = await c.instances[1].open_playlist(CONTENT_B)
-        assert refused.status_code == 503
-        assert len(engine.sessions) == 0
-        # The first session is open (at 5 s): its opening slot is free again; instance 1's
-        # refused channel is in its failure backoff (TRIOPROXY_FAILURE_BACKOFF, 10 s) till 11 s.
-        await trio.sleep(11.0)
-        assert len(engine.sessions) == 1
+        # The engine is opening the cluster's one session: instance 1 waits for the slot.
         second = TsClient(c.instances[1].app, "/ace/getstream", f"id={CONTENT_B}&format=ts")
         nursery.start_soon(second.run)
-        await trio.sleep(10.0)
-        assert c.owners(CONTENT_B) == [1]
+        await trio.sleep(7.0)  # the first is open at 5 s; opened beside it, B would be at 6 s
+        assert len(engine.sessions) == 1
+        await trio.sleep(4.0)  # B's open began once the first's slot was free: open by 10.25 s
         assert len(engine.sessions) == 2
+        assert c.owners(CONTENT_B) == [1]
+        await trio.sleep(3.0)  # its first media at 2 s
+        assert len(media_bytes(second)) > 0
         first.leave()
         second.leave()
+
+
+async def test_a_burst_of_channels_waits_for_the_engine_s_opening_slots(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One session opened at a time, each taking 1 s: three channels asked at once take turns.
+    engine = SimulatedEngine(demo_media(), durations=[2.0], formats="ts", open_delay=1.0)
+    orchestrator = FakeOrchestrator()
+    settings = default_config(upstream_mode="ts", max_opening_per_engine=1)
+    keys = [CONTENT_A, "b" * 40, "c" * 40]
+    async with cluster(2, settings, engine, orchestrator) as c, trio.open_nursery() as nursery:
+        players = [
+            TsClient(c.instances[0].app, "/ace/getstream", f"id={k}&format=ts") for k in keys
+        ]
+        for player in players:
+            nursery.start_soon(player.run)
+        await trio.sleep(12.0)
+        for key in keys:
+            assert c.owners(key) == [0], key
+        assert len(engine.open_sessions) == 3
+        assert orchestrator.kinds() == ["stream_started"] * 3
+        for player in players:
+            assert len(media_bytes(player)) > 100_000, "every channel plays"
+            player.leave()

@@ -17,6 +17,8 @@ an instance with a cluster store asks :meth:`Ownership.prepare`:
   the lease) is stopped in the background and its ``stream_ended`` is queued before our own
   ``stream_started`` (:attr:`Prepared.inherited`), so the orchestrator never books two streams
   for one content;
+- engines busy opening sessions (``TRIOPROXY_MAX_OPENING_PER_ENGINE``): the owner waits for
+  a slot (at most ``OPENING_WAIT``), keeping its lease, rather than ending the channel;
 - the store unreachable: the session is an engine session all the same (the channel plays);
   the keeper claims the lease once the store answers, and gives the session up to the holder
   if another instance took it meanwhile (a duplicate lasts at most one renewal period after the
@@ -54,6 +56,11 @@ OPENING = "#opening"
 """An engine's opening slots are counted in the store as the slots of ``<engine URL>#opening``."""
 LAPSE_POLL = 0.5
 """Seconds between reads of a lease whose owner we could not relay from."""
+OPENING_POLL = 0.25
+"""Seconds between tries for an engine whose opening slots are all taken."""
+OPENING_WAIT = 15.0
+"""Seconds an owner waits for an opening slot (``TRIOPROXY_MAX_OPENING_PER_ENGINE``) before
+its channel ends: the sessions being opened free theirs once open."""
 
 
 class Engines(Protocol):
@@ -126,13 +133,20 @@ class Ownership:
         failed_owner = upstream.owner.id if isinstance(upstream, RelayUpstream) else None
         kind = upstream.kind if isinstance(upstream, PendingUpstream | EngineUpstream) else "ts"
         give_up = trio.current_time() + self.membership.lease_seconds + LAPSE_POLL
+        no_slot_until = trio.current_time() + OPENING_WAIT
         while True:
             claim = await self._claim(upstream.key)
             if claim is not None:
                 self._settle(upstream.key)
             if claim is None or claim.ours:
                 token = None if claim is None else claim.token
-                return await self._own(name, upstream, kind, token, claim)
+                engine = await self._engine_or_release(upstream.key, token)
+                if engine is None and trio.current_time() < no_slot_until:
+                    # Engines busy opening sessions (a burst of new channels): wait for a slot;
+                    # claiming again keeps the lease meanwhile.
+                    await trio.sleep(OPENING_POLL)
+                    continue
+                return self._own(name, upstream, kind, token, claim, engine)
             holder = claim.holder
             assert holder is not None
             if holder.instance.id != failed_owner or trio.current_time() >= give_up:
@@ -158,20 +172,31 @@ class Ownership:
         )
         return Prepared(relay, self._engines.client_for_instance(holder.instance.url))
 
-    async def _own(
-        self, name: str, upstream: Upstream, kind: Any, token: int | None, claim: Claim | None
-    ) -> Prepared:
+    async def _engine_or_release(self, key: str, token: int | None) -> Engine | None:
+        """:meth:`_engine`; a failure gives our lease back (nobody waits on it)."""
         try:
-            engine = await self._engine(upstream.key, token)
-            if engine is None:
-                raise NoEngineAvailable(
-                    "no engine has room for a new session in the whole cluster", retry_after=10
-                )
+            return await self._engine(key, token)
         except BaseException:
+            if token is not None:
+                self._engines.spawn(self._release_lease, key, token)
+            raise
+
+    def _own(
+        self,
+        name: str,
+        upstream: Upstream,
+        kind: Any,
+        token: int | None,
+        claim: Claim | None,
+        engine: Engine | None,
+    ) -> Prepared:
+        if engine is None:
             if token is not None:
                 # Nobody waits on a lease we cannot use: the next claimer takes it at once.
                 self._engines.spawn(self._release_lease, upstream.key, token)
-            raise
+            raise NoEngineAvailable(
+                "no engine has room for a new session in the whole cluster", retry_after=10
+            )
         self.tokens[upstream.key] = token
         ours = EngineUpstream(engine, upstream.key_type, upstream.key, kind)
         inherited = None
