@@ -3,9 +3,13 @@ pipelining, HEAD, errors, and the hand-over to Hypercorn mid-connection."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
 from urllib.parse import urlsplit
 
 import h11
+import pytest
 import trio
 
 from tests.media import service_before
@@ -122,3 +126,35 @@ async def test_a_player_connection_is_served_kept_alive_pipelined_and_handed_on(
 def _wire(request: h11.Request) -> bytes:
     connection = h11.Connection(h11.CLIENT)
     return (connection.send(request) or b"") + (connection.send(h11.EndOfMessage()) or b"")
+
+
+async def test_players_that_reset_their_connection_mid_answer_take_nothing_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A player gone with a reset (RST) while a large segment is being written to it: its
+    connection ends quietly; the service goes on serving everyone else."""
+    engine = SimulatedEngine(demo_media(), durations=[2.0], list_size=6, backlog=12.0)
+    async with service_before(engine) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            client = Client(stream)
+            [(redirect, _)] = await client.ask(_request("GET", f"/ace/getstream?id={CONTENT}"))
+            location = _headers(redirect)[b"location"].decode()
+            [(_, text)] = await client.ask(_request("GET", location))
+            segment = next(line for line in text.decode().splitlines() if line.endswith(".ts"))
+            for _ in range(20):
+                sock = trio.socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                await sock.connect(("127.0.0.1", port))
+                request = f"GET {segment} HTTP/1.1\r\nHost: proxy\r\n\r\n".encode()
+                await sock.send(request * 4)  # pipelined: the answers outgrow every buffer
+                assert (await sock.recv(64)).startswith(b"HTTP/1.1 200")
+                # Closed with unread data (and a zero linger): the peer gets a reset.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            await trio.sleep(0.2)
+            [(still, media)] = await client.ask(_request("GET", segment))
+            assert still.status_code == 200
+            assert media[:1] == b"\x47"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

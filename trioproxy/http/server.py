@@ -151,8 +151,14 @@ async def _accept_loop(
 
 
 async def _run_connection(handler: Callable[[Any], Awaitable[None]], stream: GuardedStream) -> None:
+    """Serve one connection; whatever it raises ends it alone, never its siblings or the
+    server (a client gone mid-answer quietly, anything else logged as the bug it is)."""
     try:
         with stream.scope, serving(stream):
             await handler(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:
+        log.exception("a client connection failed")
     finally:
         await trio.aclose_forcefully(stream)

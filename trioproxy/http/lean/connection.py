@@ -164,7 +164,10 @@ async def serve_connection(lean: LeanPath, idle: Idle, hand_off: HandOff, stream
             return  # the client left while its request waited
         del buffer[:end]
         assert head is not None
-        await _send(stream, reply, head.method == "HEAD", head.keep_alive)
+        try:
+            await _send(stream, reply, head.method == "HEAD", head.keep_alive)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client left (or was cut as a stalled writer) mid-answer
         if not head.keep_alive:
             return
         if buffer:
