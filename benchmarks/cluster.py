@@ -59,6 +59,8 @@ def settings(redis_url: str, fixtures: dict[str, Any]) -> dict[str, str]:
         "TRIOPROXY_ENGINES": fixtures["engines"][0],
         "ORCHESTRATOR_URL": fixtures["orchestrator"],
         "ACEXY_MAX_STREAMS_PER_ENGINE": "100",
+        # One hot channel of 1,000 players (d): above the default cap of 100 per channel.
+        "TRIOPROXY_MAX_PLAYERS_PER_CHANNEL": "2000",
         "TRIOPROXY_MAX_PLAYERS_PER_ADDRESS": "0",
         "TRIOPROXY_MAX_CHANNELS_PER_ADDRESS": "0",
         "TRIOPROXY_MAX_OPENING_PER_ADDRESS": "0",
