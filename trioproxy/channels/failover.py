@@ -41,7 +41,7 @@ import trio
 from ..config import Config
 from ..errors import ProxyError
 from ..upstream.engine import EngineClient, Session
-from ..upstream.orchestrator import ended_payload, started_payload
+from ..upstream.orchestrator import ended_payload, started_payload, stream_id
 from .events import Event, EventKind, EventSender
 from .feed import Feed
 from .ownership import Prepared, Watch
@@ -265,7 +265,7 @@ class SessionLoop:
                 record.playback_session_id = session.playback_session_id
                 if isinstance(upstream, RelayUpstream):
                     return  # the owner's stream: its events are the owner's
-                self.stream_id = f"{upstream.key}|{session.playback_session_id}"
+                self.stream_id = stream_id(upstream.key, session)
                 self._emit(
                     send,
                     "stream_started",

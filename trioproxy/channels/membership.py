@@ -95,9 +95,6 @@ class Membership:
             self.store_failed("instances", error)
         self.urls_seen.update(i.url for i in self.instances)
 
-    def instance(self, instance_id: str) -> Instance | None:
-        return next((i for i in self.instances if i.id == instance_id), None)
-
     def store_failed(self, what: str, error: StoreUnavailable) -> None:
         """Count a failed call to the store; the first of an outage is logged."""
         self.failures += 1

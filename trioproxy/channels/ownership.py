@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +39,8 @@ import trio
 
 from ..cluster import Claim, Holder, Leases, StoreUnavailable
 from ..errors import NoEngineAvailable, OwnershipChanged
-from ..upstream.engine import Engine, EngineClient, Session
+from ..upstream.engine import Engine, EngineClient, KeyType, Session
+from ..upstream.orchestrator import stream_id
 from .membership import Membership
 from .upstreams import EngineUpstream, PendingUpstream, RelayUpstream, Upstream
 
@@ -66,7 +68,7 @@ its channel ends: the sessions being opened free theirs once open."""
 class Engines(Protocol):
     """What deciding an owner's engine takes of the registry."""
 
-    def acquire(self, avoid: set[str]) -> Engine | None:
+    def acquire(self, avoid: AbstractSet[str]) -> Engine | None:
         """An engine with room here (not in ``avoid``), counted as loaded; None: none."""
         ...
 
@@ -203,7 +205,7 @@ class Ownership:
         previous = None if claim is None else claim.holder
         if previous is not None and previous.instance.id != self.membership.id and previous.session:
             inherited = previous.session
-            self._stop_inherited(name, previous)
+            self._stop_inherited(name, upstream.key_type, previous)
         return Prepared(ours, self._engines.client_for(engine), inherited)
 
     async def _engine(self, key: str, token: int | None) -> Engine | None:
@@ -257,7 +259,7 @@ class Ownership:
             }
         return full
 
-    def _stop_inherited(self, name: str, previous: Holder) -> None:
+    def _stop_inherited(self, name: str, key_type: KeyType, previous: Holder) -> None:
         session = previous.session or {}
         command_url = session.get("command_url")
         engine_url = session.get("engine")
@@ -279,7 +281,7 @@ class Ownership:
             is_live=1,
             pid="",
         )
-        upstream = EngineUpstream(engine, "content_id", name)
+        upstream = EngineUpstream(engine, key_type, name)
         self._engines.stop_later(name, upstream, self._engines.client_for(engine), stale)
 
     def keeper(self, upstream: EngineUpstream) -> Watch:
@@ -297,7 +299,7 @@ class Ownership:
             "container_id": upstream.engine.container_id,
             "command_url": session.command_url,
             "playback_session_id": session.playback_session_id,
-            "stream_id": f"{key}|{session.playback_session_id}",
+            "stream_id": stream_id(key, session),
         }
         membership = self.membership
         noted = False

@@ -11,6 +11,7 @@ session, or a relay of the owner's.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,7 @@ class ChannelEngines:
             return []
         return [self.ownership.gate(upstream.key, new=True)]
 
-    def acquire(self, avoid: set[str] = frozenset()) -> Engine | None:  # type: ignore[assignment]
+    def acquire(self, avoid: AbstractSet[str] = frozenset()) -> Engine | None:
         """An engine with room (not in ``avoid``) and a free opening slot, counted as loaded;
         None when engines have room but none a free opening slot; raises when none has room."""
         free = self.admission.engine_free(opening_counts(self._channels()))

@@ -16,7 +16,6 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from ..channels.per_address import is_media_server
 from ..channels.registry import Registry
 from ..config import Config
 from ..errors import ProxyError
@@ -107,17 +106,12 @@ class ProxyApp(MediaDispatcher):
     ) -> None:
         if scope["type"] == "http":
             client = believe_client(scope, self.config.trusted_proxies)  # once, for every route
-            if (
-                scope["method"] != "OPTIONS"
-                and self.keys.required
-                and not is_media_server(client, self.config.media_servers)
-            ):
-                path = scope["path"].removeprefix(scope.get("root_path", ""))
-                try:
-                    self.keys.check_query(path, scope["query_string"])
-                except ProxyError as refused:
-                    await _refuse(send, refused, head=scope["method"] == "HEAD")
-                    return
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            try:
+                self.keys.check_request(scope["method"], path, scope["query_string"], client)
+            except ProxyError as refused:
+                await _refuse(send, refused, head=scope["method"] == "HEAD")
+                return
         await super().__call__(scope, receive, send)
 
 

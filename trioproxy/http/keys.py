@@ -24,7 +24,9 @@ import hmac
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote
 
+from ..channels.per_address import is_media_server
 from ..config import Config
+from ..config.parsers import IPNetwork
 from ..errors import Unauthorized
 from . import urls
 
@@ -72,12 +74,14 @@ class PlayerKeys:
     """The configured player keys; none configured: every stream URL is open."""
 
     _keys: tuple[bytes, ...] = field(default=(), repr=False)
+    media_servers: tuple[IPNetwork, ...] = ()
+    """``TRIOPROXY_MEDIA_SERVERS``: they need no key (they cannot add one to a tuner's URL)."""
 
     @classmethod
     def of(cls, config: Config) -> PlayerKeys:
         passwords = (password for _, password in config.xtream_users)
         keys = dict.fromkeys((*config.player_keys, *config.player_keys_file, *passwords))
-        return cls(tuple(key.encode() for key in keys))
+        return cls(tuple(key.encode() for key in keys), config.media_servers)
 
     @property
     def required(self) -> bool:
@@ -95,6 +99,13 @@ class PlayerKeys:
         for key in self._keys:
             found |= hmac.compare_digest(candidate, key)
         return found
+
+    def check_request(self, method: str, path: str, query: bytes, client: str) -> None:
+        """Raise 401 when a request from ``client`` (the address the edge believes) needs a key
+        it lacks: the one decision of both HTTP paths. A CORS preflight and a media server need
+        none."""
+        if method != "OPTIONS" and self._keys and not is_media_server(client, self.media_servers):
+            self.check_query(path, query)
 
     def check_query(self, path: str, query: bytes) -> str | None:
         """The key the request carries; raise 401 when ``path`` needs one it lacks. ``None``

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .engine import Engine
-from .orchestrator_events import Event, EventKind, ended_payload, started_payload
+from .orchestrator_events import Event, EventKind, ended_payload, started_payload, stream_id
 
 __all__ = [
     "Api",
@@ -43,6 +43,7 @@ __all__ = [
     "parse_looping",
     "parse_running",
     "started_payload",
+    "stream_id",
 ]
 
 log = logging.getLogger(__name__)

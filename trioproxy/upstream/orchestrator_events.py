@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .engine import Engine, Session
 
-__all__ = ["Event", "EventKind", "ended_payload", "started_payload"]
+__all__ = ["Event", "EventKind", "ended_payload", "started_payload", "stream_id"]
 
 EventKind = Literal["stream_started", "stream_ended"]
 
@@ -23,6 +23,12 @@ class Event:
     kind: EventKind
     stream_id: str
     payload: dict[str, Any]
+
+
+def stream_id(key: str, session: Session) -> str:
+    """The id we book an engine session's stream under: ``<key>|<playback_session_id>``, ours
+    to choose, so retries are idempotent (and a cluster's next owner can end it by name)."""
+    return f"{key}|{session.playback_session_id}"
 
 
 def started_payload(

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ...channels.channel import Channel
-from ...channels.per_address import is_media_server
 from ...channels.registry import Registry
 from ...config import Config
 from ...errors import BadRequest, ProxyError
@@ -89,13 +88,12 @@ class LeanPath:
                     return None
             except (BadRequest, UnicodeDecodeError):
                 return None
-        if method != "OPTIONS" and self.keys.required:
+        if self.keys.required:
             client = believe_client(scope, self.config.trusted_proxies)
-            if not is_media_server(client, self.config.media_servers):
-                try:
-                    self.keys.check_query(path, head.query)
-                except ProxyError:
-                    return None
+            try:
+                self.keys.check_request(method, path, head.query, client)
+            except ProxyError:
+                return None
         return taken
 
     def _route(self, head: Head, scope: dict[str, Any]) -> Taken | None:
